@@ -1,0 +1,7 @@
+"""seqlab: sequence learning on text and speech with BiLSTM encoders on PyTorch Lightning."""
+
+__version__ = "0.1.0"
+
+
+class SeqlabError(ValueError):
+    """An error in user input (data, config, paths) reported as one line, without a traceback."""

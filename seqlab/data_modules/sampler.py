@@ -1,0 +1,98 @@
+"""Length-bucketing batch sampler that shards across DDP ranks."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import torch.distributed as dist
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class BucketBatchSampler:
+    """Batches of similar-length examples, capped by ``batch_size`` examples and/or ``max_tokens`` padded tokens.
+
+    Training (``shuffle=True``): each epoch, indices are shuffled with ``seed + epoch``, cut into pools of
+    ``bucket_size`` batches, sorted by length within a pool, split into batches, and the batches shuffled. Every rank
+    computes the same global batch list and takes batches ``rank, rank + world, ...``; the list is padded with
+    repeated batches to a multiple of the world size so that every rank runs the same number of steps.
+    Evaluation (``shuffle=False``): examples sorted by length, each example in exactly one batch on exactly one rank
+    (no padding), so metrics gathered over ranks see every example once.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int = 32,
+        max_tokens: Optional[int] = None,
+        shuffle: bool = True,
+        bucket_size: int = 100,
+        seed: int = 0,
+        num_replicas: Optional[int] = None,
+        rank: Optional[int] = None,
+    ) -> None:
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        if self.lengths.ndim != 1 or len(self.lengths) == 0:
+            raise ValueError("BucketBatchSampler needs a non-empty list of lengths")
+        if max_tokens is not None and max_tokens < int(self.lengths.max()):
+            raise ValueError(f"max_tokens={max_tokens} is smaller than the longest example ({self.lengths.max()})")
+        self.batch_size = batch_size
+        self.max_tokens = max_tokens
+        self.shuffle = shuffle
+        self.bucket_size = bucket_size
+        self.seed = seed
+        self.epoch = 0
+        world_rank, world_size = _world()
+        self.num_replicas = num_replicas if num_replicas is not None else world_size
+        self.rank = rank if rank is not None else world_rank
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _split(self, ordered: np.ndarray) -> list[np.ndarray]:
+        """Cut length-sorted indices into consecutive batches under both caps."""
+        batches, start = [], 0
+        lengths = self.lengths[ordered]
+        while start < len(ordered):
+            end, longest = start, 0
+            while end < len(ordered) and end - start < self.batch_size:
+                longest = max(longest, int(lengths[end]))
+                if self.max_tokens is not None and longest * (end - start + 1) > self.max_tokens:
+                    break
+                end += 1
+            batches.append(ordered[start:end])
+            start = end
+        return batches
+
+    def global_batches(self) -> list[np.ndarray]:
+        if not self.shuffle:
+            order = np.argsort(-self.lengths, kind="stable")
+            return self._split(order)
+        rng = np.random.default_rng(self.seed + self.epoch)
+        order = rng.permutation(len(self.lengths))
+        pool = self.batch_size * self.bucket_size
+        batches: list[np.ndarray] = []
+        for begin in range(0, len(order), pool):
+            chunk = order[begin:begin + pool]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches.extend(self._split(chunk))
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+        remainder = len(batches) % self.num_replicas
+        if remainder:
+            batches.extend(batches[: self.num_replicas - remainder])
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.global_batches()[self.rank::self.num_replicas]:
+            yield batch.tolist()
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.global_batches()) / self.num_replicas) if self.shuffle else len(
+            self.global_batches()[self.rank::self.num_replicas]
+        )

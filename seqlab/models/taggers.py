@@ -1,0 +1,59 @@
+"""Token tagging heads with one interface: ``forward(states) -> emissions``, ``loss``, ``decode``."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqlab.models.crf import LinearChainCRF
+
+
+class TaggerHead(nn.Module):
+    """Maps encoder states (B, T, H) to tag emissions (B, T, K); ``loss`` averages over sequences in the batch."""
+
+    def __init__(self, input_size: int, labels: Sequence[str], dropout: float = 0.0) -> None:
+        super().__init__()
+        self.labels = list(labels)
+        self.num_tags = len(self.labels)
+        self.dropout = nn.Dropout(dropout)
+        self.projection = nn.Linear(input_size, self.num_tags)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.dropout(states))  # (B, T, K)
+
+    def loss(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Tag ids (B, T), 0 on padding."""
+        raise NotImplementedError
+
+
+class SoftmaxTagger(TaggerHead):
+    """Independent per-token softmax; loss is the summed token cross-entropy per sentence, averaged over the batch."""
+
+    def loss(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        token_loss = F.cross_entropy(emissions.transpose(1, 2), tags, reduction="none")  # (B, T)
+        return (token_loss * mask).sum() / mask.shape[0]
+
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return emissions.argmax(dim=-1).masked_fill(~mask, 0)
+
+
+class CRFTagger(TaggerHead):
+    """Linear-chain CRF over the emissions; ``constrained`` forbids transitions that break the BIO/BIOES scheme."""
+
+    def __init__(
+        self, input_size: int, labels: Sequence[str], dropout: float = 0.0, constrained: bool = True
+    ) -> None:
+        super().__init__(input_size, labels, dropout)
+        self.crf = LinearChainCRF(self.num_tags, self.labels, constrained=constrained)
+
+    def loss(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.crf.nll(emissions, tags, mask).mean()
+
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.crf.viterbi(emissions, mask)[0]

@@ -1,0 +1,7 @@
+"""LightningModules: loss, metrics, decoding and logging around the parts in seqlab.models."""
+
+from seqlab.tasks.base import SequenceTask
+from seqlab.tasks.metrics import EntityF1
+from seqlab.tasks.token_tagging import TokenTagging
+
+__all__ = ["EntityF1", "SequenceTask", "TokenTagging"]

@@ -1,0 +1,65 @@
+"""What every seqlab task shares: optimizer and scheduler from config, checkpoints keyed on the task's metric."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+
+STAGES = ("train", "val", "test")
+
+
+class SequenceTask(pl.LightningModule):
+    """Base LightningModule. Subclasses implement ``shared_step(batch, stage) -> loss`` and ``predict_step``, and
+    set ``monitor`` (a logged key, e.g. ``val/f1``) and ``monitor_mode``. Metrics are logged as ``{stage}/{name}``.
+
+    Checkpoints: the best by ``monitor`` and ``last.ckpt``, refreshed at every validation and every
+    ``checkpoint_every_n_steps`` training steps so a killed run resumes with ``--ckpt_path last`` mid-epoch.
+    """
+
+    monitor: str = "val/loss"
+    monitor_mode: str = "min"
+
+    def __init__(
+        self,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: Optional[LRSchedulerCallable] = None,
+        checkpoint_every_n_steps: int = 200,
+    ) -> None:
+        super().__init__()
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.checkpoint_every_n_steps = checkpoint_every_n_steps
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self.shared_step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self.shared_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self.shared_step(batch, "test")
+
+    def shared_step(self, batch: dict, stage: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(p for p in self.parameters() if p.requires_grad)
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = self.lr_scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch"},
+        }
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        best = ModelCheckpoint(
+            monitor=self.monitor, mode=self.monitor_mode, save_top_k=1, save_last=True,
+            filename="best-epoch{epoch:02d}", auto_insert_metric_name=False,
+        )
+        periodic = ModelCheckpoint(every_n_train_steps=self.checkpoint_every_n_steps, save_top_k=0, save_last=True)
+        return [best, periodic]

@@ -1,0 +1,116 @@
+"""Token tagging (NER): embedder -> encoder (-> self-attention) -> softmax or CRF head, entity F1 per stage."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from pytorch_lightning.utilities import rank_zero_info
+from torch import nn
+
+from seqlab.models import (
+    BiLSTMEncoder,
+    CRFTagger,
+    CharEncoder,
+    MultiHeadSelfAttention,
+    SequenceEncoder,
+    TaggerHead,
+    TokenEmbedder,
+    WordEmbedding,
+)
+from seqlab.tagging import detect_scheme, strict_spans
+from seqlab.tasks.base import SequenceTask
+from seqlab.tasks.metrics import EntityF1
+
+
+class TokenTagging(SequenceTask):
+    """Tags every token; logs ``{stage}/loss``, and at val/test ``precision``, ``recall``, ``f1`` (strict entity
+    spans), plus ``test/f1_<TYPE>``. ``vocab_size``, ``char_vocab_size``, ``padding_idx`` and ``labels`` come from the
+    data module (linked by the CLI); the parts are factories that receive the sizes they depend on:
+    ``word_embedding(vocab_size, padding_idx)``, ``char_encoder(char_vocab_size, padding_idx)``,
+    ``encoder(input_size)``, ``attention(encoder.output_size)``, ``head(input_size, labels)``.
+    """
+
+    monitor = "val/f1"
+    monitor_mode = "max"
+
+    def __init__(
+        self,
+        vocab_size: int,
+        labels: list[str],
+        char_vocab_size: int = 0,
+        padding_idx: int = 0,
+        word_embedding: Callable[[int, int], WordEmbedding] = WordEmbedding,
+        char_encoder: Optional[Callable[[int, int], CharEncoder]] = None,
+        embedding_dropout: float = 0.5,
+        encoder: Callable[[int], SequenceEncoder] = BiLSTMEncoder,
+        attention: Optional[Callable[[int], MultiHeadSelfAttention]] = None,
+        head: Callable[[int, list[str]], TaggerHead] = CRFTagger,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: Optional[LRSchedulerCallable] = None,
+        checkpoint_every_n_steps: int = 200,
+    ) -> None:
+        super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
+        self.save_hyperparameters()
+        self.labels = list(labels)
+        self.scheme = detect_scheme(self.labels)
+        chars = char_encoder(char_vocab_size, padding_idx) if char_encoder is not None else None
+        self.embedder = TokenEmbedder(word_embedding(vocab_size, padding_idx), chars, embedding_dropout)
+        self.encoder = encoder(self.embedder.output_size)
+        self.attention = attention(self.encoder.output_size) if attention is not None else None
+        self.head = head(self.encoder.output_size, self.labels)
+        self.metrics = nn.ModuleDict({stage: EntityF1(self.labels) for stage in ("val", "test")})
+
+    def setup(self, stage: str) -> None:
+        """Before fitting (and before any checkpoint is restored over it), let the word embedding initialise rows
+        from pretrained vectors for the data module's vocabulary."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if stage == "fit" and datamodule is not None and getattr(datamodule, "words", None) is not None:
+            found = self.embedder.words.init_from_vocabulary(datamodule.words.itos)
+            if found:
+                rank_zero_info(f"pretrained vectors for {found} of {len(datamodule.words)} vocabulary words")
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        """Emissions (B, T, K)."""
+        embedded = self.embedder(batch["token_ids"], batch["mask"], batch.get("char_ids"))  # (B, T, E)
+        encoded = self.encoder(embedded, batch["mask"])  # states (B, T, H)
+        if self.attention is not None:
+            encoded = self.attention(encoded)
+        return self.head(encoded.states)
+
+    def shared_step(self, batch: dict, stage: str) -> torch.Tensor:
+        emissions = self(batch)
+        loss = self.head.loss(emissions, batch["tag_ids"], batch["mask"])
+        batch_size = batch["mask"].shape[0]
+        self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=stage != "train",
+                 on_step=stage == "train", on_epoch=True)
+        if stage in self.metrics:
+            self.metrics[stage].update(self.head.decode(emissions, batch["mask"]), batch["tag_ids"], batch["mask"])
+        return loss
+
+    def _log_metrics(self, stage: str) -> None:
+        values = self.metrics[stage].compute()
+        if stage != "test":
+            values = {k: v for k, v in values.items() if k in ("precision", "recall", "f1")}
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=False, sync_dist=True)
+        self.metrics[stage].reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def predict_step(self, batch: dict, batch_idx: int = 0) -> list[dict]:
+        """One record per sentence: tokens, tags and entity spans (token offsets, end exclusive)."""
+        predicted = self.head.decode(self(batch), batch["mask"]).tolist()
+        records = []
+        for index, tokens, tag_ids in zip(batch["index"].tolist(), batch["tokens"], predicted):
+            tags = [self.labels[i] for i in tag_ids[: len(tokens)]]
+            entities = [
+                {"type": span.label, "start": span.start, "end": span.end, "text": " ".join(tokens[span.start:span.end])}
+                for span in strict_spans(tags, self.scheme)
+            ]
+            records.append({"index": index, "tokens": tokens, "tags": tags, "entities": entities})
+        return records
