@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from pytorch_lightning.callbacks import RichProgressBar
+from jsonargparse import ArgumentError
+from pytorch_lightning.callbacks import ProgressBar, RichProgressBar
 from pytorch_lightning.cli import LightningCLI
 
 from seqlab import SeqlabError
@@ -29,7 +32,6 @@ TRAINER_DEFAULTS: dict[str, Any] = {
         "class_path": "pytorch_lightning.loggers.TensorBoardLogger",
         "init_args": {"save_dir": "runs", "name": "seqlab"},
     },
-    "callbacks": [RichProgressBar()],
     # seqlab's samplers shard over ranks themselves (see BucketBatchSampler)
     "use_distributed_sampler": False,
 }
@@ -51,10 +53,10 @@ def _load_checkpoint(path: str) -> dict:
         raise SeqlabError(f"cannot read checkpoint {path}: {str(error).splitlines()[0]}") from None
 
 
-def find_last_checkpoint(roots: list[Path]) -> Optional[Path]:
-    """The most recently written ``last*.ckpt`` below any of ``roots``."""
-    found = [p for root in roots if root.is_dir() for p in root.rglob("last*.ckpt")]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+def find_checkpoint(roots: list[Path], kind: str) -> Optional[Path]:
+    """The most recently written ``{kind}*.ckpt`` (``last`` or ``best``) below any of ``roots``."""
+    found = [p for root in roots if root.is_dir() for p in root.rglob(f"{kind}*.ckpt")]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
 class SeqlabCLI(LightningCLI):
@@ -62,8 +64,8 @@ class SeqlabCLI(LightningCLI):
 
     With ``--ckpt_path FILE`` the checkpoint's model and data configuration are the defaults (options given on the
     command line or in ``--config`` still win) and the data module takes its vocabularies from the checkpoint, so
-    ``test`` and ``predict`` need neither a config nor the training data. ``--ckpt_path last`` picks the newest
-    ``last.ckpt`` under the logger's directory (or ``trainer.default_root_dir``).
+    ``test`` and ``predict`` need neither a config nor the training data. ``--ckpt_path last`` (``best``) picks the
+    newest ``last*.ckpt`` (``best*.ckpt``) under the logger's directory and ``trainer.default_root_dir``.
     """
 
     def __init__(self, args: Optional[list[str]] = None, run: bool = True, **kwargs: Any) -> None:
@@ -71,6 +73,7 @@ class SeqlabCLI(LightningCLI):
         kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("auto_configure_optimizers", False)
+        kwargs.setdefault("parser_kwargs", {"exit_on_error": False, "allow_abbrev": False})
         super().__init__(
             SequenceTask, SequenceDataModule, subclass_mode_model=True, subclass_mode_data=True,
             args=args, run=run, **kwargs,
@@ -80,12 +83,16 @@ class SeqlabCLI(LightningCLI):
         for source, target in LINKS.items():
             parser.link_arguments(f"data.{source}", f"model.init_args.{target}", apply_on="instantiate")
         parser.add_lightning_class_args(JsonlPredictionWriter, "prediction_writer")
+        parser.add_argument(
+            "--results_path", type=Optional[str], default=None,
+            help="Append one JSON row with the final metrics of fit/validate/test to this file.",
+        )
 
     def parse_arguments(self, parser, args) -> None:
         argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
         subcommand = next((a for a in argv if a in self.subcommands()), None)
         ckpt_arg = _peek_option(argv, "--ckpt_path")
-        if subcommand and ckpt_arg and ckpt_arg != "last":
+        if subcommand and ckpt_arg and ckpt_arg not in ("last", "best"):
             if not Path(ckpt_arg).is_file():
                 raise SeqlabError(f"checkpoint not found: {ckpt_arg}")
             self._use_checkpoint_defaults(subcommand, _load_checkpoint(ckpt_arg))
@@ -94,13 +101,15 @@ class SeqlabCLI(LightningCLI):
         if not subcommand:
             return
         config = self.config[subcommand]
-        if config.get("ckpt_path") == "last":
-            last = find_last_checkpoint(self._run_roots(config))
-            if last is None and subcommand != "fit":
-                raise SeqlabError(f"--ckpt_path last: no last.ckpt under {', '.join(map(str, self._run_roots(config)))}")
-            config.ckpt_path = str(last) if last is not None else None
-            if last is not None:
-                print(f"seqlab: resuming from {last}", file=sys.stderr)
+        kind = config.get("ckpt_path")
+        if kind in ("last", "best") and not (kind == "best" and subcommand == "fit"):
+            found = find_checkpoint(self._run_roots(config), kind)
+            if found is None and not (kind == "last" and subcommand == "fit"):  # fit with none: a fresh start
+                roots = ", ".join(map(str, self._run_roots(config)))
+                raise SeqlabError(f"--ckpt_path {kind}: no {kind}*.ckpt under {roots}")
+            config.ckpt_path = str(found) if found is not None else None
+            if found is not None:
+                print(f"seqlab: using checkpoint {found}", file=sys.stderr)
         if config.get("ckpt_path"):
             checkpoint = _load_checkpoint(config.ckpt_path)
             class_name = str(config.data.class_path).rsplit(".", 1)[-1]
@@ -127,13 +136,55 @@ class SeqlabCLI(LightningCLI):
         roots.append(Path(config.trainer.get("default_root_dir") or os.getcwd()))
         return roots
 
+    def _instantiate_trainer(self, config: dict, callbacks: list):
+        """A rich progress bar by default, unless the progress bar is off or another one is configured."""
+        configured = list(config.get("callbacks") or []) + list(callbacks)
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in configured):
+            callbacks = [*callbacks, RichProgressBar()]
+        return super()._instantiate_trainer(config, callbacks)
+
+    def _write_results(self) -> None:
+        path = self.config[self.subcommand].get("results_path")
+        if not path or self.trainer.global_rank != 0:
+            return
+        row = {
+            "subcommand": self.subcommand,
+            "model": type(self.model).__name__,
+            "data": type(self.datamodule).__name__,
+            "ckpt_path": self.config[self.subcommand].get("ckpt_path"),
+            "world_size": self.trainer.world_size,
+            "metrics": {k: float(v) for k, v in self.trainer.callback_metrics.items()},
+        }
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+    after_fit = after_validate = after_test = _write_results
+
     def instantiate_classes(self) -> None:
         with restoring_state(self._data_state):
             super().instantiate_classes()
 
 
+def condense_config_error(message: str) -> str:
+    """One line from jsonargparse's nested report: the full key that failed and why."""
+    path = [key for key in re.findall(r'Parser key "([^"]+)"', message)]
+    option = re.search(r"Option '([^']+)' is not accepted", message)
+    if option:
+        return f"config key '{'.'.join(path + [option.group(1)])}' is not accepted (misspelled?)"
+    unexpected = re.search(r'Key "([^"]+)" is not expected', message)
+    if unexpected:
+        return f"config key '{unexpected.group(1)}' is not expected (misspelled?)"
+    unrecognized = re.search(r"Unrecognized arguments: (.*)", message)
+    if unrecognized:
+        return f"unrecognized arguments: {unrecognized.group(1).strip()}"
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    detail = lines[-1] if len(lines) > 1 else (lines[0] if lines else "invalid configuration")
+    return f"invalid configuration{' at ' + '.'.join(path) if path else ''}: {detail[:300]}"
+
+
 def main(args: Optional[list[str]] = None) -> None:
-    """Console entry point. Input errors print one line and exit with status 2."""
+    """Console entry point. Input and configuration errors print one line and exit with status 2."""
     import datasets
 
     datasets.disable_progress_bars()
@@ -141,6 +192,9 @@ def main(args: Optional[list[str]] = None) -> None:
         SeqlabCLI(args=args)
     except SeqlabError as error:
         print(f"seqlab: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ArgumentError as error:
+        print(f"seqlab: error: {condense_config_error(str(error))}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -71,13 +71,14 @@ class LinearChainCRF(nn.Module):
         start, trans, end = self._potentials()
         trans_max = trans.max()
         exp_trans = torch.exp(trans - trans_max)  # (K, K)
-        alpha = start + emissions[:, 0]  # (B, K)
-        step_mask = mask.unsqueeze(2)  # (B, T, 1)
-        for t in range(1, emissions.shape[1]):
+        steps = emissions.unbind(1)  # T views of (B, K); unbind's backward is one stack, not T zero-filled copies
+        step_masks = mask.unsqueeze(2).unbind(1)  # T x (B, 1)
+        alpha = start + steps[0]  # (B, K)
+        for emission, step_mask in zip(steps[1:], step_masks[1:]):
             shift = alpha.max(dim=1, keepdim=True).values  # (B, 1)
             summed = torch.exp(alpha - shift) @ exp_trans  # (B, K)
-            stepped = torch.log(summed.clamp_min(1e-30)) + shift + trans_max + emissions[:, t]
-            alpha = torch.where(step_mask[:, t], stepped, alpha)
+            stepped = torch.log(summed.clamp_min(1e-30)) + (shift + trans_max) + emission
+            alpha = torch.where(step_mask, stepped, alpha)
         return torch.logsumexp(alpha + end, dim=1)
 
     def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -88,14 +89,15 @@ class LinearChainCRF(nn.Module):
         """Best paths (B, T) (0 on padding) and their scores (B,). Backtracking is batched too."""
         start, trans, end = self._potentials()
         batch, time, num_tags = emissions.shape
-        score = start + emissions[:, 0]  # (B, K)
+        steps = emissions.unbind(1)
+        step_masks = mask.unsqueeze(2).unbind(1)
+        score = start + steps[0]  # (B, K)
         identity = torch.arange(num_tags, device=emissions.device).expand(batch, num_tags)
         backpointers = []
-        step_mask = mask.unsqueeze(2)
-        for t in range(1, time):
+        for emission, step_mask in zip(steps[1:], step_masks[1:]):
             best, best_prev = (score.unsqueeze(2) + trans).max(dim=1)  # (B, K) over previous tags
-            score = torch.where(step_mask[:, t], best + emissions[:, t], score)
-            backpointers.append(torch.where(step_mask[:, t], best_prev, identity))  # padding keeps the tag
+            score = torch.where(step_mask, best + emission, score)
+            backpointers.append(torch.where(step_mask, best_prev, identity))  # padding keeps the tag
         best_score, last = (score + end).max(dim=1)  # (B,)
         path = [last]
         for pointers in reversed(backpointers):

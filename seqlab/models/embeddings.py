@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqlab.models.encoders import BiLSTMEncoder
+
 _DIGITS = re.compile(r"\d")
 
 
@@ -200,16 +202,11 @@ class CharBiLSTM(CharEncoder):
         self, char_vocab_size: int, padding_idx: int = 0, embedding_dim: int = 25, hidden_size: int = 25
     ) -> None:
         super().__init__(char_vocab_size, padding_idx, embedding_dim)
-        self.lstm = nn.LSTM(embedding_dim, hidden_size, batch_first=True, bidirectional=True)
-        self.output_size = 2 * hidden_size
+        self.lstm = BiLSTMEncoder(embedding_dim, hidden_size)
+        self.output_size = self.lstm.output_size
 
     def encode_words(self, chars: torch.Tensor, char_mask: torch.Tensor) -> torch.Tensor:
-        lengths = char_mask.sum(1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(
-            self.embedding(chars), lengths, batch_first=True, enforce_sorted=False
-        )
-        _, (h_n, _) = self.lstm(packed)  # (2, N, H)
-        return torch.cat([h_n[0], h_n[1]], dim=-1)  # (N, 2H)
+        return self.lstm(self.embedding(chars), char_mask).final  # (N, 2H)
 
 
 class TokenEmbedder(nn.Module):

@@ -36,8 +36,8 @@ class SoftmaxTagger(TaggerHead):
     """Independent per-token softmax; loss is the summed token cross-entropy per sentence, averaged over the batch."""
 
     def loss(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        token_loss = F.cross_entropy(emissions.transpose(1, 2), tags, reduction="none")  # (B, T)
-        return (token_loss * mask).sum() / mask.shape[0]
+        token_loss = F.cross_entropy(emissions.reshape(-1, self.num_tags), tags.reshape(-1), reduction="none")
+        return (token_loss * mask.reshape(-1)).sum() / mask.shape[0]  # summed over tokens (B*T,), mean over B
 
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return emissions.argmax(dim=-1).masked_fill(~mask, 0)

@@ -16,8 +16,9 @@ class SequenceTask(pl.LightningModule):
     """Base LightningModule. Subclasses implement ``shared_step(batch, stage) -> loss`` and ``predict_step``, and
     set ``monitor`` (a logged key, e.g. ``val/f1``) and ``monitor_mode``. Metrics are logged as ``{stage}/{name}``.
 
-    Checkpoints: the best by ``monitor`` and ``last.ckpt``, refreshed at every validation and every
-    ``checkpoint_every_n_steps`` training steps so a killed run resumes with ``--ckpt_path last`` mid-epoch.
+    Checkpoints: ``best-epochNN.ckpt`` by ``monitor``, ``last.ckpt`` at every validation, and ``last-step.ckpt``
+    every ``checkpoint_every_n_steps`` training steps, so a run killed mid-epoch resumes with ``--ckpt_path last``
+    (the newest of them).
     """
 
     monitor: str = "val/loss"
@@ -61,5 +62,7 @@ class SequenceTask(pl.LightningModule):
             monitor=self.monitor, mode=self.monitor_mode, save_top_k=1, save_last=True,
             filename="best-epoch{epoch:02d}", auto_insert_metric_name=False,
         )
-        periodic = ModelCheckpoint(every_n_train_steps=self.checkpoint_every_n_steps, save_top_k=0, save_last=True)
+        # keeps one file, last-step.ckpt, rewritten every N steps: what a run killed mid-epoch resumes from
+        periodic = ModelCheckpoint(every_n_train_steps=self.checkpoint_every_n_steps, save_top_k=1,
+                                   filename="last-step", enable_version_counter=False)
         return [best, periodic]

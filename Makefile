@@ -1,0 +1,38 @@
+# seqlab: `make demo` trains the NER default on CoNLL-2003; `make test` runs the test suite.
+DATA ?= ../shared/data
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Without an NVIDIA GPU, pin the CPU build of torch (no CUDA downloads); with one, resolve normally.
+TORCH_CONSTRAINT := $(shell command -v nvidia-smi >/dev/null 2>&1 || echo "-c constraints/cpu.txt")
+CONLL := $(DATA)/ner/conll2003/iob2
+DEMO_RUN := runs/demo
+
+.PHONY: install demo test test-fast bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints/cpu.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip -q
+	$(BIN)/pip install $(TORCH_CONSTRAINT) -e '.[glove,test]'
+	touch $@
+
+demo: install
+	rm -rf $(DEMO_RUN)
+	$(BIN)/seqlab fit --config configs/ner/conll2003_bilstm_crf.yaml --data.path $(CONLL) \
+		--trainer.max_epochs 3 --trainer.max_time 00:00:10:00 --trainer.default_root_dir $(DEMO_RUN) \
+		--trainer.logger.init_args.save_dir $(DEMO_RUN) --trainer.logger.init_args.name ner
+	$(BIN)/seqlab validate --config configs/ner/conll2003_bilstm_crf.yaml --data.path $(CONLL) \
+		--trainer.logger.init_args.save_dir $(DEMO_RUN) --trainer.logger.init_args.name ner --ckpt_path best
+	$(BIN)/seqlab test --config configs/ner/conll2003_bilstm_crf.yaml --data.path $(CONLL) \
+		--trainer.logger.init_args.save_dir $(DEMO_RUN) --trainer.logger.init_args.name ner --ckpt_path best
+
+test: install
+	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q tests
+
+test-fast: install
+	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q tests -m "not slow"
+
+clean:
+	rm -rf runs lightning_logs .pytest_cache

@@ -1,0 +1,50 @@
+"""Shared test helpers: where the real data lives (``../shared/data`` next to the repository, or ``$SEQLAB_DATA``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def repo_root() -> Path:
+    """The directory holding pyproject.toml above this file (the repository root, wherever it is checked out)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file():
+            return parent
+    return here.parents[1]
+
+
+def shared_data_root() -> Path:
+    """``$SEQLAB_DATA`` if set, else the ``shared/data`` folder beside the repository root (``<root>/../shared/data``;
+    one level further up too, for checkouts in a subfolder such as a git worktree directory)."""
+    env = os.environ.get("SEQLAB_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    root = repo_root()
+    candidates = [root.parent / "shared" / "data", root.parent.parent / "shared" / "data"]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate.resolve()
+    return candidates[0]
+
+
+def require_shared_data(relative: str = "") -> Path:
+    """The real-data folder ``relative`` under the shared data root; skips the test when it is missing, except on CI
+    (env ``CI=true``), where missing data is a failure rather than a silently skipped check."""
+    path = shared_data_root() / relative
+    if not path.exists():
+        reason = (f"real data not found at {path} (set SEQLAB_DATA to the shared data folder, "
+                  f"default <repo>/../shared/data)")
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture
+def shared_data():
+    """``shared_data("ner/conll2003/iob2")`` -> the Path, or skip (fail on CI) when it is missing."""
+    return require_shared_data
