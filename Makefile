@@ -34,5 +34,11 @@ test: install
 test-fast: install
 	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q tests -m "not slow"
 
+# Speed ratios measured in one run (never asserted): seqlab vs raw PyTorch, seqlab CRF vs pytorch-crf, vs Flair.
+# Rows are appended to results/bench/ner_speed.jsonl. Pass options: make bench BENCH_ARGS="--windows 3 --threads 1"
+BENCH_ARGS ?=
+bench: install
+	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/ner_speed.py $(BENCH_ARGS)
+
 clean:
 	rm -rf runs lightning_logs .pytest_cache

@@ -259,14 +259,15 @@ def row(name: str, what: str, seqlab: float, reference: float, unit: str, args: 
         "name": name, "what": what, "seqlab": seqlab, "reference": reference,
         "ratio": seqlab / reference if ratio is None else ratio, "unit": unit, "reference_kind": reference_kind,
         "windows": args.windows, "batches_per_window": batches, "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "threads": torch.get_num_threads(), "load_1m": round(os.getloadavg()[0], 2),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
 
 def print_table(rows: list[Row]) -> None:
-    print(f"\n{'comparison':<22} {'seqlab':>10} {'reference':>10} {'ratio':>7}  unit      what")
+    print(f"\n{'comparison':<25} {'seqlab':>10} {'reference':>10} {'ratio':>7}  unit      what")
     for r in rows:
-        print(f"{r['name']:<22} {r['seqlab']:>10.1f} {r['reference']:>10.1f} {r['ratio']:>7.3f}  {r['unit']:<9} "
+        print(f"{r['name']:<25} {r['seqlab']:>10.1f} {r['reference']:>10.1f} {r['ratio']:>7.3f}  {r['unit']:<9} "
               f"{r['what']}")
 
 
@@ -288,12 +289,14 @@ def main(argv: Optional[list[str]] = None) -> None:
         torch.set_num_threads(args.threads)
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
         logging.getLogger(name).setLevel(logging.WARNING)  # no "GPU available" banner per window
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    for message in (".*does not have many workers.*", ".*no `val_dataloader`.*", ".*LeafSpec.*"):
+        warnings.filterwarnings("ignore", message)
     import datasets
 
     datasets.disable_progress_bars()
     print(f"torch {torch.__version__}, pytorch_lightning {pl.__version__}, threads {torch.get_num_threads()}, "
-          f"{args.windows} windows x {args.window_batches} batches of 32")
+          f"{args.windows} windows x {args.window_batches} batches of 32, load average {os.getloadavg()[0]:.2f} "
+          "(other processes on these cores make timings noisy; --threads 1 is steadier on a shared machine)")
 
     data = build_data(args.data)
     rows = [compare_training(data, CRFTagger, args), compare_training(data, SoftmaxTagger, args)]

@@ -54,9 +54,17 @@ def _load_checkpoint(path: str) -> dict:
 
 
 def find_checkpoint(roots: list[Path], kind: str) -> Optional[Path]:
-    """The most recently written ``{kind}*.ckpt`` (``last`` or ``best``) below any of ``roots``."""
-    found = [p for root in roots if root.is_dir() for p in root.rglob(f"{kind}*.ckpt")]
-    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+    """The most recently written readable ``{kind}*.ckpt`` (``last`` or ``best``) below any of ``roots``; a file
+    cut short by a killed run is skipped with a warning, so resuming falls back to the previous one."""
+    found = sorted((p for root in roots if root.is_dir() for p in root.rglob(f"{kind}*.ckpt")),
+                   key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for path in found:
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+            return path
+        except Exception as error:
+            print(f"seqlab: skipping unreadable checkpoint {path} ({type(error).__name__})", file=sys.stderr)
+    return None
 
 
 class SeqlabCLI(LightningCLI):

@@ -48,3 +48,28 @@ def require_shared_data(relative: str = "") -> Path:
 def shared_data():
     """``shared_data("ner/conll2003/iob2")`` -> the Path, or skip (fail on CI) when it is missing."""
     return require_shared_data
+
+
+def write_conll_slice(source: Path, target: Path, sentences: int) -> None:
+    """The first ``sentences`` sentences of a real CoNLL file (gzip), as plain text."""
+    import gzip
+
+    kept, lines = 0, []
+    with gzip.open(source, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            lines.append(line)
+            if not line.strip() and len(lines) > 1 and lines[-2].strip() and not lines[-2].startswith("-DOCSTART-"):
+                kept += 1
+                if kept == sentences:
+                    break
+    target.write_text("".join(lines), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def conll_slice(tmp_path_factory) -> Path:
+    """A small real CoNLL-2003 directory: 1,000 train / 300 valid / 300 test sentences (BIO tags)."""
+    source = require_shared_data("ner/conll2003/iob2")
+    target = tmp_path_factory.mktemp("conll_slice")
+    for name, count in (("train", 1000), ("valid", 300), ("test", 300)):
+        write_conll_slice(source / f"{name}.txt.gz", target / f"{name}.txt", count)
+    return target

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Iterator
 
 from seqlab import SeqlabError
-from seqlab.data_modules.sources import open_text
+from seqlab.data_modules.sources import iter_lines
 from seqlab.tagging import bio_to_bioes, iob1_to_bio, split_tag
 
 
@@ -26,33 +26,28 @@ def read_conll(
         tags: list[str] = []
         first_line = 0
         columns = None
-        try:
-            with open_text(path) as handle:
-                for number, raw in enumerate(handle, 1):
-                    line = raw.rstrip("\r\n")
-                    fields = line.split()
-                    if not fields:
-                        if tokens:
-                            yield _sentence(tokens, tags, path, first_line, tag_format, tag_scheme, labelled)
-                            tokens, tags = [], []
-                        continue
-                    if fields[0] == "-DOCSTART-":
-                        continue
-                    if columns is None:
-                        columns = len(fields)
-                        _check_columns(path, number, columns, token_column, tag_column if labelled else None)
-                    elif len(fields) != columns:
-                        raise SeqlabError(
-                            f"{path}:{number}: expected {columns} columns as in the file's first line, "
-                            f"found {len(fields)}: {line[:80]!r}"
-                        )
-                    if not tokens:
-                        first_line = number
-                    tokens.append(fields[token_column])
-                    if labelled:
-                        tags.append(fields[tag_column])
-        except UnicodeDecodeError as error:
-            raise SeqlabError(f"{path}: invalid UTF-8 at byte {error.start}") from error
+        for number, line in iter_lines(path):
+            fields = line.split()
+            if not fields:
+                if tokens:
+                    yield _sentence(tokens, tags, path, first_line, tag_format, tag_scheme, labelled)
+                    tokens, tags = [], []
+                continue
+            if fields[0] == "-DOCSTART-":
+                continue
+            if columns is None:
+                columns = len(fields)
+                _check_columns(path, number, columns, token_column, tag_column if labelled else None)
+            elif len(fields) != columns:
+                raise SeqlabError(
+                    f"{path}:{number}: expected {columns} columns as in the file's first line, "
+                    f"found {len(fields)}: {line[:80]!r}"
+                )
+            if not tokens:
+                first_line = number
+            tokens.append(fields[token_column])
+            if labelled:
+                tags.append(fields[tag_column])
         if tokens:
             yield _sentence(tokens, tags, path, first_line, tag_format, tag_scheme, labelled)
 
@@ -76,6 +71,8 @@ def _sentence(tokens, tags, path: Path, line: int, tag_format: str, tag_scheme: 
 
 def convert_tags(tags: list[str], tag_format: str, tag_scheme: str) -> list[str]:
     """Input ``tag_format`` (``iob1`` or ``iob2``) to the output ``tag_scheme`` (``BIO`` or ``BIOES``)."""
+    for tag in tags:
+        split_tag(tag)  # raises ValueError on a malformed tag, whatever the conversion
     if tag_format == "iob1":
         tags = iob1_to_bio(tags)
     elif tag_format != "iob2":
@@ -90,12 +87,8 @@ def convert_tags(tags: list[str], tag_format: str, tag_scheme: str) -> list[str]
 def read_text_lines(paths: list[Path]) -> Iterator[dict]:
     """Unlabelled whitespace-tokenised sentences, one per line (for ``predict``). An empty line is an error."""
     for path in paths:
-        try:
-            with open_text(path) as handle:
-                for number, raw in enumerate(handle, 1):
-                    tokens = raw.split()
-                    if not tokens:
-                        raise SeqlabError(f"{path}:{number}: empty sentence (every line must hold one sentence)")
-                    yield {"tokens": tokens, "tags": [], "source": str(path), "line": number}
-        except UnicodeDecodeError as error:
-            raise SeqlabError(f"{path}: invalid UTF-8 at byte {error.start}") from error
+        for number, line in iter_lines(path):
+            tokens = line.split()
+            if not tokens:
+                raise SeqlabError(f"{path}:{number}: empty sentence (every line must hold one sentence)")
+            yield {"tokens": tokens, "tags": [], "source": str(path), "line": number}

@@ -83,9 +83,9 @@ class BucketBatchSampler:
             chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
             batches.extend(self._split(chunk))
         batches = [batches[i] for i in rng.permutation(len(batches))]
-        remainder = len(batches) % self.num_replicas
-        if remainder:
-            batches.extend(batches[: self.num_replicas - remainder])
+        original = len(batches)
+        while len(batches) % self.num_replicas:  # cyclic, so even fewer batches than ranks gives each rank one
+            batches.append(batches[len(batches) % original])
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 from pathlib import Path
-from typing import Mapping, Optional, Union
+from typing import Iterator, Mapping, Optional, Union
 
 from seqlab import SeqlabError
 
@@ -110,11 +110,16 @@ def load_hub(path: str, name: Optional[str] = None, **kwargs):
     return datasets.DatasetDict({SPLIT_ALIASES.get(k, k): v for k, v in loaded.items()})
 
 
-def open_text(path: Path):
-    """Open a UTF-8 text file, gzip-compressed when it ends in ``.gz``."""
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line_number, text)`` of a UTF-8 file (gzip when it ends in ``.gz``), line ends stripped. Invalid UTF-8 is
+    a SeqlabError naming the line."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                yield number, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as error:
+                raise SeqlabError(f"{path}:{number}: invalid UTF-8 (byte {error.start} of the line)") from None
 
 
 def file_signature(paths: list[Path]) -> list[tuple[str, int, int]]:

@@ -46,6 +46,19 @@ def label_order(tags: set[str]) -> list[str]:
     return ["O"] + others
 
 
+def location(source: str, line: int, token: int) -> str:
+    """``file:line`` of a token in a line-based file; ``file: row R, token K`` for row-based data (line 0)."""
+    return f"{source}:{line + token}" if line > 0 else f"{source}, token {token + 1}"
+
+
+def unknown_tag_message(tag: str, known: list[str]) -> str:
+    """Name the entity type when the type itself is new (the tag may have been converted to BIOES)."""
+    kind = split_tag(tag)[1]
+    if kind and kind not in {split_tag(t)[1] for t in known}:
+        return f"entity type '{kind}' does not occur in the training data (types: {' '.join(sorted({split_tag(t)[1] for t in known} - {''}))})"
+    return f"tag '{tag}' does not occur in the training data (known: {' '.join(known)})"
+
+
 class TokenClassificationData(SequenceDataModule):
     """Sentences with one tag per token.
 
@@ -185,8 +198,8 @@ class TokenClassificationData(SequenceDataModule):
                     raise SeqlabError(f"{where}: {error}") from None
                 out["tokens"].append(list(tokens))
                 out["tags"].append(tags)
-                out["source"].append(source)
-                out["line"].append(row + 1)
+                out["source"].append(f"{source}: row {row + 1}")
+                out["line"].append(0)  # rows have no line numbers: locations name the row and token
             return out
 
         return dataset.map(standardize, batched=True, with_indices=True, remove_columns=dataset.column_names,
@@ -228,16 +241,13 @@ class TokenClassificationData(SequenceDataModule):
                 indices, batch["tokens"], batch["tags"], batch["source"], batch["line"]
             ):
                 if not tokens:
-                    raise SeqlabError(f"{source}:{line}: empty sentence")
+                    raise SeqlabError(f"{location(source, line, 0)}: empty sentence")
                 out["token_ids"].append(words.encode(tokens))
                 out["char_ids"].append([chars.encode(token[:max_word_length]) for token in tokens])
                 tag_ids = []
                 for offset, tag in enumerate(tag_list):
                     if tag not in tags.stoi:
-                        raise SeqlabError(
-                            f"{source}:{line + offset}: tag '{tag}' does not occur in the training data "
-                            f"(known: {' '.join(tags.itos)})"
-                        )
+                        raise SeqlabError(f"{location(source, line, offset)}: {unknown_tag_message(tag, tags.itos)}")
                     tag_ids.append(tags.stoi[tag])
                 out["tag_ids"].append(tag_ids)
                 out["length"].append(len(tokens))

@@ -138,7 +138,7 @@ def _iter_vectors(vectors: str, keys) -> Iterator[tuple[str, np.ndarray]]:
         matrix = np.load(matrix_path, mmap_mode="r")
         for row, word in enumerate(words):
             if word in keys:
-                yield word, np.asarray(matrix[row], dtype=np.float32)
+                yield word, np.array(matrix[row], dtype=np.float32)
         return
     dim = _vector_dim(vectors)
     with _open_text(Path(vectors)) as handle:

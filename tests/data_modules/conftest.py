@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gzip
-import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -82,11 +82,6 @@ def write_gzip(path: Path, text: str) -> Path:
     return path
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
 @pytest.fixture
 def conll_dir(tmp_path) -> Path:
     """train.txt, valid.txt and test.txt.gz in CoNLL-2003's 4-column format."""
@@ -114,3 +109,16 @@ def make_data(cache_dir):
         return TokenClassificationData(path=str(path), **kwargs)
 
     return make
+
+
+@pytest.fixture
+def conll_expected() -> SimpleNamespace:
+    """What reading ``conll_dir`` must give: (tokens, tags) per sentence for each split, the labels, and the line of
+    each train sentence's first token."""
+    return SimpleNamespace(
+        train=TRAIN_SENTENCES,
+        validation=VALID_SENTENCES,
+        test=TEST_SENTENCES,
+        labels=LABELS,
+        train_first_lines=TRAIN_FIRST_LINES,
+    )

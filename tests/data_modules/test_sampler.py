@@ -155,12 +155,6 @@ def test_len_equals_number_of_batches_yielded(shuffle, world, n):
             assert len(sampler) == len(list(sampler))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: BucketBatchSampler.global_batches pads with batches[: num_replicas - remainder], which is too short "
-    "when there are fewer global batches than num_replicas - remainder (e.g. 1 batch, 3 ranks -> 2 batches): "
-    "the last ranks get no batch at all (DDP hangs) and len() disagrees with iteration",
-)
 @pytest.mark.parametrize("world, n, batch_size", [(3, 1, 4), (4, 1, 4), (5, 2, 1), (8, 3, 2)])
 def test_training_fewer_batches_than_ranks_still_gives_every_rank_a_batch(world, n, batch_size):
     lengths = random_lengths(n)

