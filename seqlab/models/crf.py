@@ -12,6 +12,62 @@ from seqlab.tagging import allowed_transitions
 _FORBIDDEN = -10000.0
 
 
+def _log_matmul(log_a: torch.Tensor, exp_b: torch.Tensor, b_max: torch.Tensor) -> torch.Tensor:
+    """``log(exp(log_a) @ exp(b))`` for log_a (B, K) and ``exp_b = exp(b - b_max)`` (K, K), shifted by the row
+    maximum so the exponentials stay in range."""
+    shift = log_a.max(dim=1, keepdim=True).values  # (B, 1)
+    return torch.log((torch.exp(log_a - shift) @ exp_b).clamp_min(1e-30)) + (shift + b_max)
+
+
+class _LogPartition(torch.autograd.Function):
+    """log Z of a linear-chain CRF. Forward: the alpha recursion, one (B, K) x (K, K) product per step. Backward:
+    the beta recursion, then node and edge marginals for all steps at once; d logZ / d emissions = node marginals,
+    d logZ / d transitions = summed edge marginals."""
+
+    @staticmethod
+    def forward(ctx, emissions, mask, start, trans, end):  # (B, T, K), (B, T), (K,), (K, K), (K,)
+        trans_max = trans.max()
+        exp_trans = torch.exp(trans - trans_max)
+        steps = emissions.unbind(1)
+        step_masks = mask.unsqueeze(2).unbind(1)  # T x (B, 1)
+        alphas = [start + steps[0]]
+        for emission, step_mask in zip(steps[1:], step_masks[1:]):
+            alphas.append(torch.where(step_mask, _log_matmul(alphas[-1], exp_trans, trans_max) + emission, alphas[-1]))
+        alpha = torch.stack(alphas, dim=1)  # (B, T, K); padding steps repeat the last real alpha
+        log_z = torch.logsumexp(alpha[:, -1] + end, dim=1)  # (B,)
+        ctx.save_for_backward(emissions, mask, trans, end, alpha, log_z)
+        return log_z
+
+    @staticmethod
+    def backward(ctx, grad_log_z):
+        emissions, mask, trans, end, alpha, log_z = ctx.saved_tensors
+        trans_max = trans.max()
+        exp_trans_t = torch.exp(trans - trans_max).T.contiguous()  # (K_to, K_from)
+        steps = emissions.unbind(1)
+        step_masks = mask.unsqueeze(2).unbind(1)
+        time = emissions.shape[1]
+        beta = end.expand_as(steps[0])  # (B, K): beta at the last step; padding steps pass it through
+        betas = [beta]
+        for t in range(time - 1, 0, -1):
+            stepped = _log_matmul(steps[t] + beta, exp_trans_t, trans_max)  # sum over next tags j
+            beta = torch.where(step_masks[t], stepped, beta)
+            betas.append(beta)
+        beta_all = torch.stack(betas[::-1], dim=1)  # (B, T, K)
+        scale = grad_log_z.view(-1, 1, 1)
+        node = torch.exp(alpha + beta_all - log_z.view(-1, 1, 1)) * mask.unsqueeze(2)  # (B, T, K) marginals
+        grad_emissions = node * scale
+        # edge marginals for t = 1..T-1: alpha_{t-1}(i) + trans(i, j) + emission_t(j) + beta_t(j) - log Z
+        edge = torch.exp(
+            alpha[:, :-1].unsqueeze(3) + trans + (emissions[:, 1:] + beta_all[:, 1:]).unsqueeze(2)
+            - log_z.view(-1, 1, 1, 1)
+        ) * mask[:, 1:].view(*mask[:, 1:].shape, 1, 1)  # (B, T-1, K, K)
+        grad_trans = (edge * scale.unsqueeze(3)).sum(dim=(0, 1))
+        grad_start = node[:, 0] * scale[:, 0]
+        final = torch.softmax(alpha[:, -1] + end, dim=1)  # (B, K): end-tag marginals
+        grad_end = final * scale[:, 0]
+        return grad_emissions, None, grad_start.sum(0), grad_trans, grad_end.sum(0)
+
+
 class LinearChainCRF(nn.Module):
     """Scores ``s(y) = start[y_0] + sum_t emit[t, y_t] + sum_t trans[y_{t-1}, y_t] + end[y_last]``.
 
@@ -64,22 +120,10 @@ class LinearChainCRF(nn.Module):
         )
 
     def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """log Z by the forward algorithm: (B, T, K), (B, T) -> (B,).
-
-        Each step is a (B, K) x (K, K) product in the exponential domain, shifted by the row max for stability.
-        """
+        """log Z by the forward algorithm: (B, T, K), (B, T) -> (B,). Gradients come from the forward-backward
+        marginals (``_LogPartition``), not from autograd through every time step."""
         start, trans, end = self._potentials()
-        trans_max = trans.max()
-        exp_trans = torch.exp(trans - trans_max)  # (K, K)
-        steps = emissions.unbind(1)  # T views of (B, K); unbind's backward is one stack, not T zero-filled copies
-        step_masks = mask.unsqueeze(2).unbind(1)  # T x (B, 1)
-        alpha = start + steps[0]  # (B, K)
-        for emission, step_mask in zip(steps[1:], step_masks[1:]):
-            shift = alpha.max(dim=1, keepdim=True).values  # (B, 1)
-            summed = torch.exp(alpha - shift) @ exp_trans  # (B, K)
-            stepped = torch.log(summed.clamp_min(1e-30)) + (shift + trans_max) + emission
-            alpha = torch.where(step_mask, stepped, alpha)
-        return torch.logsumexp(alpha + end, dim=1)
+        return _LogPartition.apply(emissions, mask, start, trans, end)
 
     def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood per sequence: (B,)."""
