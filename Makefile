@@ -14,7 +14,6 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints/cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip -q
 	$(BIN)/pip install $(TORCH_CONSTRAINT) -e '.[glove,test]'
 	touch $@
 

@@ -103,3 +103,21 @@ def test_print_config(tmp_path):
     result = seqlab("fit", "--config", CRF, "--print_config")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "class_path: seqlab.models.CRFTagger" in result.stdout
+
+
+def test_last_checkpoint_skips_a_file_cut_short_by_a_kill(tmp_path):
+    import os
+    import time
+
+    from seqlab.cli import find_checkpoint
+
+    good = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
+    good.parent.mkdir(parents=True)
+    torch.save({"epoch": 3}, good)
+    truncated = tmp_path / "version_0" / "checkpoints" / "last-step.ckpt"
+    data = (good.read_bytes() * 2)[: len(good.read_bytes()) // 2]
+    truncated.write_bytes(data)
+    later = time.time() + 10
+    os.utime(truncated, (later, later))
+    assert find_checkpoint([tmp_path], "last") == good
+    assert find_checkpoint([tmp_path], "best") is None
