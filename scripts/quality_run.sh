@@ -10,5 +10,5 @@ common=(--config "$config" --data.init_args.path "$DATA/ner/conll2003/iob2" --tr
 start=$(date +%s)
 .venv/bin/seqlab fit "${common[@]}" --results_path results/quality.jsonl
 echo "train wall time: $(( $(date +%s) - start )) s ($name)"
-.venv/bin/seqlab validate "${common[@]}" --ckpt_path best --results_path results/quality.jsonl --trainer.logger false
-.venv/bin/seqlab test "${common[@]}" --ckpt_path best --results_path results/quality.jsonl --trainer.logger false
+.venv/bin/seqlab validate "${common[@]}" --ckpt_path best --results_path results/quality.jsonl
+.venv/bin/seqlab test "${common[@]}" --ckpt_path best --results_path results/quality.jsonl

@@ -136,13 +136,14 @@ class SeqlabCLI(LightningCLI):
 
     @staticmethod
     def _run_roots(config) -> list[Path]:
-        roots = []
+        """Where this run's checkpoints live: below the logger's ``save_dir/name`` when a logger with a save_dir is
+        configured, else ``default_root_dir/checkpoints`` (Lightning's layout without a logger). Never the whole
+        working directory, so another run's checkpoints are not picked up."""
         logger = config.trainer.get("logger")
         init = getattr(logger, "init_args", None) if logger is not None and not isinstance(logger, bool) else None
         if init is not None and init.get("save_dir"):
-            roots.append(Path(init.save_dir) / str(init.get("name") or ""))
-        roots.append(Path(config.trainer.get("default_root_dir") or os.getcwd()))
-        return roots
+            return [Path(init.save_dir) / str(init.get("name") or "")]
+        return [Path(config.trainer.get("default_root_dir") or os.getcwd()) / "checkpoints"]
 
     def _instantiate_trainer(self, config: dict, callbacks: list):
         """A rich progress bar by default, unless the progress bar is off or another one is configured."""
@@ -157,6 +158,7 @@ class SeqlabCLI(LightningCLI):
             return
         row = {
             "subcommand": self.subcommand,
+            "configs": [str(c) for c in self.config[self.subcommand].get("config") or []],
             "model": type(self.model).__name__,
             "data": type(self.datamodule).__name__,
             "ckpt_path": self.config[self.subcommand].get("ckpt_path"),
