@@ -121,3 +121,13 @@ def test_last_checkpoint_skips_a_file_cut_short_by_a_kill(tmp_path):
     os.utime(truncated, (later, later))
     assert find_checkpoint([tmp_path], "last") == good
     assert find_checkpoint([tmp_path], "best") is None
+
+
+def test_checkpoint_search_stays_inside_this_runs_directory(tmp_path, conll_slice):
+    """Another run's newer checkpoint in the working directory must never be picked by --ckpt_path best/last."""
+    cli = SeqlabCLI(run=False, args=["--config", CRF, *run_options(tmp_path, conll_slice),
+                                     "--trainer.logger.init_args.name", "mine"])
+    assert SeqlabCLI._run_roots(cli.config) == [tmp_path / "runs" / "mine"]
+    no_logger = SeqlabCLI(run=False, args=["--config", CRF, *run_options(tmp_path, conll_slice),
+                                           "--trainer.logger", "false"])
+    assert SeqlabCLI._run_roots(no_logger.config) == [tmp_path / "checkpoints"]
