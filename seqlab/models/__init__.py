@@ -1,6 +1,7 @@
-"""Plain torch modules: embeddings, encoders, attention, CRF and heads. Never imports Lightning."""
+"""Plain torch modules: embeddings, encoders, attention, CRF, poolings and heads. Never imports Lightning."""
 
 from seqlab.models.attention import MultiHeadSelfAttention
+from seqlab.models.classifiers import MLPClassifier
 from seqlab.models.crf import LinearChainCRF
 from seqlab.models.embeddings import (
     CharBiLSTM,
@@ -11,9 +12,20 @@ from seqlab.models.embeddings import (
     WordEmbedding,
 )
 from seqlab.models.encoders import BiGRUEncoder, BiLSTMEncoder, EncoderOutput, SequenceEncoder
+from seqlab.models.pooling import (
+    AttentionPooling,
+    LastStatePooling,
+    MaxPooling,
+    MeanPooling,
+    PooledOutput,
+    Pooling,
+    SelfAttentivePooling,
+    frobenius_penalty,
+)
 from seqlab.models.taggers import CRFTagger, SoftmaxTagger, TaggerHead
 
 __all__ = [
+    "AttentionPooling",
     "BiGRUEncoder",
     "BiLSTMEncoder",
     "CRFTagger",
@@ -21,12 +33,20 @@ __all__ = [
     "CharCNN",
     "CharEncoder",
     "EncoderOutput",
+    "LastStatePooling",
     "LinearChainCRF",
+    "MLPClassifier",
+    "MaxPooling",
+    "MeanPooling",
     "MultiHeadSelfAttention",
+    "PooledOutput",
+    "Pooling",
     "PretrainedWordEmbedding",
+    "SelfAttentivePooling",
     "SequenceEncoder",
     "SoftmaxTagger",
     "TaggerHead",
     "TokenEmbedder",
     "WordEmbedding",
+    "frobenius_penalty",
 ]
