@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Full CoNLL-2003 train -> best dev checkpoint -> test, for one config; one row per stage in results/quality.jsonl.
+# Full train -> best dev checkpoint -> validate and test, for one config; one row per stage in results/quality.jsonl.
+# The data folder under $DATA follows the config's task folder (configs/ner -> ner/conll2003/iob2, ...).
 # usage: scripts/quality_run.sh configs/ner/conll2003_bilstm_crf.yaml [extra seqlab options...]
 set -euo pipefail
 config=$1; shift
 DATA=${DATA:-../shared/data}
 name=$(basename "$config" .yaml)
-common=(--config "$config" --data.init_args.path "$DATA/ner/conll2003/iob2" --trainer.enable_progress_bar false
+case "$(basename "$(dirname "$config")")" in
+  ner) data="$DATA/ner/conll2003/iob2" ;;
+  sentiment) data="$DATA/sentiment/sst2" ;;
+  *) echo "quality_run.sh: no data folder known for $config" >&2; exit 2 ;;
+esac
+common=(--config "$config" --data.init_args.path "$data" --trainer.enable_progress_bar false
         --trainer.logger.init_args.save_dir runs/quality --trainer.logger.init_args.name "$name" "$@")
 start=$(date +%s)
 .venv/bin/seqlab fit "${common[@]}" --results_path results/quality.jsonl

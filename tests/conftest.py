@@ -73,3 +73,24 @@ def conll_slice(tmp_path_factory) -> Path:
     for name, count in (("train", 1000), ("valid", 300), ("test", 300)):
         write_conll_slice(source / f"{name}.txt.gz", target / f"{name}.txt", count)
     return target
+
+
+def write_lines_slice(source: Path, target: Path, lines: int) -> None:
+    """The header and the first ``lines`` rows of a real (optionally gzip) TSV file, as plain text."""
+    import gzip
+    import itertools
+
+    opener = gzip.open if source.name.endswith(".gz") else open
+    with opener(source, "rt", encoding="utf-8") as handle:
+        target.write_text("".join(itertools.islice(handle, lines + 1)), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def sst2_slice(tmp_path_factory) -> Path:
+    """A small real SST-2 directory: 4,000 train phrases / the 872 dev sentences / 400 test sentences."""
+    source = require_shared_data("sentiment/sst2")
+    target = tmp_path_factory.mktemp("sst2_slice")
+    for name, target_name, count in (("train.tsv.gz", "train.tsv", 4000), ("dev.tsv", "dev.tsv", 872),
+                                     ("test.tsv", "test.tsv", 400)):
+        write_lines_slice(source / name, target / target_name, count)
+    return target

@@ -2,14 +2,21 @@
 
 from seqlab.data_modules.base import SequenceDataModule, restoring_state
 from seqlab.data_modules.sampler import BucketBatchSampler
+from seqlab.data_modules.text_classification import SentenceBatch, TextClassificationData
+from seqlab.data_modules.text_encoders import SubwordEncoder, TextEncoder, WhitespaceEncoder
 from seqlab.data_modules.token_classification import TokenBatch, TokenClassificationData
 from seqlab.data_modules.vocab import Vocabulary
 
 __all__ = [
     "BucketBatchSampler",
+    "SentenceBatch",
     "SequenceDataModule",
+    "SubwordEncoder",
+    "TextClassificationData",
+    "TextEncoder",
     "TokenBatch",
     "TokenClassificationData",
     "Vocabulary",
+    "WhitespaceEncoder",
     "restoring_state",
 ]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
+import json
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional, Union
 
 from seqlab import SeqlabError
-from seqlab.data_modules.sources import iter_lines
+from seqlab.data_modules.sources import file_format, iter_lines
 from seqlab.tagging import bio_to_bioes, iob1_to_bio, split_tag
 
 
@@ -92,3 +95,104 @@ def read_text_lines(paths: list[Path]) -> Iterator[dict]:
             if not tokens:
                 raise SeqlabError(f"{path}:{number}: empty sentence (every line must hold one sentence)")
             yield {"tokens": tokens, "tags": [], "source": str(path), "line": number}
+
+
+def iter_lines_lenient(path: Path) -> Iterator[tuple[int, Union[str, SeqlabError]]]:
+    """Like ``iter_lines`` but an undecodable line becomes a SeqlabError in its place instead of ending the file,
+    so a reader asked to skip bad rows can skip it and go on."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                yield number, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as error:
+                yield number, SeqlabError(f"{path}:{number}: invalid UTF-8 (byte {error.start} of the line)")
+
+
+def read_labelled_rows(
+    paths: list[Path],
+    text_field: str,
+    label_field: Optional[str],
+    column_names: Optional[list[str]] = None,
+) -> Iterator[dict]:
+    """Rows of TSV/CSV (header line unless ``column_names`` are given) or JSONL files as
+    ``{"text", "label", "source", "line", "error"}``; ``label_field=None`` reads unlabelled text.
+
+    A bad row (invalid UTF-8, invalid JSON, a missing field, an empty text) is yielded with ``error`` set to a
+    message naming its file and line, and ``text``/``label`` empty: the data module decides whether to fail or to
+    skip it (and count it). Labels are kept as strings (``1`` and ``"1"`` read the same)."""
+    for path in paths:
+        fmt = file_format(path)
+        if fmt in ("tsv", "csv"):
+            rows = _delimited_rows(path, "\t" if fmt == "tsv" else ",", column_names)
+        elif fmt == "json":
+            rows = _jsonl_rows(path)
+        else:
+            raise SeqlabError(f"{path}: text classification reads TSV, CSV, JSONL or parquet files, not {fmt}")
+        for number, row in rows:
+            yield _labelled_row(path, number, row, text_field, label_field)
+
+
+def _labelled_row(path: Path, number: int, row: Union[dict, SeqlabError], text_field: str,
+                  label_field: Optional[str]) -> dict:
+    out = {"text": "", "label": "", "source": str(path), "line": number, "error": ""}
+    if isinstance(row, SeqlabError):
+        out["error"] = str(row)
+        return out
+    where = f"{path}:{number}"
+    for field in (text_field, label_field):
+        if field is not None and (field not in row or row[field] is None):
+            present = ", ".join(k for k, v in row.items() if v is not None)
+            out["error"] = f"{where}: no field '{field}' (fields: {present})"
+            return out
+    text = str(row[text_field]).strip()
+    if not text:
+        out["error"] = f"{where}: empty text"
+        return out
+    out["text"] = text
+    if label_field is not None:
+        label = row[label_field]
+        out["label"] = str(label).strip() if not isinstance(label, bool) else str(int(label))
+        if not out["label"]:
+            out["error"] = f"{where}: empty label"
+    return out
+
+
+def _delimited_rows(path: Path, delimiter: str, column_names: Optional[list[str]]):
+    """(line number, {column: value} or SeqlabError) per data row; a row with a field count unlike the header's
+    becomes a dict missing the absent columns (reported as a missing field) or an error for extra fields."""
+    header = list(column_names) if column_names else None
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    for number, line in iter_lines_lenient(path):
+        if isinstance(line, SeqlabError):
+            yield number, line
+            continue
+        if not line.strip():
+            continue
+        fields = next(csv.reader([line], delimiter=delimiter, quoting=quoting))
+        if header is None:
+            header = [f.strip() for f in fields]
+            continue
+        if len(fields) > len(header):
+            yield number, SeqlabError(
+                f"{path}:{number}: {len(fields)} fields but the header has {len(header)} ({', '.join(header)})")
+            continue
+        yield number, dict(zip(header, fields))
+
+
+def _jsonl_rows(path: Path):
+    for number, line in iter_lines_lenient(path):
+        if isinstance(line, SeqlabError):
+            yield number, line
+            continue
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            yield number, SeqlabError(f"{path}:{number}: invalid JSON ({error.msg}, column {error.colno})")
+            continue
+        if not isinstance(row, dict):
+            yield number, SeqlabError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}")
+            continue
+        yield number, row

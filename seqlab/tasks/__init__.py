@@ -2,6 +2,7 @@
 
 from seqlab.tasks.base import SequenceTask
 from seqlab.tasks.metrics import EntityF1
+from seqlab.tasks.sentence_classification import SentenceClassification
 from seqlab.tasks.token_tagging import TokenTagging
 
-__all__ = ["EntityF1", "SequenceTask", "TokenTagging"]
+__all__ = ["EntityF1", "SentenceClassification", "SequenceTask", "TokenTagging"]

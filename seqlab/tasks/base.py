@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from pytorch_lightning.utilities import rank_zero_info
 
 STAGES = ("train", "val", "test")
 
@@ -46,6 +47,16 @@ class SequenceTask(pl.LightningModule):
 
     def shared_step(self, batch: dict, stage: str) -> torch.Tensor:
         raise NotImplementedError
+
+    def init_word_vectors(self, stage: str, word_embedding: Any) -> None:
+        """Before fitting (and before any checkpoint is restored over it), let ``word_embedding`` initialise rows
+        from pretrained vectors for the data module's word vocabulary (``datamodule.words``, when it has one)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        words = getattr(datamodule, "words", None) if datamodule is not None else None
+        if stage == "fit" and words is not None:
+            found = word_embedding.init_from_vocabulary(words.itos)
+            if found:
+                rank_zero_info(f"pretrained vectors for {found} of {len(words)} vocabulary words")
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(p for p in self.parameters() if p.requires_grad)
