@@ -12,11 +12,35 @@ from seqlab.tagging import allowed_transitions
 _FORBIDDEN = -10000.0
 
 
-def _log_matmul(log_a: torch.Tensor, exp_b: torch.Tensor, b_max: torch.Tensor) -> torch.Tensor:
-    """``log(exp(log_a) @ exp(b))`` for log_a (B, K) and ``exp_b = exp(b - b_max)`` (K, K), shifted by the row
-    maximum so the exponentials stay in range."""
-    shift = log_a.max(dim=1, keepdim=True).values  # (B, 1)
-    return torch.log((torch.exp(log_a - shift) @ exp_b).clamp_min(1e-30)) + (shift + b_max)
+def _log_matmul(log_a: torch.Tensor, exp_b: torch.Tensor) -> torch.Tensor:
+    """``log(exp(log_a) @ exp_b)`` for log_a (B, K) and exp_b (K, K) (non-negative), shifted by the row maximum so
+    the exponentials stay in range."""
+    shift = log_a.amax(dim=1, keepdim=True)  # (B, 1)
+    return torch.log((torch.exp(log_a - shift) @ exp_b).clamp_min(1e-30)) + shift
+
+
+def _edge_marginal_sum(before: torch.Tensor, after: torch.Tensor, trans: torch.Tensor, log_z: torch.Tensor,
+                       weight: torch.Tensor) -> torch.Tensor:
+    """``sum_{b,t} weight[b, t] * exp(before[b, t, i] + trans[i, j] + after[b, t, j] - log_z[b])``: (K, K), for
+    before, after (B, S, K), trans (K, K), log_z (B,), weight (B, S) (0 on padding steps).
+
+    Each term factorises as ``p[i] * e[i, j] * q[j] / total`` with ``p = exp(before - max)``, ``e = exp(trans -
+    max)``, ``q = exp(after - max)``, and ``total = sum_ij p[i] e[i, j] q[j]`` (exp(log Z - the maxima) for every
+    real step): two (B * S, K) exponentials and one (K, B * S) x (B * S, K) product instead of exponentials over
+    (B, S, K, K). Where some real step's total underflows (extreme scores where all probable pairs are forbidden)
+    the direct form is used instead.
+    """
+    num_tags = trans.shape[0]
+    p = torch.exp(before - before.amax(dim=2, keepdim=True))  # (B, S, K)
+    q = torch.exp(after - after.amax(dim=2, keepdim=True))  # (B, S, K)
+    e = torch.exp(trans - trans.max())  # (K, K)
+    real = weight != 0
+    total = torch.where(real, ((p @ e) * q).sum(dim=2), 1.0)  # (B, S)
+    if bool((total >= 1e-30).all()):
+        scaled = p * (weight / total).unsqueeze(2)  # (B, S, K)
+        return e * (scaled.reshape(-1, num_tags).T @ q.reshape(-1, num_tags))
+    edge = torch.exp(before.unsqueeze(3) + trans + after.unsqueeze(2) - log_z.view(-1, 1, 1, 1))  # (B, S, K, K)
+    return (edge * weight.view(*weight.shape, 1, 1)).sum(dim=(0, 1))
 
 
 class _LogPartition(torch.autograd.Function):
@@ -28,11 +52,13 @@ class _LogPartition(torch.autograd.Function):
     def forward(ctx, emissions, mask, start, trans, end):  # (B, T, K), (B, T), (K,), (K, K), (K,)
         trans_max = trans.max()
         exp_trans = torch.exp(trans - trans_max)
-        steps = emissions.unbind(1)
+        full = int(mask.sum(dim=1).min())  # steps 0..full-1 are real in every row
+        steps = (emissions + trans_max).unbind(1)  # T x (B, K), the transition shift folded in
         step_masks = mask.unsqueeze(2).unbind(1)  # T x (B, 1)
-        alphas = [start + steps[0]]
-        for emission, step_mask in zip(steps[1:], step_masks[1:]):
-            alphas.append(torch.where(step_mask, _log_matmul(alphas[-1], exp_trans, trans_max) + emission, alphas[-1]))
+        alphas = [start + emissions[:, 0]]
+        for t in range(1, len(steps)):
+            alpha = _log_matmul(alphas[-1], exp_trans) + steps[t]
+            alphas.append(alpha if t < full else torch.where(step_masks[t], alpha, alphas[-1]))
         alpha = torch.stack(alphas, dim=1)  # (B, T, K); padding steps repeat the last real alpha
         log_z = torch.logsumexp(alpha[:, -1] + end, dim=1)  # (B,)
         ctx.save_for_backward(emissions, mask, trans, end, alpha, log_z)
@@ -43,25 +69,23 @@ class _LogPartition(torch.autograd.Function):
         emissions, mask, trans, end, alpha, log_z = ctx.saved_tensors
         trans_max = trans.max()
         exp_trans_t = torch.exp(trans - trans_max).T.contiguous()  # (K_to, K_from)
-        steps = emissions.unbind(1)
+        full = int(mask.sum(dim=1).min())
+        steps = (emissions + trans_max).unbind(1)
         step_masks = mask.unsqueeze(2).unbind(1)
         time = emissions.shape[1]
         beta = end.expand_as(steps[0])  # (B, K): beta at the last step; padding steps pass it through
         betas = [beta]
         for t in range(time - 1, 0, -1):
-            stepped = _log_matmul(steps[t] + beta, exp_trans_t, trans_max)  # sum over next tags j
-            beta = torch.where(step_masks[t], stepped, beta)
+            stepped = _log_matmul(steps[t] + beta, exp_trans_t)  # sum over next tags j
+            beta = stepped if t < full else torch.where(step_masks[t], stepped, beta)
             betas.append(beta)
         beta_all = torch.stack(betas[::-1], dim=1)  # (B, T, K)
         scale = grad_log_z.view(-1, 1, 1)
         node = torch.exp(alpha + beta_all - log_z.view(-1, 1, 1)) * mask.unsqueeze(2)  # (B, T, K) marginals
         grad_emissions = node * scale
         # edge marginals for t = 1..T-1: alpha_{t-1}(i) + trans(i, j) + emission_t(j) + beta_t(j) - log Z
-        edge = torch.exp(
-            alpha[:, :-1].unsqueeze(3) + trans + (emissions[:, 1:] + beta_all[:, 1:]).unsqueeze(2)
-            - log_z.view(-1, 1, 1, 1)
-        ) * mask[:, 1:].view(*mask[:, 1:].shape, 1, 1)  # (B, T-1, K, K)
-        grad_trans = (edge * scale.unsqueeze(3)).sum(dim=(0, 1))
+        grad_trans = _edge_marginal_sum(alpha[:, :-1], emissions[:, 1:] + beta_all[:, 1:], trans, log_z,
+                                        mask[:, 1:] * scale[:, :, 0])
         grad_start = node[:, 0] * scale[:, 0]
         final = torch.softmax(alpha[:, -1] + end, dim=1)  # (B, K): end-tag marginals
         grad_end = final * scale[:, 0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqlab.models.dropout import Dropout
 from seqlab.models.encoders import BiLSTMEncoder
 
 _DIGITS = re.compile(r"\d")
@@ -151,9 +153,47 @@ def _iter_vectors(vectors: str, keys) -> Iterator[tuple[str, np.ndarray]]:
                 yield word, values
 
 
+def _splitmix64(state: int) -> tuple[int, int]:
+    state = (state + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return state, z ^ (z >> 31)
+
+
+@functools.lru_cache(maxsize=None)
+def _hash_weights(width: int) -> tuple[int, ...]:
+    """Fixed odd 64-bit multipliers (as signed int64), one per column."""
+    state, weights = 0, []
+    for _ in range(width):
+        state, value = _splitmix64(state)
+        value |= 1
+        weights.append(value - (1 << 64) if value >= 1 << 63 else value)
+    return tuple(weights)
+
+
+def unique_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct rows of an integer matrix: rows (N, L) -> unique (U, L), inverse (N,), so ``rows == unique[inverse]``.
+
+    Each row is hashed to one int64 (multiply-add with fixed odd 64-bit weights, wrapping), the keys deduplicated by
+    a 1-D sort, and the result checked exactly; on a hash collision (never seen in practice) it falls back to the
+    exact but slower ``torch.unique(rows, dim=0)``. The order of the unique rows is unspecified.
+    """
+    weights = torch.tensor(_hash_weights(rows.shape[1]), dtype=torch.int64, device=rows.device)
+    keys = (rows.to(torch.int64) * weights).sum(1)  # (N,)
+    _, inverse, counts = torch.unique(keys, return_inverse=True, return_counts=True)  # (N,), (U,)
+    first = torch.argsort(inverse, stable=True)[counts.cumsum(0) - counts]  # (U,) first row of each key
+    unique = rows.index_select(0, first)  # (U, L)
+    if not torch.equal(unique.index_select(0, inverse), rows):  # a hash collision
+        unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    return unique, inverse
+
+
 class CharEncoder(nn.Module):
     """Word features from characters: char ids (B, T, L) (0 = padding), token mask (B, T) -> (B, T, output_size).
-    Only real tokens are encoded; padding positions are 0."""
+    Only real tokens are encoded, and each distinct word of the batch once (a sentence batch repeats many words);
+    padding positions are 0. Encoding each word once gives the same features, and the same gradients (the
+    gradient of a repeated word is the sum over its occurrences, as it is when each occurrence is encoded)."""
 
     output_size: int
 
@@ -167,14 +207,15 @@ class CharEncoder(nn.Module):
         raise NotImplementedError
 
     def forward(self, chars: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        words = chars[mask]  # (N, L)
+        batch, time = mask.shape
+        words, inverse = unique_rows(chars[mask])  # (U, L) distinct real words, (N,) word of each real token
         char_mask = words != self.padding_idx
         longest = int(char_mask.sum(1).max())
-        words, char_mask = words[:, :longest], char_mask[:, :longest]
-        encoded = self.encode_words(words, char_mask)  # (N, C)
-        out = encoded.new_zeros(*mask.shape, self.output_size)
-        out[mask] = encoded
-        return out
+        encoded = self.encode_words(words[:, :longest], char_mask[:, :longest])  # (U, C)
+        table = torch.cat([encoded.new_zeros(1, self.output_size), encoded])  # (1 + U, C): row 0 for padding
+        rows = torch.zeros(batch * time, dtype=torch.int64, device=mask.device)
+        rows[mask.reshape(-1)] = inverse + 1
+        return table.index_select(0, rows).view(batch, time, self.output_size)  # (B, T, C)
 
 
 class CharCNN(CharEncoder):
@@ -195,8 +236,41 @@ class CharCNN(CharEncoder):
         return features.max(dim=2).values  # (N, F)
 
 
+def length_groups(counts: Sequence[int], overhead: float) -> list[tuple[int, int]]:
+    """Split words sorted by length into consecutive groups, each run padded to its longest word, minimising
+    ``sum(overhead + words_in_group * longest_in_group)`` (padded steps plus a per-run cost in steps).
+
+    ``counts[l]`` is the number of words of length ``l``. Returns ``(words, longest)`` per group, shortest first.
+    Exact dynamic programme over the distinct lengths (a few dozen at most).
+    """
+    lengths = [length for length, n in enumerate(counts) if n]
+    cumulative = [0]
+    for length in lengths:
+        cumulative.append(cumulative[-1] + counts[length])
+    best = [0.0] + [float("inf")] * len(lengths)  # best[j]: cost of the first j distinct lengths
+    cut = [0] * (len(lengths) + 1)
+    for j in range(1, len(lengths) + 1):
+        for i in range(j):
+            cost = best[i] + overhead + (cumulative[j] - cumulative[i]) * lengths[j - 1]
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    groups, j = [], len(lengths)
+    while j:
+        i = cut[j]
+        groups.append((cumulative[j] - cumulative[i], lengths[j - 1]))
+        j = i
+    return groups[::-1]
+
+
 class CharBiLSTM(CharEncoder):
-    """Character BiLSTM (Lample et al. 2016): final forward and backward states of each word's characters."""
+    """Character BiLSTM (Lample et al. 2016): final forward and backward states of each word's characters.
+
+    Words are sorted by length and run in a few groups, each padded only to its own longest word (one dense
+    LSTM over all words would pad every word to the longest of the batch); ``group_overhead`` is the cost of one
+    more group, in padded character steps, used to choose the groups. Features do not depend on the grouping.
+    """
+
+    group_overhead: float = 512.0
 
     def __init__(
         self, char_vocab_size: int, padding_idx: int = 0, embedding_dim: int = 25, hidden_size: int = 25
@@ -206,7 +280,17 @@ class CharBiLSTM(CharEncoder):
         self.output_size = self.lstm.output_size
 
     def encode_words(self, chars: torch.Tensor, char_mask: torch.Tensor) -> torch.Tensor:
-        return self.lstm(self.embedding(chars), char_mask).final  # (N, 2H)
+        lengths = char_mask.sum(1)  # (N,)
+        order = torch.argsort(lengths)  # shortest first
+        embedded = self.embedding(chars.index_select(0, order))  # (N, L, E) sorted by length
+        sorted_mask = char_mask.index_select(0, order)
+        finals, start = [], 0
+        for count, longest in length_groups(torch.bincount(lengths).tolist(), self.group_overhead):
+            group = slice(start, start + count)
+            finals.append(self.lstm.final_states(embedded[group, :longest], sorted_mask[group, :longest]))  # (n, 2H)
+            start += count
+        encoded = torch.cat(finals) if len(finals) > 1 else finals[0]  # (N, 2H) in sorted order
+        return encoded.index_select(0, torch.argsort(order))  # (N, 2H) in input order
 
 
 class TokenEmbedder(nn.Module):
@@ -216,7 +300,7 @@ class TokenEmbedder(nn.Module):
         super().__init__()
         self.words = words
         self.chars = chars
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.output_size = words.output_size + (chars.output_size if chars is not None else 0)
 
     def forward(self, token_ids: torch.Tensor, mask: torch.Tensor, char_ids: Optional[torch.Tensor] = None):

@@ -7,6 +7,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from seqlab.models.dropout import Dropout
+
 
 class EncoderOutput(NamedTuple):
     """states: (B, T, H_out) per-position states, zero on padding; mask: (B, T) bool, True = real position;
@@ -26,14 +28,40 @@ class SequenceEncoder(nn.Module):
         raise NotImplementedError
 
 
+def reversal_index(lengths: torch.Tensor, time: int) -> torch.Tensor:
+    """Flat row index (B * T,) that reverses each sequence's first ``lengths[b]`` steps of a (B * T, D) view and
+    leaves padding rows in place. A permutation that is its own inverse."""
+    steps = torch.arange(time, device=lengths.device)
+    index = lengths.unsqueeze(1) - 1 - steps  # (B, T)
+    index = torch.where(index >= 0, index, steps)
+    return (index + time * torch.arange(lengths.shape[0], device=lengths.device).unsqueeze(1)).reshape(-1)
+
+
+class _PermuteRows(torch.autograd.Function):
+    """rows (N, D) -> rows[index] for an involutive permutation ``index``; the backward pass applies the same
+    permutation to the gradient (a row copy, where ``gather``'s backward would scatter-add into zeros)."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(index)
+        return rows.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (index,) = ctx.saved_tensors
+        return grad.index_select(0, index), None
+
+
+def _reverse(inputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(B, T, D) reversed within lengths by ``index = reversal_index(lengths, T)``."""
+    batch, time, size = inputs.shape
+    return _PermuteRows.apply(inputs.reshape(batch * time, size), index).view(batch, time, size)
+
+
 def reverse_within_lengths(inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse each sequence's first ``lengths[b]`` steps, padding left in place: (B, T, D) -> (B, T, D).
     Applying it twice gives the input back."""
-    time = inputs.shape[1]
-    steps = torch.arange(time, device=inputs.device)
-    index = lengths.unsqueeze(1) - 1 - steps  # (B, T)
-    index = torch.where(index >= 0, index, steps)
-    return inputs.gather(1, index.unsqueeze(2).expand_as(inputs))
+    return _reverse(inputs, reversal_index(lengths, inputs.shape[1]))
 
 
 class _BidirectionalRNNEncoder(SequenceEncoder):
@@ -53,23 +81,68 @@ class _BidirectionalRNNEncoder(SequenceEncoder):
         sizes = [input_size] + [2 * hidden_size] * (num_layers - 1)
         self.forward_layers = nn.ModuleList(self.rnn_class(size, hidden_size, batch_first=True) for size in sizes)
         self.backward_layers = nn.ModuleList(self.rnn_class(size, hidden_size, batch_first=True) for size in sizes)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
-    def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> EncoderOutput:
+    @staticmethod
+    def _lengths(mask: torch.Tensor) -> torch.Tensor:
         lengths = mask.sum(dim=1)
         if bool((lengths == 0).any()):
             raise ValueError("an empty sequence reached the encoder; empty inputs must be rejected by the data module")
-        real = mask.unsqueeze(2).to(inputs.dtype)  # (B, T, 1)
+        return lengths
+
+    def _layer(self, depth: int, states: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward states (B, T, H) and backward states in reversed order (B, T, H): row b, step t of the latter
+        is the backward state at position ``lengths[b] - 1 - t``."""
+        if depth:
+            states = self.dropout(states)
+        forward_states = self.forward_layers[depth](states)[0]  # (B, T, H)
+        reversed_backward = self.backward_layers[depth](_reverse(states, index))[0]  # (B, T, H)
+        return forward_states, reversed_backward
+
+    def _lower_layers(self, inputs: torch.Tensor, mask: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Inputs of the last layer: (B, T, input_size or 2H)."""
         states = inputs
-        for depth, (forward_rnn, backward_rnn) in enumerate(zip(self.forward_layers, self.backward_layers)):
-            if depth:
-                states = self.dropout(states)
-            forward_states = forward_rnn(states)[0]  # (B, T, H)
-            backward_states = reverse_within_lengths(backward_rnn(reverse_within_lengths(states, lengths))[0], lengths)
-            states = torch.cat([forward_states, backward_states], dim=-1) * real  # (B, T, 2H), 0 on padding
-        last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, self.hidden_size)
-        final = torch.cat([forward_states.gather(1, last).squeeze(1), backward_states[:, 0]], dim=-1)  # (B, 2H)
+        if len(self.forward_layers) > 1:
+            real = mask.unsqueeze(2).to(inputs.dtype)  # (B, T, 1)
+            for depth in range(len(self.forward_layers) - 1):
+                forward_states, reversed_backward = self._layer(depth, states, index)
+                states = torch.cat([forward_states, _reverse(reversed_backward, index)], dim=-1) * real  # (B, T, 2H)
+        return states
+
+    def _last_layer(self, inputs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Forward states (B, T, H), backward states reversed within lengths (B, T, H), the reversal index
+        (B * T,) and the flat row of each sequence's last real step (B,) in a (B * T, H) view."""
+        lengths = self._lengths(mask)
+        batch, time = mask.shape
+        index = reversal_index(lengths, time)
+        states = self._lower_layers(inputs, mask, index)
+        forward_states, reversed_backward = self._layer(len(self.forward_layers) - 1, states, index)
+        last_rows = torch.arange(batch, device=mask.device) * time + lengths - 1  # (B,)
+        return forward_states, reversed_backward, index, last_rows
+
+    @staticmethod
+    def _final(forward_states: torch.Tensor, reversed_backward: torch.Tensor, last_rows: torch.Tensor
+               ) -> torch.Tensor:
+        """Last forward state ++ first backward state (the backward RNN's state after the whole sequence, found at
+        the last real step of its reversed run): (B, 2H)."""
+        hidden = forward_states.shape[2]
+        return torch.cat([
+            forward_states.reshape(-1, hidden).index_select(0, last_rows),
+            reversed_backward.reshape(-1, hidden).index_select(0, last_rows),
+        ], dim=-1)
+
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> EncoderOutput:
+        forward_states, reversed_backward, index, last_rows = self._last_layer(inputs, mask)
+        real = mask.unsqueeze(2).to(inputs.dtype)  # (B, T, 1)
+        states = torch.cat([forward_states, _reverse(reversed_backward, index)], dim=-1) * real  # (B, T, 2H)
+        final = self._final(forward_states, reversed_backward, last_rows)  # (B, 2H)
         return EncoderOutput(self.dropout(states), mask, self.dropout(final))
+
+    def final_states(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``forward(inputs, mask).final`` (B, 2H) without building the per-position states of the last layer (no
+        output reversal, concatenation or masking): for encoders used only for their summary (character words)."""
+        forward_states, reversed_backward, _, last_rows = self._last_layer(inputs, mask)
+        return self.dropout(self._final(forward_states, reversed_backward, last_rows))
 
 
 class BiLSTMEncoder(_BidirectionalRNNEncoder):

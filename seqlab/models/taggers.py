@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.models.crf import LinearChainCRF
+from seqlab.models.dropout import Dropout
 
 
 class TaggerHead(nn.Module):
@@ -18,7 +19,7 @@ class TaggerHead(nn.Module):
         super().__init__()
         self.labels = list(labels)
         self.num_tags = len(self.labels)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.projection = nn.Linear(input_size, self.num_tags)
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:

@@ -139,3 +139,47 @@ def test_log_partition_gradient_equals_autograd_of_brute_force():
     reference = [emissions.grad] + [p.grad for p in crf.parameters()]
     for a, b in zip(ours, reference):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _direct_edge_sum(before, after, trans, log_z, weight):
+    edge = torch.exp(before.unsqueeze(3) + trans + after.unsqueeze(2) - log_z.view(-1, 1, 1, 1))
+    return (edge * weight.view(*weight.shape, 1, 1)).sum(dim=(0, 1))
+
+
+def test_factorised_edge_marginals_equal_the_direct_sum():
+    """The (K, N) x (N, K) product form of the summed edge marginals against the (B, S, K, K) exponentials, on a
+    real CRF's alphas and betas (constrained: forbidden pairs give exact zeros)."""
+    from seqlab.models.crf import _edge_marginal_sum
+
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    crf = LinearChainCRF(len(labels), labels, constrained=True).double()
+    generator = torch.Generator().manual_seed(6)
+    emissions = torch.randn(6, 7, len(labels), generator=generator, dtype=torch.float64) * 3
+    mask = random_mask(6, 7, generator)
+    start, trans, end = crf._potentials()
+    # alpha and beta by brute-force-free recursions in float64
+    alpha = [start + emissions[:, 0]]
+    for t in range(1, 7):
+        step = torch.logsumexp(alpha[-1].unsqueeze(2) + trans, 1) + emissions[:, t]
+        alpha.append(torch.where(mask[:, t:t + 1], step, alpha[-1]))
+    beta = [end.expand(6, -1)]
+    for t in range(6, 0, -1):
+        step = torch.logsumexp(trans + (emissions[:, t] + beta[-1]).unsqueeze(1), 2)
+        beta.append(torch.where(mask[:, t:t + 1], step, beta[-1]))
+    alpha, beta = torch.stack(alpha, 1), torch.stack(beta[::-1], 1)
+    log_z = torch.logsumexp(alpha[:, -1] + end, 1)
+    before, after = alpha[:, :-1], emissions[:, 1:] + beta[:, 1:]
+    weight = mask[:, 1:] * torch.rand(6, 1, generator=generator, dtype=torch.float64)
+    expected = _direct_edge_sum(before, after, trans, log_z, weight)
+    torch.testing.assert_close(_edge_marginal_sum(before, after, trans, log_z, weight), expected)
+    # every probable pair forbidden (all mass on I-PER, then on I-LOC): the product form underflows, the direct form
+    # is used instead
+    big = -1e4
+    before = torch.tensor([[[0.0, big, 500.0, big, big]]], dtype=torch.float64)  # (1, 1, K)
+    after = torch.tensor([[[big, big, big, big, 500.0]]], dtype=torch.float64)
+    log_z = torch.logsumexp((before[0, 0].unsqueeze(1) + trans + after[0, 0]).reshape(-1), 0).view(1)
+    weight = torch.ones(1, 1, dtype=torch.float64)
+    got = _edge_marginal_sum(before, after, trans, log_z, weight)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, _direct_edge_sum(before, after, trans, log_z, weight))
+    torch.testing.assert_close(got.sum(), torch.tensor(1.0, dtype=torch.float64))  # marginals of one step

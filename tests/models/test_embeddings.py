@@ -86,3 +86,87 @@ def test_token_embedder_concatenates_sizes():
     assert out.shape == (1, 2, 13)
     with pytest.raises(ValueError, match="char_ids"):
         embedder(ids, ids > 0)
+
+
+def test_unique_rows_exact_and_falls_back_on_hash_collisions(monkeypatch):
+    from seqlab.models import embeddings
+
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randint(0, 4, (200, 3), generator=generator)  # many repeats
+    unique, inverse = embeddings.unique_rows(rows)
+    assert torch.equal(unique[inverse], rows)
+    assert len(unique) == len(torch.unique(rows, dim=0))
+    monkeypatch.setattr(embeddings, "_hash_weights", lambda width: (0,) * width)  # every row collides
+    unique, inverse = embeddings.unique_rows(rows)
+    assert torch.equal(unique[inverse], rows)
+    assert len(unique) == len(torch.unique(rows, dim=0))
+
+
+def _every_token_reference(encoder, chars, mask):
+    """The features and char-parameter gradients when every real token is encoded on its own row (no sharing of
+    repeated words, one run padded to the longest word): what CharBiLSTM/CharCNN computed before deduplication."""
+    words = chars[mask]
+    char_mask = words != encoder.padding_idx
+    longest = int(char_mask.sum(1).max())
+    words, char_mask = words[:, :longest], char_mask[:, :longest]
+    if isinstance(encoder, CharBiLSTM):
+        encoded = encoder.lstm(encoder.embedding(words), char_mask).final
+    else:
+        encoded = CharCNN.encode_words(encoder, words, char_mask)
+    out = encoded.new_zeros(*mask.shape, encoder.output_size)
+    out[mask] = encoded
+    return out
+
+
+@pytest.mark.parametrize("char_class", [CharCNN, CharBiLSTM])
+@pytest.mark.parametrize("group_overhead", [0.0, 4.0, 1e9])
+def test_encoding_each_distinct_word_once_equals_encoding_every_token(char_class, group_overhead):
+    """Repeated words of a batch are encoded once (CharBiLSTM: in length groups): same features and gradients."""
+    torch.manual_seed(0)
+    encoder = char_class(12, 0)
+    encoder.group_overhead = group_overhead
+    generator = torch.Generator().manual_seed(1)
+    vocabulary = [torch.randint(1, 12, (int(n),), generator=generator) for n in torch.randint(1, 9, (7,))]
+    chars = torch.zeros(5, 6, 10, dtype=torch.long)
+    lengths = [6, 4, 1, 6, 3]
+    for row, length in enumerate(lengths):
+        for position in range(length):
+            word = vocabulary[int(torch.randint(len(vocabulary), (1,), generator=generator))]
+            chars[row, position, : len(word)] = word
+    mask = torch.arange(6).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    weights = torch.randn(5, 6, encoder.output_size, generator=generator)
+
+    out = encoder(chars, mask)
+    (out * weights).sum().backward()
+    grads = {name: p.grad.clone() for name, p in encoder.named_parameters()}
+    encoder.zero_grad()
+    reference = _every_token_reference(encoder, chars, mask)
+    (reference * weights).sum().backward()
+
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-6)
+    assert (out[~mask] == 0).all()
+    for name, parameter in encoder.named_parameters():
+        torch.testing.assert_close(grads[name], parameter.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_length_groups_minimise_padded_steps_plus_overhead():
+    from itertools import combinations
+
+    from seqlab.models.embeddings import length_groups
+
+    counts = [0, 5, 40, 30, 0, 12, 3, 0, 0, 1]
+    lengths = [length for length, n in enumerate(counts) if n]
+    for overhead in (0.0, 10.0, 60.0, 1e9):
+        groups = length_groups(counts, overhead)
+        assert sum(n for n, _ in groups) == sum(counts)
+        assert groups[-1][1] == 9 and all(a[1] < b[1] for a, b in zip(groups, groups[1:]))
+        cost = sum(overhead + n * longest for n, longest in groups)
+        best = float("inf")  # brute force over every split of the sorted distinct lengths
+        for k in range(len(lengths)):
+            for cuts in combinations(range(1, len(lengths)), k):
+                bounds = [0, *cuts, len(lengths)]
+                best = min(best, sum(overhead + sum(counts[l] for l in lengths[a:b]) * lengths[b - 1]
+                                     for a, b in zip(bounds, bounds[1:])))
+        assert cost == best
+    assert len(length_groups(counts, 0.0)) == len(lengths)
+    assert length_groups(counts, 1e9) == [(sum(counts), 9)]

@@ -79,3 +79,26 @@ def test_empty_sequence_is_rejected():
     encoder = BiLSTMEncoder(3, hidden_size=2)
     with pytest.raises(ValueError, match="empty sequence"):
         encoder(torch.zeros(2, 3, 3), torch.tensor([[True, True, False], [False, False, False]]))
+
+
+@pytest.mark.parametrize("encoder_class", [BiLSTMEncoder, BiGRUEncoder])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_final_states_equal_the_final_of_forward(encoder_class, num_layers):
+    torch.manual_seed(0)
+    encoder = encoder_class(8, hidden_size=5, num_layers=num_layers).eval()
+    inputs, mask = batch(torch.Generator().manual_seed(4))
+    inputs.requires_grad_(True)
+    final = encoder.final_states(inputs, mask)
+    final.sum().backward()
+    grad = inputs.grad.clone()
+    inputs.grad = None
+    reference = encoder(inputs, mask).final
+    reference.sum().backward()
+    torch.testing.assert_close(final, reference)
+    torch.testing.assert_close(grad, inputs.grad)
+
+
+def test_reverse_within_lengths_gradient_is_the_same_permutation():
+    inputs = torch.randn(3, 5, 2, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([5, 2, 3])
+    assert torch.autograd.gradcheck(lambda x: reverse_within_lengths(x, lengths), (inputs,))
