@@ -8,7 +8,9 @@ from seqlab.models.embeddings import (
     CharCNN,
     CharEncoder,
     PretrainedWordEmbedding,
+    StackedWordEmbedding,
     TokenEmbedder,
+    WordEmbedder,
     WordEmbedding,
 )
 from seqlab.models.encoders import BiGRUEncoder, BiLSTMEncoder, EncoderOutput, SequenceEncoder
@@ -42,11 +44,13 @@ __all__ = [
     "PooledOutput",
     "Pooling",
     "PretrainedWordEmbedding",
+    "StackedWordEmbedding",
     "SelfAttentivePooling",
     "SequenceEncoder",
     "SoftmaxTagger",
     "TaggerHead",
     "TokenEmbedder",
+    "WordEmbedder",
     "WordEmbedding",
     "frobenius_penalty",
 ]

@@ -6,7 +6,7 @@ import functools
 import gzip
 import re
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -18,7 +18,27 @@ from seqlab.models.encoders import BiLSTMEncoder
 _DIGITS = re.compile(r"\d")
 
 
-class WordEmbedding(nn.Module):
+class WordEmbedder(nn.Module):
+    """Interface of word-level embeddings: ``forward(ids (B, T)) -> (B, T, output_size)``;
+    ``init_from_vocabulary(tokens)``, called once before training with the vocabulary (id -> token), sets rows from
+    pretrained vectors and returns how many it set."""
+
+    output_size: int
+
+    def init_from_vocabulary(self, tokens: Sequence[str]) -> int:
+        return 0
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def drop_words(ids: torch.Tensor, probability: float, padding_idx: int, unk_index: int) -> torch.Tensor:
+    """Word dropout: each real id (B, T) becomes ``unk_index`` with ``probability``; padding stays."""
+    drop = torch.rand(ids.shape, device=ids.device) < probability
+    return torch.where(drop & (ids != padding_idx), torch.full_like(ids, unk_index), ids)
+
+
+class WordEmbedding(WordEmbedder):
     """Randomly initialised word embedding: ids (B, T) -> vectors (B, T, D).
 
     ``word_dropout`` replaces each real word id by ``unk_index`` with that probability while training, so the
@@ -42,14 +62,9 @@ class WordEmbedding(nn.Module):
         self.padding_idx = padding_idx
         self.embedding.weight.requires_grad_(not freeze)
 
-    def init_from_vocabulary(self, tokens: Sequence[str]) -> int:
-        """Hook called once before training with the vocabulary (id -> token); returns the number of rows set."""
-        return 0
-
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if self.training and self.word_dropout > 0:
-            drop = torch.rand(ids.shape, device=ids.device) < self.word_dropout
-            ids = torch.where(drop & (ids != self.padding_idx), torch.full_like(ids, self.unk_index), ids)
+            ids = drop_words(ids, self.word_dropout, self.padding_idx, self.unk_index)
         return self.embedding(ids)
 
 
@@ -99,6 +114,41 @@ class PretrainedWordEmbedding(WordEmbedding):
         weight[self.padding_idx] = 0.0
         self.embedding.weight.copy_(weight)
         return len(assigned)
+
+
+class StackedWordEmbedding(WordEmbedder):
+    """Several embeddings of one vocabulary side by side (like Flair's StackedEmbeddings), e.g. pretrained GloVe
+    rows next to randomly initialised trainable ones: ids (B, T) -> (B, T, sum of the members' sizes).
+
+    ``embeddings`` are factories ``(vocab_size, padding_idx) -> WordEmbedding``. ``word_dropout`` is applied once,
+    to the ids, so every member sees the same UNK replacement (give the members none of their own).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        padding_idx: int = 0,
+        embeddings: Sequence[Callable[[int, int], WordEmbedding]] = (),
+        word_dropout: float = 0.0,
+        unk_index: int = 1,
+    ) -> None:
+        super().__init__()
+        if not embeddings:
+            raise ValueError("StackedWordEmbedding needs at least one member embedding")
+        self.members = nn.ModuleList(factory(vocab_size, padding_idx) for factory in embeddings)
+        self.output_size = sum(member.output_size for member in self.members)
+        self.word_dropout = word_dropout
+        self.padding_idx = padding_idx
+        self.unk_index = unk_index
+
+    def init_from_vocabulary(self, tokens: Sequence[str]) -> int:
+        """Each member initialises its own rows; returns the most rows any member set."""
+        return max(member.init_from_vocabulary(tokens) for member in self.members)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.training and self.word_dropout > 0:
+            ids = drop_words(ids, self.word_dropout, self.padding_idx, self.unk_index)
+        return torch.cat([member(ids) for member in self.members], dim=-1)  # (B, T, sum D_i)
 
 
 def _kumo_paths() -> tuple[Path, Path]:
@@ -296,7 +346,7 @@ class CharBiLSTM(CharEncoder):
 class TokenEmbedder(nn.Module):
     """Word vectors, optionally concatenated with character features, then dropout: -> (B, T, output_size)."""
 
-    def __init__(self, words: WordEmbedding, chars: Optional[CharEncoder] = None, dropout: float = 0.0) -> None:
+    def __init__(self, words: WordEmbedder, chars: Optional[CharEncoder] = None, dropout: float = 0.0) -> None:
         super().__init__()
         self.words = words
         self.chars = chars

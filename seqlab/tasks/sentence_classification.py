@@ -12,7 +12,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from seqlab.models.classifiers import MLPClassifier
-from seqlab.models.embeddings import TokenEmbedder, WordEmbedding
+from seqlab.models.embeddings import TokenEmbedder, WordEmbedder, WordEmbedding
 from seqlab.models.encoders import BiLSTMEncoder, SequenceEncoder
 from seqlab.models.pooling import MaxPooling, PooledOutput, Pooling
 from seqlab.tasks.base import SequenceTask
@@ -37,7 +37,7 @@ class SentenceClassification(SequenceTask):
         vocab_size: int,
         labels: list[str],
         padding_idx: int = 0,
-        word_embedding: Callable[[int, int], WordEmbedding] = WordEmbedding,
+        word_embedding: Callable[[int, int], WordEmbedder] = WordEmbedding,
         embedding_dropout: float = 0.5,
         encoder: Callable[[int], SequenceEncoder] = BiLSTMEncoder,
         pooling: Callable[[int], Pooling] = MaxPooling,

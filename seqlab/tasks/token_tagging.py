@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
@@ -17,6 +17,7 @@ from seqlab.models import (
     SequenceEncoder,
     TaggerHead,
     TokenEmbedder,
+    WordEmbedder,
     WordEmbedding,
 )
 from seqlab.tagging import detect_scheme, strict_spans
@@ -41,7 +42,7 @@ class TokenTagging(SequenceTask):
         labels: list[str],
         char_vocab_size: int = 0,
         padding_idx: int = 0,
-        word_embedding: Callable[[int, int], WordEmbedding] = WordEmbedding,
+        word_embedding: Callable[[int, int], WordEmbedder] = WordEmbedding,
         char_encoder: Optional[Callable[[int, int], CharEncoder]] = None,
         embedding_dropout: float = 0.5,
         encoder: Callable[[int], SequenceEncoder] = BiLSTMEncoder,
@@ -70,6 +71,22 @@ class TokenTagging(SequenceTask):
             found = self.embedder.words.init_from_vocabulary(datamodule.words.itos)
             if found:
                 rank_zero_info(f"pretrained vectors for {found} of {len(datamodule.words)} vocabulary words")
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Move the batch's tensors and leave its ``tokens`` (lists of strings, kept for ``predict``) as they are:
+        Lightning's generic transfer walks every string of them, ~1,000 per batch, at every training step."""
+        if not isinstance(batch, dict):
+            return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        non_blocking = torch.device(device).type not in ("cpu", "mps")
+        moved = {}
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor):
+                moved[key] = value.to(device, non_blocking=non_blocking)
+            elif key == "tokens":
+                moved[key] = value
+            else:
+                moved[key] = super().transfer_batch_to_device(value, device, dataloader_idx)
+        return moved
 
     def forward(self, batch: dict) -> torch.Tensor:
         """Emissions (B, T, K)."""

@@ -170,3 +170,42 @@ def test_length_groups_minimise_padded_steps_plus_overhead():
         assert cost == best
     assert len(length_groups(counts, 0.0)) == len(lengths)
     assert length_groups(counts, 1e9) == [(sum(counts), 9)]
+
+
+def test_stacked_word_embedding_concatenates_members_and_shares_word_dropout(tmp_path):
+    from functools import partial
+
+    from seqlab.models import PretrainedWordEmbedding, StackedWordEmbedding, WordEmbedding
+
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("film 1 2 3\ngood 4 5 6\n", encoding="utf-8")
+    torch.manual_seed(0)
+    stacked = StackedWordEmbedding(
+        6, padding_idx=0, word_dropout=0.5,
+        embeddings=[partial(PretrainedWordEmbedding, vectors=str(vectors)), partial(WordEmbedding, embedding_dim=4)],
+    )
+    assert stacked.output_size == 3 + 4
+    assert stacked.init_from_vocabulary(["<pad>", "<unk>", "film", "good", "bad", "Film"]) == 3  # film, good, Film
+    ids = torch.tensor([[2, 3, 4, 0], [5, 1, 0, 0]])  # (B, T)
+    stacked.eval()
+    out = stacked(ids)  # (B, T, 7)
+    glove, random = stacked.members
+    assert torch.equal(out, torch.cat([glove(ids), random(ids)], dim=-1))
+    assert out[0, 0, :3].tolist() == [1.0, 2.0, 3.0] and out[1, 0, :3].tolist() == [1.0, 2.0, 3.0]
+    assert not out[0, 3].any()  # padding row is zero in every member
+    stacked.train()
+    torch.manual_seed(3)
+    dropped = stacked(torch.full((50, 20), 2))
+    unk = torch.cat([glove.embedding.weight[1], random.embedding.weight[1]])
+    is_unk = (dropped == unk).all(dim=-1)  # the same positions are UNK in both members
+    assert 0.3 < is_unk.float().mean() < 0.7
+    assert torch.equal(is_unk, (dropped[..., :3] == glove.embedding.weight[1]).all(dim=-1))
+    stacked(ids).sum().backward()
+    assert glove.embedding.weight.grad is not None and random.embedding.weight.grad is not None
+
+
+def test_stacked_word_embedding_needs_members():
+    from seqlab.models import StackedWordEmbedding
+
+    with pytest.raises(ValueError, match="at least one member"):
+        StackedWordEmbedding(5)
