@@ -25,6 +25,11 @@ LINKS = {
     "char_vocab_size": "char_vocab_size",
     "padding_idx": "padding_idx",
     "labels": "labels",
+    "feature_size": "feature_size",
+    "scoring_labels": "scoring_labels",
+    "silence_labels": "silence_labels",
+    "frame_shift": "frame_shift",
+    "frame_length": "frame_length",
 }
 
 TRAINER_DEFAULTS: dict[str, Any] = {

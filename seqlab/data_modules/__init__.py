@@ -2,6 +2,7 @@
 
 from seqlab.data_modules.base import SequenceDataModule, restoring_state
 from seqlab.data_modules.sampler import BucketBatchSampler
+from seqlab.data_modules.speech import FrameBatch, SpeechFrameData
 from seqlab.data_modules.text_classification import SentenceBatch, TextClassificationData
 from seqlab.data_modules.text_encoders import SubwordEncoder, TextEncoder, WhitespaceEncoder
 from seqlab.data_modules.token_classification import TokenBatch, TokenClassificationData
@@ -9,8 +10,10 @@ from seqlab.data_modules.vocab import Vocabulary
 
 __all__ = [
     "BucketBatchSampler",
+    "FrameBatch",
     "SentenceBatch",
     "SequenceDataModule",
+    "SpeechFrameData",
     "SubwordEncoder",
     "TextClassificationData",
     "TextEncoder",

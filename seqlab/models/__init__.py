@@ -1,6 +1,7 @@
 """Plain torch modules: embeddings, encoders, attention, CRF, poolings and heads. Never imports Lightning."""
 
 from seqlab.models.attention import MultiHeadSelfAttention
+from seqlab.models.augment import SpecAugment
 from seqlab.models.classifiers import MLPClassifier
 from seqlab.models.crf import LinearChainCRF
 from seqlab.models.embeddings import (
@@ -14,6 +15,7 @@ from seqlab.models.embeddings import (
     WordEmbedding,
 )
 from seqlab.models.encoders import BiGRUEncoder, BiLSTMEncoder, EncoderOutput, SequenceEncoder
+from seqlab.models.frames import ContextWindowMLP, FrameClassifier, FrameStacking
 from seqlab.models.pooling import (
     AttentionPooling,
     LastStatePooling,
@@ -34,7 +36,10 @@ __all__ = [
     "CharBiLSTM",
     "CharCNN",
     "CharEncoder",
+    "ContextWindowMLP",
     "EncoderOutput",
+    "FrameClassifier",
+    "FrameStacking",
     "LastStatePooling",
     "LinearChainCRF",
     "MLPClassifier",
@@ -48,6 +53,7 @@ __all__ = [
     "SelfAttentivePooling",
     "SequenceEncoder",
     "SoftmaxTagger",
+    "SpecAugment",
     "TaggerHead",
     "TokenEmbedder",
     "WordEmbedder",

@@ -1,8 +1,9 @@
 """LightningModules: loss, metrics, decoding and logging around the parts in seqlab.models."""
 
 from seqlab.tasks.base import SequenceTask
+from seqlab.tasks.frame_classification import FrameClassification
 from seqlab.tasks.metrics import EntityF1
 from seqlab.tasks.sentence_classification import SentenceClassification
 from seqlab.tasks.token_tagging import TokenTagging
 
-__all__ = ["EntityF1", "SentenceClassification", "SequenceTask", "TokenTagging"]
+__all__ = ["EntityF1", "FrameClassification", "SentenceClassification", "SequenceTask", "TokenTagging"]
