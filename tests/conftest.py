@@ -94,3 +94,9 @@ def sst2_slice(tmp_path_factory) -> Path:
                                      ("test.tsv", "test.tsv", 400)):
         write_lines_slice(source / name, target / target_name, count)
     return target
+
+
+@pytest.fixture(scope="session")
+def timit_sample() -> Path:
+    """The real TIMIT sample (160 utterances, 8 minutes of audio): small enough to use whole."""
+    return require_shared_data("speech/timit_sample")

@@ -3,7 +3,9 @@
 from functools import partial
 
 import pytest
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import Logger
 
 from seqlab.models import (
     BiGRUEncoder,
@@ -77,3 +79,88 @@ def test_training_a_few_steps_fits_a_batch_and_predict_records_are_consistent():
         assert len(record["tokens"]) == length
         for entity in record["entities"]:
             assert record["tags"][entity["start"]].startswith("B-")
+
+
+class _Batches:
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+
+class _CaptureLogger(Logger):
+    def __init__(self):
+        super().__init__()
+        self.rows = []
+
+    name, version = "capture", 0
+
+    @property
+    def experiment(self):
+        return None
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        self.rows.append((step, dict(metrics)))
+
+
+class _StepLosses(pl.Callback):
+    def __init__(self):
+        self.losses = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append((float(outputs["loss"]), batch["mask"].shape[0]))
+
+
+@pytest.mark.parametrize("log_every_n_steps", [1, 4])
+def test_train_loss_logging_keeps_keys_and_the_exact_epoch_mean(log_every_n_steps):
+    """train/loss is logged every few steps (cheaper), as the weighted mean of those steps: the epoch value is still
+    the batch-size-weighted mean over all steps, the logger gets train/loss_step at every log_every_n_steps, and
+    with log_every_n_steps=1 each logged step value is that step's own loss."""
+    torch.manual_seed(0)
+    model = TokenTagging(30, LABELS, char_vocab_size=20, char_encoder=CharCNN, embedding_dropout=0.0,
+                         encoder=partial(BiLSTMEncoder, hidden_size=8))
+    model.configure_callbacks = lambda: []
+    generator = torch.Generator().manual_seed(3)
+    batches = [make_batch(generator) for _ in range(11)]
+    batches[4] = {k: v[:2] for k, v in batches[4].items()}  # one smaller batch: the mean must be weighted
+    logger, losses = _CaptureLogger(), _StepLosses()
+    calls = []
+    original_log = model.log
+    model.log = lambda *args, **kwargs: (calls.append(args[0]), original_log(*args, **kwargs))[1]
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=2, logger=logger, log_every_n_steps=log_every_n_steps,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[losses], limit_val_batches=0)
+    trainer.fit(model, train_dataloaders=_Batches(batches))
+
+    if log_every_n_steps == 4:  # per epoch of 11 steps: at global steps 4, 8 (logger), 11 or 22 (last batch), ...
+        assert calls.count("train/loss") <= 7
+    epoch_rows = [metrics for _, metrics in logger.rows if "train/loss_epoch" in metrics]
+    assert len(epoch_rows) == 2
+    for epoch, metrics in enumerate(epoch_rows):
+        step_losses = losses.losses[epoch * len(batches):(epoch + 1) * len(batches)]
+        expected = sum(loss * size for loss, size in step_losses) / sum(size for _, size in step_losses)
+        assert metrics["train/loss_epoch"] == pytest.approx(expected, rel=1e-5)
+    step_rows = {step: metrics["train/loss_step"] for step, metrics in logger.rows if "train/loss_step" in metrics}
+    assert sorted(step_rows) == [s for s in range(2 * len(batches)) if (s + 1) % log_every_n_steps == 0]
+    if log_every_n_steps == 1:
+        for step, (loss, _) in enumerate(losses.losses):
+            assert step_rows[step] == pytest.approx(loss, rel=1e-5)
+    assert "train/loss" in trainer.callback_metrics and "train/loss_step" in trainer.progress_bar_metrics
+
+
+def test_transfer_moves_tensors_and_keeps_token_lists():
+    model = TokenTagging(30, LABELS)
+    batch = make_batch(torch.Generator().manual_seed(4))
+    moved = model.transfer_batch_to_device(batch, torch.device("cpu"), 0)
+    assert moved.keys() == batch.keys()
+    assert moved["tokens"] is batch["tokens"]
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(moved[key], value)
