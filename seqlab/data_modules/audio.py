@@ -158,7 +158,10 @@ class FeatureConfig:
         return np.arange(num_frames, dtype=np.float64) * self.hop + self.window / 2
 
     def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(N,) float waveform in [-1, 1] at ``sample_rate`` -> (T, num_mel_bins) log mel energies."""
+        """(N,) float waveform in [-1, 1] at ``sample_rate`` -> (T, num_mel_bins) log mel energies; T = 0 for
+        audio shorter than one frame (torchaudio would fail on it with an assertion)."""
+        if self.num_frames(waveform.numel()) == 0:
+            return waveform.new_zeros((0, self.num_mel_bins))
         scaled = waveform.reshape(1, -1) * INT16_SCALE  # (1, N)
         if self.kind == "fbank":
             return torchaudio.compliance.kaldi.fbank(
@@ -169,7 +172,10 @@ class FeatureConfig:
         return torch.log(mel(scaled)[0] + 1e-6).T  # (M, T) -> (T, M)
 
     def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(N,) waveform at ``sample_rate`` -> (T, feature_size): log mel, deltas, per-utterance CMVN."""
+        """(N,) waveform at ``sample_rate`` -> (T, feature_size): log mel, deltas, per-utterance CMVN (T = 0, no
+        features, for audio shorter than one frame)."""
+        if self.num_frames(waveform.numel()) == 0:
+            return waveform.new_zeros((0, self.feature_size))
         features = add_deltas(self.log_mel(waveform), self.deltas)
         if self.cmvn == "utterance":
             features = utterance_cmvn(features)
