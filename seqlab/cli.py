@@ -30,6 +30,12 @@ LINKS = {
     "silence_labels": "silence_labels",
     "frame_shift": "frame_shift",
     "frame_length": "frame_length",
+    "source_vocab_size": "source_vocab_size",
+    "target_vocab_size": "target_vocab_size",
+    "source_padding_idx": "source_padding_idx",
+    "target_padding_idx": "target_padding_idx",
+    "bos_index": "bos_index",
+    "eos_index": "eos_index",
 }
 
 TRAINER_DEFAULTS: dict[str, Any] = {

@@ -100,3 +100,26 @@ def sst2_slice(tmp_path_factory) -> Path:
 def timit_sample() -> Path:
     """The real TIMIT sample (160 utterances, 8 minutes of audio): small enough to use whole."""
     return require_shared_data("speech/timit_sample")
+
+
+def write_head_lines(source: Path, target: Path, lines: int) -> None:
+    """The first ``lines`` lines of a real (optionally gzip) text file, as plain text."""
+    import gzip
+    import itertools
+
+    opener = gzip.open if source.name.endswith(".gz") else open
+    with opener(source, "rt", encoding="utf-8") as handle:
+        target.write_text("".join(itertools.islice(handle, lines)), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def multi30k_slice(tmp_path_factory) -> Path:
+    """A small real Multi30k de-en directory under Multi30k's own file names: 2,000 train / 100 val / 100 test
+    (test_2016_flickr) line-aligned pairs (small evaluation splits: an untrained model decodes to the maximum
+    length)."""
+    source = require_shared_data("translation/multi30k/raw")
+    target = tmp_path_factory.mktemp("multi30k_slice")
+    for split, count in (("train", 2000), ("val", 100), ("test_2016_flickr", 100)):
+        for lang in ("de", "en"):
+            write_head_lines(source / f"{split}.{lang}.gz", target / f"{split}.{lang}", count)
+    return target

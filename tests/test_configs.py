@@ -6,7 +6,7 @@ from seqlab.cli import SeqlabCLI
 from tests.cli_helpers import CONFIGS, run_options
 
 TASK_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent.name != "trainer")
-DATA_FOR = {"ner": "conll_slice", "sentiment": "sst2_slice", "speech": "timit_sample"}
+DATA_FOR = {"ner": "conll_slice", "sentiment": "sst2_slice", "speech": "timit_sample", "translation": "multi30k_slice"}
 
 
 @pytest.mark.parametrize("config", TASK_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")

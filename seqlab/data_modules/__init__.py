@@ -6,6 +6,7 @@ from seqlab.data_modules.speech import FrameBatch, SpeechFrameData
 from seqlab.data_modules.text_classification import SentenceBatch, TextClassificationData
 from seqlab.data_modules.text_encoders import SubwordEncoder, TextEncoder, WhitespaceEncoder
 from seqlab.data_modules.token_classification import TokenBatch, TokenClassificationData
+from seqlab.data_modules.translation import TranslationBatch, TranslationData
 from seqlab.data_modules.vocab import Vocabulary
 
 __all__ = [
@@ -19,6 +20,8 @@ __all__ = [
     "TextEncoder",
     "TokenBatch",
     "TokenClassificationData",
+    "TranslationBatch",
+    "TranslationData",
     "Vocabulary",
     "WhitespaceEncoder",
     "restoring_state",

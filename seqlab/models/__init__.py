@@ -1,9 +1,30 @@
 """Plain torch modules: embeddings, encoders, attention, CRF, poolings and heads. Never imports Lightning."""
 
-from seqlab.models.attention import MultiHeadSelfAttention
+from seqlab.models.attention import (
+    AdditiveAttention,
+    AttentionOutput,
+    DecoderAttention,
+    DotAttention,
+    GeneralAttention,
+    MultiHeadSelfAttention,
+)
 from seqlab.models.augment import SpecAugment
 from seqlab.models.classifiers import MLPClassifier
 from seqlab.models.crf import LinearChainCRF
+from seqlab.models.decoders import (
+    BeamSearch,
+    Bridge,
+    GNMTLengthPenalty,
+    GreedySearch,
+    Hypotheses,
+    LengthNormalization,
+    LengthPenalty,
+    LinearBridge,
+    LSTMDecoder,
+    NoLengthPenalty,
+    SearchStrategy,
+    ZeroBridge,
+)
 from seqlab.models.embeddings import (
     CharBiLSTM,
     CharCNN,
@@ -29,6 +50,23 @@ from seqlab.models.pooling import (
 from seqlab.models.taggers import CRFTagger, SoftmaxTagger, TaggerHead
 
 __all__ = [
+    "AdditiveAttention",
+    "AttentionOutput",
+    "BeamSearch",
+    "Bridge",
+    "DecoderAttention",
+    "DotAttention",
+    "GNMTLengthPenalty",
+    "GeneralAttention",
+    "GreedySearch",
+    "Hypotheses",
+    "LSTMDecoder",
+    "LengthNormalization",
+    "LengthPenalty",
+    "LinearBridge",
+    "NoLengthPenalty",
+    "SearchStrategy",
+    "ZeroBridge",
     "AttentionPooling",
     "BiGRUEncoder",
     "BiLSTMEncoder",

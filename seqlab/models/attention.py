@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple, Optional
+
 import torch
 from torch import nn
 
@@ -28,3 +30,91 @@ class MultiHeadSelfAttention(nn.Module):
         attended, _ = self.attention(states, states, states, key_padding_mask=~mask, need_weights=False)  # (B, T, H)
         states = self.norm(states + self.dropout(attended)) * mask.unsqueeze(-1)
         return EncoderOutput(states, mask, encoded.final)
+
+
+class AttentionOutput(NamedTuple):
+    """context: (B, M) or (B, T, M) weighted sum of the memory; weights: (B, S) or (B, T, S), 0 on padding and
+    summing to 1 over each row's real source positions."""
+
+    context: torch.Tensor
+    weights: torch.Tensor
+
+
+class DecoderAttention(nn.Module):
+    """Interface of encoder-decoder attention: ``forward(query, memory, mask, keys=None) -> AttentionOutput``.
+
+    query (B, Q) for one decoder step, or (B, T, Q) for T steps at once; memory (B, S, M) encoder states; mask
+    (B, S) bool, True = real source token; keys: ``prepare(memory)``, the memory's projection computed once per
+    sentence and reused at every step (computed when not given). Subclasses implement ``prepare`` and ``score``;
+    ``output_size`` is M (the context size)."""
+
+    def __init__(self, query_size: int, memory_size: int) -> None:
+        super().__init__()
+        self.query_size = query_size
+        self.memory_size = memory_size
+        self.output_size = memory_size
+
+    def prepare(self, memory: torch.Tensor) -> torch.Tensor:
+        return memory
+
+    def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """query (B, T, Q), keys (B, S, K) -> scores (B, T, S)."""
+        raise NotImplementedError
+
+    def forward(self, query: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor,
+                keys: Optional[torch.Tensor] = None) -> AttentionOutput:
+        single = query.dim() == 2
+        queries = query.unsqueeze(1) if single else query  # (B, T, Q)
+        keys = self.prepare(memory) if keys is None else keys
+        scores = self.score(queries, keys).masked_fill(~mask.unsqueeze(1), float("-inf"))  # (B, T, S)
+        weights = torch.softmax(scores, dim=-1)  # exactly 0 where the mask is False
+        context = torch.bmm(weights, memory)  # (B, T, M)
+        if single:
+            return AttentionOutput(context.squeeze(1), weights.squeeze(1))
+        return AttentionOutput(context, weights)
+
+
+class AdditiveAttention(DecoderAttention):
+    """Bahdanau et al. (2015): score(q, m) = v^T tanh(W_q q + W_m m)."""
+
+    def __init__(self, query_size: int, memory_size: int, attention_size: int = 256) -> None:
+        super().__init__(query_size, memory_size)
+        self.memory_projection = nn.Linear(memory_size, attention_size, bias=False)
+        self.query_projection = nn.Linear(query_size, attention_size)
+        self.v = nn.Linear(attention_size, 1, bias=False)
+
+    def prepare(self, memory: torch.Tensor) -> torch.Tensor:
+        return self.memory_projection(memory)  # (B, S, A)
+
+    def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        hidden = torch.tanh(self.query_projection(query).unsqueeze(2) + keys.unsqueeze(1))  # (B, T, S, A)
+        return self.v(hidden).squeeze(-1)  # (B, T, S)
+
+
+class DotAttention(DecoderAttention):
+    """Luong et al. (2015) "dot": score(q, m) = q^T m; needs query_size == memory_size. ``scaled`` divides by
+    sqrt(size)."""
+
+    def __init__(self, query_size: int, memory_size: int, scaled: bool = False) -> None:
+        super().__init__(query_size, memory_size)
+        if query_size != memory_size:
+            raise ValueError(f"DotAttention needs equal query and memory sizes, got {query_size} and {memory_size} "
+                             "(use GeneralAttention, or a decoder hidden_size equal to the encoder output size)")
+        self.scale = memory_size ** -0.5 if scaled else 1.0
+
+    def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(query, keys.transpose(1, 2)) * self.scale  # (B, T, S)
+
+
+class GeneralAttention(DecoderAttention):
+    """Luong et al. (2015) "general": score(q, m) = q^T W m (the memory side projected once per sentence)."""
+
+    def __init__(self, query_size: int, memory_size: int) -> None:
+        super().__init__(query_size, memory_size)
+        self.memory_projection = nn.Linear(memory_size, query_size, bias=False)
+
+    def prepare(self, memory: torch.Tensor) -> torch.Tensor:
+        return self.memory_projection(memory)  # (B, S, Q)
+
+    def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(query, keys.transpose(1, 2))  # (B, T, S)

@@ -5,5 +5,6 @@ from seqlab.tasks.frame_classification import FrameClassification
 from seqlab.tasks.metrics import EntityF1
 from seqlab.tasks.sentence_classification import SentenceClassification
 from seqlab.tasks.token_tagging import TokenTagging
+from seqlab.tasks.translation import Seq2SeqTranslation
 
-__all__ = ["EntityF1", "FrameClassification", "SentenceClassification", "SequenceTask", "TokenTagging"]
+__all__ = ["EntityF1", "FrameClassification", "SentenceClassification", "Seq2SeqTranslation", "SequenceTask", "TokenTagging"]

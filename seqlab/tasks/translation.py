@@ -1,0 +1,198 @@
+"""Sequence-to-sequence translation: source embedder -> encoder -> (bridge, attention) decoder; label-smoothed
+cross-entropy; greedy / beam decoding; corpus BLEU and chrF (sacrebleu) over whole splits, across ranks."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from jsonargparse import lazy_instance
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from pytorch_lightning.utilities import rank_zero_info
+
+from seqlab.models.decoders import BeamSearch, GreedySearch, Hypotheses, LSTMDecoder, SearchStrategy
+from seqlab.models.embeddings import TokenEmbedder, WordEmbedder, WordEmbedding
+from seqlab.models.encoders import BiLSTMEncoder, EncoderOutput, SequenceEncoder
+from seqlab.tasks.base import SequenceTask
+
+
+def corpus_scores(hypotheses: list[str], references: list[str]):
+    """sacrebleu's corpus BLEU and chrF (its command-line defaults: 13a tokenization, exp smoothing; chrF n=6,
+    beta=2) of detokenized hypotheses against one reference each -> (BLEUScore, CHRFScore, BLEU signature)."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    bleu, chrf = BLEU(), CHRF()
+    bleu_score = bleu.corpus_score(hypotheses, [references])
+    chrf_score = chrf.corpus_score(hypotheses, [references])
+    return bleu_score, chrf_score, bleu.get_signature()
+
+
+def gather_once(records: list[tuple[int, str, str]]) -> list[tuple[str, str]]:
+    """(index, hypothesis, reference) records of this rank -> every rank's, one per index (a sentence evaluated
+    twice, e.g. by padded shards, counts once), in index order: (hypothesis, reference) pairs."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        parts: list = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, records)
+        records = [record for part in parts for record in part]
+    unique: dict[int, tuple[str, str]] = {}
+    for index, hypothesis, reference in records:
+        unique.setdefault(int(index), (hypothesis, reference))
+    return [unique[i] for i in sorted(unique)]
+
+
+class Seq2SeqTranslation(SequenceTask):
+    """Translation with a BiLSTM encoder and an LSTM decoder (plain, Bahdanau or Luong attention by ``decoder``'s
+    ``attention``).
+
+    The sizes come from the data module (linked by the CLI): vocabulary sizes, pad ids, BOS/EOS ids; they have no
+    defaults, so a dropped link fails loudly. Parts are factories: ``source_embedding(vocab_size, padding_idx)``,
+    ``encoder(input_size)``, ``decoder(target_vocab_size, target_padding_idx, encoder.output_size)``.
+
+    Logs ``{stage}/loss`` (label-smoothed cross-entropy per target token, EOS included), ``val|test/nll``
+    (unsmoothed, per token: perplexity = exp(nll)), ``val/bleu`` and ``val/chrf`` with ``search`` (greedy by default), and at test
+    ``test/bleu_greedy``, ``test/chrf_greedy`` (``search``) and ``test/bleu``, ``test/chrf`` (``beam_search``,
+    when set), each over the whole split gathered from every rank, on detokenized hypotheses against the raw
+    references; the sacrebleu signature is printed at test. ``predict`` translates with ``beam_search`` (else
+    ``search``); ``predict_attention`` adds each output token's attention over the source pieces.
+    """
+
+    monitor = "val/bleu"
+    monitor_mode = "max"
+
+    def __init__(
+        self,
+        source_vocab_size: int,
+        target_vocab_size: int,
+        source_padding_idx: int,
+        target_padding_idx: int,
+        bos_index: int,
+        eos_index: int,
+        source_embedding: Callable[[int, int], WordEmbedder] = WordEmbedding,
+        embedding_dropout: float = 0.3,
+        encoder: Callable[[int], SequenceEncoder] = BiLSTMEncoder,
+        decoder: Callable[[int, int, int], LSTMDecoder] = LSTMDecoder,
+        label_smoothing: float = 0.1,
+        search: SearchStrategy = lazy_instance(GreedySearch),
+        beam_search: Optional[SearchStrategy] = lazy_instance(BeamSearch, beam_size=5),
+        predict_attention: bool = False,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: Optional[LRSchedulerCallable] = None,
+        checkpoint_every_n_steps: int = 500,
+    ) -> None:
+        super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
+        self.save_hyperparameters()
+        self.target_padding_idx = target_padding_idx
+        self.bos_index = bos_index
+        self.eos_index = eos_index
+        self.label_smoothing = label_smoothing
+        self.search = search
+        self.beam_search = beam_search
+        self.predict_attention = predict_attention
+        self.embedder = TokenEmbedder(source_embedding(source_vocab_size, source_padding_idx), None,
+                                      embedding_dropout)
+        self.encoder = encoder(self.embedder.output_size)
+        self.decoder = decoder(target_vocab_size, target_padding_idx, self.encoder.output_size)
+        #: target ids -> text; taken from the data module (``decode_target``) unless set
+        self.decode_target: Optional[Callable[[list[int]], str]] = None
+        self._outputs: dict[str, list[tuple[int, str, str]]] = {}
+
+    # ----------------------------------------------------------------- model
+    def encode(self, batch: dict) -> EncoderOutput:
+        embedded = self.embedder(batch["source_ids"], batch["source_mask"])  # (B, S, E)
+        return self.encoder(embedded, batch["source_mask"])  # states (B, S, M)
+
+    def forward(self, batch: dict):
+        """Teacher-forced logits (B, T + 1, V) for ``target_ids[:, 1:]`` and the attention (B, T + 1, S) or None."""
+        return self.decoder(batch["target_ids"][:, :-1], self.encode(batch))
+
+    def translate(self, batch: dict, search: SearchStrategy, return_attention: bool = False) -> Hypotheses:
+        return search(self.decoder, self.encode(batch), self.bos_index, self.eos_index, return_attention)
+
+    def detokenize(self, hypotheses: Hypotheses, rank: int = 0) -> list[str]:
+        """The ``rank``-th hypothesis of each sentence as text."""
+        decode = self.decode_target
+        if decode is None:
+            datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+            decode = getattr(datamodule, "decode_target", None)
+        if decode is None:
+            raise RuntimeError("no detokenizer: run with a TranslationData data module, or set task.decode_target")
+        tokens, lengths = hypotheses.tokens[:, rank].tolist(), hypotheses.lengths[:, rank].tolist()
+        return [decode(row[:length]) for row, length in zip(tokens, lengths)]
+
+    # ----------------------------------------------------------------- steps
+    def shared_step(self, batch: dict, stage: str) -> torch.Tensor:
+        gold = batch["target_ids"][:, 1:]  # (B, T + 1): y_1 .. y_T EOS, padded
+        logits = self(batch).logits  # (B, T + 1, V)
+        flat_logits, flat_gold = logits.reshape(-1, logits.shape[-1]), gold.reshape(-1)
+        loss = F.cross_entropy(flat_logits, flat_gold, ignore_index=self.target_padding_idx,
+                               label_smoothing=self.label_smoothing)
+        batch_size = gold.shape[0]
+        sync = stage != "train"
+        self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=sync,
+                 on_step=stage == "train", on_epoch=True)
+        if stage != "train":
+            tokens = int((flat_gold != self.target_padding_idx).sum())
+            nll = F.cross_entropy(flat_logits.detach(), flat_gold, ignore_index=self.target_padding_idx)
+            self.log(f"{stage}/nll", nll, batch_size=tokens, sync_dist=True, on_step=False, on_epoch=True)
+            self._collect(f"{stage}_greedy", batch, self.translate(batch, self.search))
+            if stage == "test" and self.beam_search is not None:
+                self._collect("test_beam", batch, self.translate(batch, self.beam_search))
+        return loss
+
+    def _collect(self, key: str, batch: dict, hypotheses: Hypotheses) -> None:
+        texts = self.detokenize(hypotheses)
+        self._outputs.setdefault(key, []).extend(zip(batch["index"].tolist(), texts, batch["references"]))
+
+    def on_validation_epoch_start(self) -> None:
+        self._outputs.pop("val_greedy", None)
+
+    def on_test_epoch_start(self) -> None:
+        self._outputs.pop("test_greedy", None)
+        self._outputs.pop("test_beam", None)
+
+    def _score(self, key: str, names: tuple[str, str], announce: bool = False) -> None:
+        pairs = gather_once(self._outputs.pop(key, []))
+        if not pairs:
+            return
+        hypotheses, references = [h for h, _ in pairs], [r for _, r in pairs]
+        bleu, chrf, signature = corpus_scores(hypotheses, references)
+        self.log_dict({names[0]: float(bleu.score), names[1]: float(chrf.score)}, sync_dist=True,
+                      prog_bar=names[0].endswith("bleu"))
+        if announce:
+            rank_zero_info(f"{names[0]} {bleu.score:.2f} over {len(pairs)} sentences; sacrebleu {signature}")
+
+    def on_validation_epoch_end(self) -> None:
+        self._score("val_greedy", ("val/bleu", "val/chrf"))
+
+    def on_test_epoch_end(self) -> None:
+        if "test_beam" in self._outputs:
+            self._score("test_greedy", ("test/bleu_greedy", "test/chrf_greedy"), announce=True)
+            self._score("test_beam", ("test/bleu", "test/chrf"), announce=True)
+        else:
+            self._score("test_greedy", ("test/bleu", "test/chrf"), announce=True)
+
+    def predict_step(self, batch: dict, batch_idx: int = 0) -> list[dict]:
+        """One record per source line: source, translation (the best hypothesis), score; with
+        ``predict_attention`` also the source pieces, the output pieces and the attention (one row per output
+        piece, one weight per source piece)."""
+        search = self.beam_search if self.beam_search is not None else self.search
+        attention = self.predict_attention and self.decoder.attention is not None
+        hypotheses = self.translate(batch, search, return_attention=attention)
+        texts = self.detokenize(hypotheses)
+        scores = hypotheses.scores[:, 0].tolist()
+        records = []
+        for row, index in enumerate(batch["index"].tolist()):
+            record = {"index": index, "source": batch["source_text"][row], "translation": texts[row],
+                      "score": round(scores[row], 6)}
+            if attention:
+                length = int(hypotheses.lengths[row, 0])
+                source_length = len(batch["source_tokens"][row])
+                datamodule = self.trainer.datamodule
+                record["source_tokens"] = batch["source_tokens"][row]
+                record["tokens"] = datamodule.target_pieces(hypotheses.tokens[row, 0, :length].tolist())
+                record["attention"] = [[round(w, 5) for w in weights[:source_length]]
+                                       for weights in hypotheses.attention[row, 0, :length].tolist()]
+            records.append(record)
+        return records
