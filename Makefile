@@ -33,11 +33,16 @@ test: install
 test-fast: install
 	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q tests -m "not slow"
 
-# Speed ratios measured in one run (never asserted): seqlab vs raw PyTorch, seqlab CRF vs pytorch-crf, vs Flair.
-# Rows are appended to results/bench/ner_speed.jsonl. Pass options: make bench BENCH_ARGS="--windows 3 --threads 1"
+# Speed ratios measured in one run (never asserted), each script's rows appended to results/bench/<script>.jsonl:
+# ner_speed.py (seqlab Trainer vs raw PyTorch, seqlab CRF vs pytorch-crf, vs Flair), sentiment_speed.py (SST-2
+# SentenceClassification, Trainer vs raw loop), speech_speed.py (TIMIT sample FrameClassification, Trainer vs raw loop;
+# fbank features on one core vs torchaudio's kaldi.fbank, x real time). BENCH_ARGS goes to all three (they share their
+# options): make bench BENCH_ARGS="--windows 3 --threads 1"
 BENCH_ARGS ?=
 bench: install
 	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/ner_speed.py $(BENCH_ARGS)
+	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/sentiment_speed.py $(BENCH_ARGS)
+	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/speech_speed.py $(BENCH_ARGS)
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache

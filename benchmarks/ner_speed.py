@@ -1,49 +1,66 @@
 """NER training speed, measured in one run: seqlab (Lightning) vs a raw PyTorch loop, seqlab's CRF vs pytorch-crf,
 and seqlab against a quoted Flair figure.
 
-Trainer vs raw loop: the two take their steps interleaved (raw step i, Trainer step i, raw step i + 1, ...) on the
-same pre-collated batches, from the same weights; the ratio is the median over steps of the paired step times, so
-load that changes during the run hits both sides alike. The Flair comparison uses the Trainer reading the real
-DataLoader (fetch and collate counted against seqlab).
+Trainer vs raw loop (``paired.py``, shared with sentiment_speed.py and speech_speed.py): the two take their steps
+interleaved (raw step i, Trainer step i, raw step i + 1, ...) on the same pre-collated batches, from the same
+weights; the ratio is the geometric mean of the medians of raw_s/seqlab_s over steps with the raw loop first and
+second, so load that changes during the run hits both sides alike. The Flair comparison uses the Trainer reading
+the real DataLoader (fetch and collate counted against seqlab).
 
-Prints ratios and appends one JSON row per comparison; never asserts on timings (they depend on the machine and
-its load). Example: ``python benchmarks/ner_speed.py --windows 3 --window-batches 15 --crf-ops 20 --threads 2``.
+Prints ratios and appends one JSON row per comparison to results/bench/ner_speed.jsonl; never asserts on timings
+(they depend on the machine and its load).
+Example: ``python benchmarks/ner_speed.py --windows 3 --window-batches 15 --crf-ops 20 --threads 2``.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
-import json
-import logging
-import os
 import statistics
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pytorch_lightning as pl
 import torch
 
-from seqlab.data_modules import TokenClassificationData
-from seqlab.models import BiLSTMEncoder, CharBiLSTM, CRFTagger, LinearChainCRF, SoftmaxTagger, WordEmbedding
-from seqlab.tasks import TokenTagging
+if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is not a package: find paired.py beside us
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from paired import (  # noqa: E402
+    NoCheckpoints,
+    Row,
+    add_common_arguments,
+    append_rows,
+    banner,
+    check_same_loss,
+    collate_windows,
+    paired_training,
+    print_table,
+    quiet_setup,
+    row,
+    trainer,
+    training_row,
+)
+from seqlab.data_modules import TokenClassificationData  # noqa: E402
+from seqlab.models import (  # noqa: E402
+    BiLSTMEncoder,
+    CharBiLSTM,
+    CRFTagger,
+    LinearChainCRF,
+    SoftmaxTagger,
+    WordEmbedding,
+)
+from seqlab.tasks import TokenTagging  # noqa: E402
+
 FLAIR_QUOTED_TOKENS_PER_S = 2300.0  # Flair 0.15 BiLSTM-CRF (hidden 256, one-hot 100 + char LSTM), quoted in the issue
-Row = dict[str, Any]
 
 
 # ----------------------------------------------------------------------------- model and data
-class BenchTokenTagging(TokenTagging):
+class BenchTokenTagging(NoCheckpoints, TokenTagging):
     """TokenTagging without its ModelCheckpoint callbacks: the benchmark times training steps, not checkpoint
     writing (``configure_callbacks`` would otherwise add two ModelCheckpoints to every Trainer)."""
-
-    def configure_callbacks(self) -> list[pl.Callback]:
-        return []
 
 
 def build_data(data_root: Path, batch_size: int = 32) -> TokenClassificationData:
@@ -74,110 +91,10 @@ def build_task(data: TokenClassificationData, head: Callable, char_hidden: int =
 
 
 # ----------------------------------------------------------------------------- training steps, paired
-def raw_stepper(model: TokenTagging) -> Callable[[dict], None]:
-    """The training step in plain PyTorch: forward -> head.loss -> zero_grad -> backward -> clip -> step, with a
-    fresh optimizer (like each Trainer.fit): Adam(lr=1e-3, fused=True) from the task's own factory."""
-    optimizer = model.configure_optimizers()
-    model.train()
-
-    def step(batch: dict) -> None:
-        emissions = model(batch)  # (B, T, K)
-        loss = model.head.loss(emissions, batch["tag_ids"], batch["mask"])
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimizer.step()
-
-    return step
-
-
-class PairedSteps(pl.Callback):
-    """Interleaves the raw PyTorch loop with the Trainer on the very same (pre-collated) batches, in blocks of
-    ``block`` steps: the raw loop takes a block's steps either just before the Trainer's first step of the block
-    (at its ``on_train_batch_start``) or just after its last one (at its ``on_train_batch_end``), alternating from
-    block to block, so that neither side always runs right after the other on the same batches.
-
-    Trainer step ``i`` = the time from its ``on_train_batch_start`` for batch ``i`` to the one for batch ``i + 1``
-    less the raw steps run in between: training step, backward, clipping, optimizer step, hooks, logging, fetching
-    and transferring the next batch. Blocks adjacent in time see the same machine load."""
-
-    def __init__(self, raw_step: Callable[[dict], None], batches: list[dict], block: int) -> None:
-        self.raw_step, self.batches, self.block = raw_step, batches, block
-        self.raw = [0.0] * len(batches)
-        self.seqlab: list[float] = []
-        self.start: Optional[float] = None  # the current Trainer step's start
-        self.excluded = 0.0  # raw seconds inside the current Trainer step
-
-    def raw_first(self, index: int) -> bool:
-        return (index // self.block) % 2 == 0
-
-    def _raw_block(self, first: int) -> None:
-        began = time.perf_counter()
-        for index in range(first, min(first + self.block, len(self.batches))):
-            start = time.perf_counter()
-            self.raw_step(self.batches[index])
-            self.raw[index] = time.perf_counter() - start
-        self.excluded += time.perf_counter() - began
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
-        now = time.perf_counter()
-        if self.start is not None:
-            self.seqlab.append(now - self.start - self.excluded)
-        self.excluded = 0.0
-        if batch_idx % self.block == 0 and self.raw_first(batch_idx):
-            self._raw_block(batch_idx)
-        self.start = time.perf_counter()
-        self.excluded = 0.0
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        first = batch_idx - batch_idx % self.block
-        last = min(first + self.block, len(self.batches)) - 1
-        if batch_idx == last and not self.raw_first(batch_idx):
-            self._raw_block(first)
-
-    def blocks(self) -> list[tuple[float, float, int, bool]]:
-        """Per block: (raw seconds, seqlab seconds, real tokens, raw ran first). The Trainer's last step has no
-        end mark, so the block holding it is left out."""
-        out = []
-        for first in range(0, len(self.seqlab) - self.block + 1, self.block):
-            steps = range(first, first + self.block)
-            out.append((sum(self.raw[i] for i in steps), sum(self.seqlab[i] for i in steps),
-                        sum(int(self.batches[i]["mask"].sum()) for i in steps), self.raw_first(first)))
-        return out
-
-
-def trainer(batches: int, callbacks: list[pl.Callback]) -> pl.Trainer:
-    return pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=1, max_steps=batches, limit_train_batches=batches,
-        limit_val_batches=0, gradient_clip_val=5.0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False, callbacks=callbacks,
-    )
-
-
-class Batches:
-    """Batches collated beforehand, as an iterable the Trainer reads like a DataLoader (a plain list would be taken
-    for a list of dataloaders)."""
-
-    def __init__(self, batches: list[dict]) -> None:
-        self.batches = batches
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-def paired_window(task: TokenTagging, raw: TokenTagging, batches: list[dict], block: int
-                  ) -> list[tuple[float, float, int, bool]]:
-    """One window: a fresh Trainer fits ``task`` on ``batches`` (collated beforehand, so neither side pays data
-    loading) while ``raw`` (a copy with the same weights, a fresh optimizer too) takes the same steps in plain
-    PyTorch, interleaved block by block (``PairedSteps``)."""
-    paired = PairedSteps(raw_stepper(raw), batches, block)
-    trainer(len(batches), [paired]).fit(task, train_dataloaders=Batches(batches))
-    return paired.blocks()
+def tagging_loss(model: TokenTagging, batch: dict) -> torch.Tensor:
+    """TokenTagging's training loss, as its ``shared_step``: forward -> head.loss."""
+    emissions = model(batch)  # (B, T, K)
+    return model.head.loss(emissions, batch["tag_ids"], batch["mask"])
 
 
 class StepStarts(pl.Callback):
@@ -205,37 +122,15 @@ def loader_window(task: TokenTagging, loader: torch.utils.data.DataLoader, batch
 def compare_training(data: TokenClassificationData, head: Callable, args: argparse.Namespace,
                      char_hidden: int = 50, label: str = "", with_loader: bool = False) -> Row:
     """seqlab's Trainer vs the raw loop on identical pre-collated batches, interleaved in blocks of ``--block``
-    steps (``PairedSteps``), over ``windows`` fresh Trainers of ``window_batches`` steps after an untimed warm-up.
-
-    ratio: for each block, raw seconds / seqlab seconds on the same batches; the median over blocks where the raw
-    loop went first and the median over blocks where it went second, combined by their geometric mean. (Whichever
-    side runs second on the same batches is measurably faster, allocator and cache reuse: alternating the order
-    and combining cancels that bias.) tokens/s = tokens / summed step times of each side. ``with_loader`` adds
-    ``loader_tokens_per_s``: the Trainer reading the real DataLoader (median over windows)."""
+    steps (``paired.PairedSteps``), over ``windows`` fresh Trainers of ``window_batches`` steps after an untimed
+    warm-up; ratio and tokens/s as ``paired.combine``. ``with_loader`` adds ``loader_tokens_per_s``: the Trainer
+    reading the real DataLoader (median over windows)."""
     torch.manual_seed(0)
     task = build_task(data, head, char_hidden)
-    raw = copy.deepcopy(task)  # same weights, same optimizer factory
-    iterator = iter(data.train_dataloader())
-    collated = [next(iterator) for _ in range((args.windows + 1) * args.window_batches)]
-    windows = [collated[w * args.window_batches:(w + 1) * args.window_batches] for w in range(args.windows + 1)]
-    paired_window(task, raw, windows[0][: 2 * args.block + 1], args.block)  # warm-up
-    blocks, window_ratios = [], []
-    for batches in windows[1:]:
-        window = paired_window(task, raw, batches, args.block)
-        window_ratios.append(statistics.median(r / s for r, s, _, _ in window))
-        blocks += window
-    ratio_first = statistics.median(r / s for r, s, _, first in blocks if first)
-    ratio_second = statistics.median(r / s for r, s, _, first in blocks if not first)
-    ratio = (ratio_first * ratio_second) ** 0.5
-    tokens = sum(n for _, _, n, _ in blocks)
-    seqlab_tps, raw_tps = tokens / sum(s for _, s, _, _ in blocks), tokens / sum(r for r, _, _, _ in blocks)
+    windows = collate_windows(data.train_dataloader(), args.windows + 1, args.window_batches)
     name = head.__name__ + label
-    result = row(f"train_step_{name}", f"training tokens/s, seqlab Trainer vs raw PyTorch loop ({name}) on identical "
-                 f"pre-collated batches, interleaved in blocks of {args.block} steps; ratio = geometric mean of the "
-                 "medians of raw_s/seqlab_s over blocks with raw first and with raw second", seqlab_tps, raw_tps,
-                 "tokens/s", args, batches=args.window_batches, ratio=ratio, blocks=len(blocks), block=args.block,
-                 ratio_raw_first=round(ratio_first, 4), ratio_raw_second=round(ratio_second, 4),
-                 window_ratios=[round(r, 4) for r in window_ratios])
+    check_same_loss(task, tagging_loss, windows[0][0], name)
+    result = training_row(f"train_step_{name}", name, paired_training(task, tagging_loss, windows, args.block), args)
     if with_loader:
         loader = data.train_dataloader()
         loader_window(task, loader, 4)  # warm-up
@@ -351,58 +246,17 @@ def flair_tokens_per_second(data: TokenClassificationData, args: argparse.Namesp
     return statistics.median(speeds[1:])
 
 
-# ----------------------------------------------------------------------------- output
-def row(name: str, what: str, seqlab: float, reference: float, unit: str, args: argparse.Namespace, batches: int,
-        ratio: Optional[float] = None, reference_kind: str = "measured", **extra: Any) -> Row:
-    return {
-        "name": name, "what": what, "seqlab": seqlab, "reference": reference,
-        "ratio": seqlab / reference if ratio is None else ratio, "unit": unit, "reference_kind": reference_kind,
-        "windows": args.windows, "batches_per_window": batches, "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "load_1m": round(os.getloadavg()[0], 2),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra,
-    }
-
-
-def print_table(rows: list[Row]) -> None:
-    print(f"\n{'comparison':<32} {'seqlab':>10} {'reference':>10} {'ratio':>7}  unit      what")
-    for r in rows:
-        print(f"{r['name']:<32} {r['seqlab']:>10.1f} {r['reference']:>10.1f} {r['ratio']:>7.3f}  {r['unit']:<9} "
-              f"{r['what']}")
-    for r in rows:
-        if "window_ratios" in r:
-            print(f"{r['name']}: {r['blocks']} block pairs of {r['block']} steps; median ratio with raw first "
-                  f"{r['ratio_raw_first']:.3f}, raw second {r['ratio_raw_second']:.3f}; per-window medians "
-                  f"{r['window_ratios']}" + (f"; Trainer on the real DataLoader: {r['loader_window_tps']} tokens/s "
-                                             "per window" if "loader_window_tps" in r else ""))
-
-
+# ----------------------------------------------------------------------------- command line
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_data = os.environ.get("SEQLAB_DATA") or str(REPO_ROOT.parent / "shared" / "data")
-    parser.add_argument("--data", type=Path, default=Path(default_data), help="root holding ner/conll2003/iob2")
-    parser.add_argument("--windows", type=int, default=5, help="timed windows: fresh Trainers, each with its raw-loop steps interleaved")
-    parser.add_argument("--window-batches", type=int, default=30, help="training steps per window (per side)")
-    parser.add_argument("--block", type=int, default=1, help="steps per interleaved block (Trainer vs raw loop)")
-    parser.add_argument("--crf-ops", type=int, default=50, help="CRF ops per window and side (ops interleaved)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--json", type=Path, default=REPO_ROOT / "results" / "bench" / "ner_speed.jsonl")
+    add_common_arguments(parser, "root holding ner/conll2003/iob2", "ner_speed.jsonl")
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: Optional[list[str]] = None) -> list[Row]:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
-        logging.getLogger(name).setLevel(logging.WARNING)  # no "GPU available" banner per window
-    for message in (".*does not have many workers.*", ".*no `val_dataloader`.*", ".*LeafSpec.*"):
-        warnings.filterwarnings("ignore", message)
-    import datasets
-
-    datasets.disable_progress_bars()
-    print(f"torch {torch.__version__}, pytorch_lightning {pl.__version__}, threads {torch.get_num_threads()}, "
-          f"{args.windows} windows x {args.window_batches} batches of 32, load average {os.getloadavg()[0]:.2f} "
-          "(other processes on these cores make timings noisy; --threads 1 is steadier on a shared machine)")
+    quiet_setup(args)
+    banner(args, 32)
 
     data = build_data(args.data)
     rows = [compare_training(data, CRFTagger, args), compare_training(data, SoftmaxTagger, args)]
@@ -431,11 +285,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                             "tokens/s", args, batches=args.window_batches))
 
     print_table(rows)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    with args.json.open("a", encoding="utf-8") as handle:
-        for r in rows:
-            handle.write(json.dumps(r) + "\n")
-    print(f"\n{len(rows)} rows appended to {args.json}")
+    append_rows(rows, args.json)
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,0 +1,96 @@
+"""Smoke tests of the speed benchmarks (benchmarks/*.py): each runs in-process in its tiniest setting on real data
+and writes its rows, with positive finite figures and the expected names. Timings are never asserted."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import repo_root, require_shared_data
+
+BENCHMARKS = repo_root() / "benchmarks"
+TINY = ["--windows", "1", "--window-batches", "3", "--threads", "1"]
+
+
+def benchmark(name: str):
+    """benchmarks/<name>.py as a module (benchmarks/ is not a package)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module(name)
+
+
+@pytest.fixture(autouse=True)
+def keep_threads():
+    """The scripts' ``--threads 1`` sets torch's thread count for the whole process: restore it afterwards."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def data_root(tmp_path: Path, relative: str, source: Path) -> Path:
+    """A data root holding ``source`` at ``relative`` (the layout the scripts expect under --data)."""
+    target = tmp_path / "data" / relative
+    target.parent.mkdir(parents=True)
+    target.symlink_to(source, target_is_directory=True)
+    return tmp_path / "data"
+
+
+def read_rows(path: Path, expected: set[str]) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert expected <= {r["name"] for r in rows}
+    for r in rows:
+        for key in ("seqlab", "reference", "ratio"):
+            assert math.isfinite(r[key]) and r[key] > 0, (r["name"], key, r[key])
+        assert r["what"] and r["unit"] and r["threads"] == 1
+    return rows
+
+
+def test_paired_combine_balances_the_order():
+    """The ratio is the geometric mean of the raw-first and raw-second medians, and rates are units / time."""
+    paired = benchmark("paired")
+    blocks = [(2.0, 1.0, 10, True), (1.0, 1.0, 10, False), (2.0, 1.0, 10, True), (1.0, 1.0, 10, False)]
+    result = paired.combine([blocks[:2], blocks[2:]])
+    assert result.ratio == pytest.approx(2 ** 0.5)
+    assert (result.ratio_first, result.ratio_second) == (2.0, 1.0)
+    assert result.seqlab_rate == pytest.approx(40 / 4.0) and result.raw_rate == pytest.approx(40 / 6.0)
+    with pytest.raises(ValueError):
+        paired.combine([blocks[:1]])
+
+
+@pytest.mark.slow
+def test_ner_speed_writes_rows(tmp_path, conll_slice):
+    root = data_root(tmp_path, "ner/conll2003/iob2", conll_slice)
+    out = tmp_path / "ner.jsonl"
+    benchmark("ner_speed").main([*TINY, "--crf-ops", "2", "--data", str(root), "--json", str(out)])
+    read_rows(out, {"train_step_CRFTagger", "train_step_SoftmaxTagger", "train_step_CRFTagger_flair_sizes",
+                    "crf_op", "vs_flair_quoted"})
+
+
+@pytest.mark.slow
+def test_sentiment_speed_writes_rows(tmp_path, sst2_slice):
+    root = data_root(tmp_path, "sentiment/sst2", sst2_slice)
+    out = tmp_path / "sentiment.jsonl"
+    benchmark("sentiment_speed").main([*TINY, "--batch-size", "16", "--data", str(root), "--json", str(out)])
+    rows = read_rows(out, {"train_step_sst2_bilstm", "train_step_sst2_bilstm_attention"})
+    assert all(r["unit"] == "tokens/s" for r in rows)
+
+
+@pytest.mark.slow
+def test_speech_speed_writes_rows(tmp_path, timit_sample):
+    root = data_root(tmp_path, "speech/timit_sample", timit_sample)
+    out = tmp_path / "speech.jsonl"
+    benchmark("speech_speed").main([*TINY, "--batch-size", "2", "--feature-passes", "1", "--data", str(root),
+                                    "--json", str(out)])
+    rows = {r["name"]: r for r in read_rows(out, {
+        "train_step_timit_bilstm", "train_step_timit_mlp", "features_fbank40_cmvn", "features_fbank40_cmvn_decode",
+        "features_vs_target"})}
+    assert rows["train_step_timit_mlp"]["unit"] == "frames/s"
+    assert rows["features_fbank40_cmvn"]["fbank_identical"] is True
+    assert rows["features_fbank40_cmvn"]["utterances"] == 160
+    assert rows["features_vs_target"]["reference"] == 500.0
