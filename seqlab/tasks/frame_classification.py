@@ -114,18 +114,19 @@ class FrameClassification(SequenceTask):
         mask, gold = batch["mask"], batch["label_ids"]
         loss = self.head.loss(logits, gold, mask)
         batch_size = mask.shape[0]
-        sync = stage != "train"
-        self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=sync,
-                 on_step=stage == "train", on_epoch=True)
         predicted = self.to_scoring(self.head.decode(logits.detach(), mask))  # (B, T)
         reference = self.to_scoring(gold)
         metrics = self.metrics[f"{stage}_metrics"]
         metrics.update(predicted[mask], reference[mask])
-        self.log_dict(metrics, batch_size=batch_size, prog_bar=stage != "train", on_step=False, on_epoch=True)
-        if stage != "train":
-            per = self.phone_error[f"{stage}_per"]
-            per.update(*self.phone_sequences(predicted, batch))
-            self.log(f"{stage}/per", per, batch_size=batch_size, prog_bar=True, on_step=False, on_epoch=True)
+        if stage == "train":
+            self.log_train({"train/loss": loss}, batch_size)
+            return loss
+        self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=True, on_step=False,
+                 on_epoch=True)
+        self.log_dict(metrics, batch_size=batch_size, prog_bar=True, on_step=False, on_epoch=True)
+        per = self.phone_error[f"{stage}_per"]
+        per.update(*self.phone_sequences(predicted, batch))
+        self.log(f"{stage}/per", per, batch_size=batch_size, prog_bar=True, on_step=False, on_epoch=True)
         if stage == "test":
             self.confusion.update(predicted[mask], reference[mask])
         return loss
@@ -138,6 +139,9 @@ class FrameClassification(SequenceTask):
             hypotheses.append(phone_sequence(predicted[row, :length].tolist(), self.silence))
             references.append(phone_sequence((fold[i] for i in batch["phone_ids"][row]), self.silence))
         return hypotheses, references
+
+    def on_train_epoch_end(self) -> None:
+        self.log_epoch_metrics(self.metrics["train_metrics"])
 
     def on_test_epoch_end(self) -> None:
         matrix = self.confusion.compute()  # summed over ranks

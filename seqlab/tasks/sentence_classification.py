@@ -85,20 +85,28 @@ class SentenceClassification(SequenceTask):
             raise ValueError(f"{stage} batch holds unlabelled examples (label -1)")
         loss = F.cross_entropy(logits, targets, weight=self.class_weights)
         batch_size = targets.shape[0]
-        sync = stage != "train"
-        if pooled.penalty is not None:
-            self.log(f"{stage}/penalty", pooled.penalty, batch_size=batch_size, sync_dist=sync,
-                     on_step=False, on_epoch=True)
-            loss = loss + pooled.penalty
-        self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=sync,
-                 on_step=stage == "train", on_epoch=True)
         predicted = logits.detach().argmax(dim=-1)
         metrics = self.metrics[f"{stage}_metrics"]
         metrics.update(predicted, targets)
-        self.log_dict(metrics, batch_size=batch_size, prog_bar=stage != "train", on_step=False, on_epoch=True)
+        if stage == "train":
+            values = {"train/loss": loss if pooled.penalty is None else loss + pooled.penalty}
+            if pooled.penalty is not None:
+                values["train/penalty"] = pooled.penalty
+            self.log_train(values, batch_size)
+            return values["train/loss"]
+        if pooled.penalty is not None:
+            self.log(f"{stage}/penalty", pooled.penalty, batch_size=batch_size, sync_dist=True, on_step=False,
+                     on_epoch=True)
+            loss = loss + pooled.penalty
+        self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=True, on_step=False,
+                 on_epoch=True)
+        self.log_dict(metrics, batch_size=batch_size, prog_bar=True, on_step=False, on_epoch=True)
         if stage == "test":
             self.test_class_f1.update(predicted, targets)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_epoch_metrics(self.metrics["train_metrics"])
 
     def on_test_epoch_end(self) -> None:
         per_class = self.test_class_f1.compute()

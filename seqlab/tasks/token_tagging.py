@@ -35,7 +35,6 @@ class TokenTagging(SequenceTask):
 
     monitor = "val/f1"
     monitor_mode = "max"
-    train_loss_log_every = 10  # training steps per self.log of train/loss (see _log_train_loss)
 
     def __init__(
         self,
@@ -63,7 +62,6 @@ class TokenTagging(SequenceTask):
         self.attention = attention(self.encoder.output_size) if attention is not None else None
         self.head = head(self.encoder.output_size, self.labels)
         self.metrics = nn.ModuleDict({stage: EntityF1(self.labels) for stage in ("val", "test")})
-        self._reset_train_loss()
 
     def setup(self, stage: str) -> None:
         """Before fitting (and before any checkpoint is restored over it), let the word embedding initialise rows
@@ -73,22 +71,6 @@ class TokenTagging(SequenceTask):
             found = self.embedder.words.init_from_vocabulary(datamodule.words.itos)
             if found:
                 rank_zero_info(f"pretrained vectors for {found} of {len(datamodule.words)} vocabulary words")
-
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """Move the batch's tensors and leave its ``tokens`` (lists of strings, kept for ``predict``) as they are:
-        Lightning's generic transfer walks every string of them, ~1,000 per batch, at every training step."""
-        if not isinstance(batch, dict):
-            return super().transfer_batch_to_device(batch, device, dataloader_idx)
-        non_blocking = torch.device(device).type not in ("cpu", "mps")
-        moved = {}
-        for key, value in batch.items():
-            if isinstance(value, torch.Tensor):
-                moved[key] = value.to(device, non_blocking=non_blocking)
-            elif key == "tokens":
-                moved[key] = value
-            else:
-                moved[key] = super().transfer_batch_to_device(value, device, dataloader_idx)
-        return moved
 
     def forward(self, batch: dict) -> torch.Tensor:
         """Emissions (B, T, K)."""
@@ -103,42 +85,13 @@ class TokenTagging(SequenceTask):
         loss = self.head.loss(emissions, batch["tag_ids"], batch["mask"])
         batch_size = batch["mask"].shape[0]
         if stage == "train":
-            self._log_train_loss(loss, batch_size)
+            self.log_train({"train/loss": loss}, batch_size)
         else:
             self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=True, on_step=False,
                      on_epoch=True)
         if stage in self.metrics:
             self.metrics[stage].update(self.head.decode(emissions, batch["mask"]), batch["tag_ids"], batch["mask"])
         return loss
-
-    def _reset_train_loss(self) -> None:
-        self._train_loss_sum: Optional[torch.Tensor] = None  # summed batch-size-weighted loss, steps not yet logged
-        self._train_loss_count = 0
-        self._train_loss_steps = 0
-
-    def on_train_epoch_start(self) -> None:
-        self._reset_train_loss()
-
-    def _log_train_loss(self, loss: torch.Tensor, batch_size: int) -> None:
-        """``self.log("train/loss", on_step=True, on_epoch=True, prog_bar=True)`` every ``train_loss_log_every``
-        steps with the batch-size-weighted mean loss of those steps (and their total batch size), instead of at every
-        step: Lightning's ``self.log`` costs about half a millisecond on CPU (argument checks, moving its stored
-        metric), ~1% of a training step. The logged keys and the epoch value (``train/loss_epoch``, the weighted
-        mean over all steps) are unchanged; ``train/loss_step`` is the mean of the last few steps. It is always
-        logged on the steps where the Trainer writes to its logger (``log_every_n_steps``), on the epoch's last
-        batch and at ``max_steps``, so nothing is lost or stale."""
-        weighted = loss.detach() * batch_size
-        self._train_loss_sum = weighted if self._train_loss_sum is None else self._train_loss_sum + weighted
-        self._train_loss_count += batch_size
-        self._train_loss_steps += 1
-        trainer = self.trainer
-        step = trainer.global_step + 1
-        every = trainer.log_every_n_steps
-        if (self._train_loss_steps >= self.train_loss_log_every or (every and step % every == 0)
-                or trainer.is_last_batch or trainer.should_stop or 0 < trainer.max_steps <= step):
-            self.log("train/loss", self._train_loss_sum / self._train_loss_count, batch_size=self._train_loss_count,
-                     prog_bar=True, on_step=True, on_epoch=True)
-            self._reset_train_loss()
 
     def _log_metrics(self, stage: str) -> None:
         values = self.metrics[stage].compute()
