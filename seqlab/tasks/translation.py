@@ -26,7 +26,7 @@ def corpus_scores(hypotheses: list[str], references: list[str]):
     bleu, chrf = BLEU(), CHRF()
     bleu_score = bleu.corpus_score(hypotheses, [references])
     chrf_score = chrf.corpus_score(hypotheses, [references])
-    return bleu_score, chrf_score, bleu.get_signature()
+    return bleu_score, chrf_score, str(bleu.get_signature())
 
 
 def gather_once(records: list[tuple[int, str, str]]) -> list[tuple[str, str]]:
@@ -94,8 +94,9 @@ class Seq2SeqTranslation(SequenceTask):
                                       embedding_dropout)
         self.encoder = encoder(self.embedder.output_size)
         self.decoder = decoder(target_vocab_size, target_padding_idx, self.encoder.output_size)
-        #: target ids -> text; taken from the data module (``decode_target``) unless set
-        self.decode_target: Optional[Callable[[list[int]], str]] = None
+        #: what turns target ids into text: ``decode_target(ids) -> str`` and ``target_pieces(ids) -> list[str]``;
+        #: the trainer's data module (a TranslationData) unless set
+        self.target_text = None
         self._outputs: dict[str, list[tuple[int, str, str]]] = {}
 
     # ----------------------------------------------------------------- model
@@ -110,14 +111,17 @@ class Seq2SeqTranslation(SequenceTask):
     def translate(self, batch: dict, search: SearchStrategy, return_attention: bool = False) -> Hypotheses:
         return search(self.decoder, self.encode(batch), self.bos_index, self.eos_index, return_attention)
 
+    def _target_text(self):
+        found = self.target_text
+        if found is None and self._trainer is not None:
+            found = getattr(self._trainer, "datamodule", None)
+        if found is None or not hasattr(found, "decode_target"):
+            raise RuntimeError("no detokenizer: run with a TranslationData data module, or set task.target_text")
+        return found
+
     def detokenize(self, hypotheses: Hypotheses, rank: int = 0) -> list[str]:
         """The ``rank``-th hypothesis of each sentence as text."""
-        decode = self.decode_target
-        if decode is None:
-            datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-            decode = getattr(datamodule, "decode_target", None)
-        if decode is None:
-            raise RuntimeError("no detokenizer: run with a TranslationData data module, or set task.decode_target")
+        decode = self._target_text().decode_target
         tokens, lengths = hypotheses.tokens[:, rank].tolist(), hypotheses.lengths[:, rank].tolist()
         return [decode(row[:length]) for row, length in zip(tokens, lengths)]
 
@@ -189,9 +193,8 @@ class Seq2SeqTranslation(SequenceTask):
             if attention:
                 length = int(hypotheses.lengths[row, 0])
                 source_length = len(batch["source_tokens"][row])
-                datamodule = self.trainer.datamodule
                 record["source_tokens"] = batch["source_tokens"][row]
-                record["tokens"] = datamodule.target_pieces(hypotheses.tokens[row, 0, :length].tolist())
+                record["tokens"] = self._target_text().target_pieces(hypotheses.tokens[row, 0, :length].tolist())
                 record["attention"] = [[round(w, 5) for w in weights[:source_length]]
                                        for weights in hypotheses.attention[row, 0, :length].tolist()]
             records.append(record)
