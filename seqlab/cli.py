@@ -206,6 +206,11 @@ def condense_config_error(message: str) -> str:
 
 def main(args: Optional[list[str]] = None) -> None:
     """Console entry point. Input and configuration errors print one line and exit with status 2."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv[:1] == ["leaderboard"]:  # seqlab leaderboard SPEC.yaml: see seqlab/leaderboard
+        from seqlab.leaderboard import main as leaderboard_main
+
+        return leaderboard_main(argv[1:])
     import datasets
 
     datasets.disable_progress_bars()

@@ -1,0 +1,92 @@
+"""``--import results/quality.jsonl``: turn ``seqlab test --results_path`` rows (e.g. the quality runs of
+``scripts/quality_run.sh``) into leaderboard rows, without retraining. The variant and parameter count come from the
+checkpoint when it still exists, else the variant from the config; each imported row gets a stable ``run_id``, so
+importing the same file twice adds nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from seqlab.leaderboard.rows import SCHEMA, describe_variant, environment, inspect_checkpoint, read_rows, variant_of
+from seqlab.leaderboard.spec import TASKS
+
+MODEL_TASKS = {"TokenTagging": "ner", "SentenceClassification": "sentiment", "FrameClassification": "speech",
+               "Seq2SeqTranslation": "translation"}
+
+
+def task_of(row: dict) -> Optional[str]:
+    task = MODEL_TASKS.get(str(row.get("model")))
+    if task is None and "translat" in str(row.get("model", "")).lower():
+        task = "translation"
+    return task
+
+
+def _run_name(row: dict) -> str:
+    configs = row.get("configs") or []
+    if configs:
+        return Path(configs[0]).stem
+    parts = Path(str(row.get("ckpt_path"))).parts
+    # runs/quality/<name>/version_0/checkpoints/best.ckpt -> <name>
+    return parts[-4] if len(parts) >= 4 else Path(str(row.get("ckpt_path"))).stem
+
+
+def _config_variant(row: dict, task: str, name: str) -> Optional[dict]:
+    candidates = [Path(c) for c in row.get("configs") or []] + [Path("configs") / task / f"{name}.yaml"]
+    for config in candidates:
+        if config.is_file():
+            model = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("model") or {}
+            if model:
+                return variant_of(model)
+    return None
+
+
+def import_rows(source: str | Path, existing: list[dict]) -> list[dict]:
+    """Leaderboard rows for the ``test`` rows of ``source`` that name a checkpoint and are not imported yet."""
+    source = Path(source)
+    known = {r.get("run_id") for r in existing}
+    env = environment()
+    env["git_commit"] = None  # the commit the quality run used is not recorded
+    rows = []
+    for raw in read_rows(source):
+        if raw.get("subcommand") != "test" or not raw.get("ckpt_path"):
+            continue
+        task = task_of(raw)
+        if task is None:
+            continue
+        metrics = raw.get("metrics") or {}
+        digest = hashlib.sha1(json.dumps([str(source), raw.get("ckpt_path"), metrics], sort_keys=True).encode())
+        run_id = "import-" + digest.hexdigest()[:12]
+        if run_id in known:
+            continue
+        known.add(run_id)
+        name = _run_name(raw)
+        checkpoint = Path(str(raw["ckpt_path"]))
+        info = {}
+        if checkpoint.is_file():
+            try:
+                info = inspect_checkpoint(checkpoint)
+            except Exception:  # unreadable: fall back to the config
+                info = {}
+        variant = info.get("variant") or _config_variant(raw, task, name)
+        main_metric = TASKS[task][1]
+        rows.append({
+            "schema": SCHEMA, "run_id": run_id, "status": "ok" if main_metric in metrics else "failed",
+            "error": None if main_metric in metrics else f"no {main_metric} in the imported row",
+            "failed_stage": None, "source": f"import:{source}", "spec": None,
+            "entry": f"{name} (quality run)", "task": task, "dataset": TASKS[task][0], "split": "test",
+            "configs": raw.get("configs") or [], "data_path": info.get("data_path"), "seed": None, "budget_s": None,
+            "max_epochs": None, "main_metric": main_metric, "main_value": metrics.get(main_metric),
+            "metrics": metrics, "variant": variant, "model_variant": describe_variant(variant) if variant else None,
+            "params": info.get("params"), "checkpoint": str(checkpoint), "train_wall_s": None,
+            "train_time_s": info.get("timer_train_s"), "train_tokens": None, "train_tokens_per_s": None,
+            "test_wall_s": None, "test_tokens": None, "infer_tokens_per_s": None, "epochs": info.get("epoch"),
+            "global_step": info.get("global_step"), "peak_rss_mb": None, "cuda_max_allocated_mb": None,
+            "device": None, "device_name": None, "torch_threads": None, "world_size": raw.get("world_size"),
+            **env, "started_at": None, "finished_at": None,
+        })
+    return rows
