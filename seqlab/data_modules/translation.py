@@ -89,6 +89,15 @@ def fit_word_encoder(texts: Iterable[str], min_freq: int = 1, max_size: Optional
     return encoder
 
 
+def encode_texts(encoder: TextEncoder, texts: list[str]) -> list[tuple[list[str], list[int]]]:
+    """``encoder.encode`` of each text ((pieces, ids); an empty text gives none), a subword tokenizer's in one
+    parallel ``encode_batch`` call."""
+    if isinstance(encoder, SubwordEncoder):
+        encodings = encoder.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [(list(e.tokens), list(e.ids)) for e in encodings]
+    return [encoder.encode(text) if text else ([], []) for text in texts]
+
+
 def special_id(encoder: TextEncoder, token: str) -> int:
     if isinstance(encoder, WhitespaceEncoder):
         return encoder.vocabulary.stoi[token]
@@ -380,9 +389,9 @@ class TranslationData(SequenceDataModule):
 
         def encode_batch(batch: dict, indices: list[int]) -> dict:
             out = {"source_ids": [], "target_ids": [], "source_tokens": [], "length": [], "index": [], "long": []}
-            for index, source, target in zip(indices, batch["source_text"], batch["target_text"]):
-                pieces, source_ids = source_encoder.encode(source)
-                target_ids = target_encoder.encode(target)[1] if target else []
+            sources = encode_texts(source_encoder, batch["source_text"])
+            targets = encode_texts(target_encoder, batch["target_text"])
+            for index, (pieces, source_ids), (_, target_ids) in zip(indices, sources, targets):
                 out["source_ids"].append(source_ids)
                 out["target_ids"].append(target_ids)
                 out["source_tokens"].append(pieces)
