@@ -16,7 +16,8 @@ from seqlab.leaderboard.spec import TASKS
 TASK_TITLES = {"ner": "NER", "sentiment": "Sentiment", "speech": "Speech (frame phone recognition)",
                "translation": "Translation"}
 METRIC_TITLES = {"f1": "F1", "precision": "P", "recall": "R", "accuracy": "accuracy", "frame_accuracy": "frame acc.",
-                 "per": "PER", "bleu": "BLEU", "chrf": "chrF"}
+                 "per": "PER", "bleu": "BLEU", "chrf": "chrF",
+                 "bleu_greedy": "BLEU greedy", "chrf_greedy": "chrF greedy"}
 UNITS = {"speech": "frames/s"}
 
 
