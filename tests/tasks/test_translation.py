@@ -1,5 +1,5 @@
 """Seq2SeqTranslation: loss and gradients, decoding through the task, and BLEU/chrF exactly as sacrebleu's command
-line computes them, each sentence counted once, also when gathered from two processes."""
+line computes them, each sentence counted once, also when gathered from two (forked, gloo) processes."""
 
 from __future__ import annotations
 
@@ -148,7 +148,6 @@ def _gather_worker(rank: int, world: int, port: int, records: list, out_dir: str
         dist.destroy_process_group()
 
 
-@pytest.mark.slow
 def test_gathering_over_two_processes_counts_each_sentence_once(tmp_path, scored_files):
     import socket
 
@@ -157,6 +156,8 @@ def test_gathering_over_two_processes_counts_each_sentence_once(tmp_path, scored
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_gather_worker, args=(2, port, records, str(tmp_path)), nprocs=2, join=True)
+    # fork: the workers start with this process' imports instead of importing everything again
+    mp.start_processes(_gather_worker, args=(2, port, records, str(tmp_path)), nprocs=2, join=True,
+                       start_method="fork")
     for rank in (0, 1):
         assert (tmp_path / f"{rank}.txt").read_text(encoding="utf-8").split("\n") == hypotheses[:50]
