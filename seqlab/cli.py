@@ -134,6 +134,13 @@ class SeqlabCLI(LightningCLI):
             class_name = str(config.data.class_path).rsplit(".", 1)[-1]
             self._data_state = checkpoint.get(class_name) or None
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning parses the checkpoint's model hyperparameters over the whole configuration, so a model option
+        given on the command line (``--model.init_args.predict_attention true`` at predict time) would silently lose
+        to the checkpoint. seqlab has already made the checkpoint's model and data configuration the defaults
+        (``_use_checkpoint_defaults``), below the config files and the command line; for ``--ckpt_path last|best``
+        the run's own config describes the model. Nothing is left to do here."""
+
     def _use_checkpoint_defaults(self, subcommand: str, checkpoint: dict) -> None:
         defaults = {}
         for key, section in (("data", "datamodule_hyper_parameters"), ("model", "hyper_parameters")):

@@ -57,6 +57,12 @@ def test_checkpoint_round_trip_and_predict_without_config(tmp_path, conll_slice)
     assert [r["tags"] for r in rows] == [r["tags"] for r in expected]
     assert all(set(r) == {"tokens", "tags", "entities"} for r in rows)
 
+    # a model option on the command line wins over the checkpoint's hyperparameters
+    override = SeqlabCLI(args=["validate", "--ckpt_path", str(moved), *run_options(tmp_path, conll_slice),
+                               "--trainer.limit_val_batches", "1", "--model.init_args.checkpoint_every_n_steps", "7"])
+    assert override.model.checkpoint_every_n_steps == 7
+    assert override.model.labels == trained.labels
+
 
 def test_misspelled_config_key_is_one_line(tmp_path):
     config = tmp_path / "typo.yaml"
