@@ -109,6 +109,7 @@ class SeqlabCLI(LightningCLI):
 
     def parse_arguments(self, parser, args) -> None:
         argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
+        self._argv = argv
         subcommand = next((a for a in argv if a in self.subcommands()), None)
         ckpt_arg = _peek_option(argv, "--ckpt_path")
         if subcommand and ckpt_arg and ckpt_arg not in ("last", "best"):
@@ -177,6 +178,7 @@ class SeqlabCLI(LightningCLI):
         row = {
             "subcommand": self.subcommand,
             "configs": [str(c) for c in self.config[self.subcommand].get("config") or []],
+            "argv": list(getattr(self, "_argv", [])),
             "model": type(self.model).__name__,
             "data": type(self.datamodule).__name__,
             "ckpt_path": self.config[self.subcommand].get("ckpt_path"),
