@@ -2,13 +2,12 @@
 Trainer vs a raw PyTorch loop on the same model, (b) seqlab's feature extraction vs torchaudio's Kaldi fbank, on one
 core.
 
-(a) Models: the sizes of configs/speech/timit_sample_bilstm.yaml (Kaldi fbank 40 + per-utterance CMVN, SpecAugment
-2 frequency masks of <= 8 bins and 2 time masks of <= 10 frames (<= 10%), 2 frames stacked per step, BiLSTM 3 x 256
-per direction, dropout 0.3, a softmax per frame over the 39 phones, Adam 2e-3, clip 5, batch 8) and of the MLP
-baseline timit_sample_mlp.yaml (+-5 frame context window, 2 x 1024, dropout 0.3, Adam 1e-3). The configs'
-ReduceLROnPlateau steps once per epoch on validation: left out (no validation runs). SpecAugment is part of the task's
-forward in training, so the raw loop calls the same ``model(batch)`` (augment -> stacking -> encoder -> head) and the
-head's loss; it is checked equal to the task's ``training_step`` (same RNG state, same masks) before timing.
+(a) Models: the sizes of configs/speech/timit_sample_bilstm.yaml (Kaldi fbank 40 + per-utterance CMVN, BiLSTM
+3 x 256 per direction over every frame, dropout 0.3, a softmax per frame over the 39 phones, Adam 2e-3, clip 5,
+batch 8) and of the MLP baseline timit_sample_mlp.yaml (+-5 frame context window, 2 x 1024, dropout 0.3, Adam
+1e-3). The configs' ReduceLROnPlateau steps once per epoch on validation: left out (no validation runs). The raw loop calls the same
+``model(batch)`` (with the task's optional parts: SpecAugment in training, stacking) and the head's loss; it is
+checked equal to the task's ``training_step`` (same RNG state, same masks) before timing.
 Steps interleaved on identical pre-collated batches (``paired.py``); ratio = geometric mean of the medians of
 raw_s/seqlab_s over steps with the raw loop first and second; frames/s counts real frames (``mask.sum()``).
 
@@ -54,7 +53,7 @@ from paired import (  # noqa: E402
 )
 from seqlab.data_modules import SpeechFrameData  # noqa: E402
 from seqlab.data_modules.audio import INT16_SCALE, FeatureConfig, read_audio, resample, single_thread  # noqa: E402
-from seqlab.models import BiLSTMEncoder, ContextWindowMLP, FrameClassifier, FrameStacking, SpecAugment  # noqa: E402
+from seqlab.models import BiLSTMEncoder, ContextWindowMLP, FrameClassifier  # noqa: E402
 from seqlab.tasks import FrameClassification  # noqa: E402
 from seqlab.torchaudio_compat import import_torchaudio  # noqa: E402
 
@@ -63,13 +62,10 @@ TARGET_X_REAL_TIME = 500.0  # feature extraction target quoted in the issue, on 
 #: variant -> (task parts, description); sizes of configs/speech/timit_sample_<variant>.yaml
 VARIANTS: dict[str, tuple[dict, str]] = {
     "bilstm": (dict(
-        augment=functools.partial(SpecAugment, freq_masks=2, freq_mask_width=8, time_masks=2, time_mask_width=10,
-                                  max_time_ratio=0.1),
-        stacking=functools.partial(FrameStacking, stack=2),
         encoder=functools.partial(BiLSTMEncoder, hidden_size=256, num_layers=3, dropout=0.3),
         head=functools.partial(FrameClassifier, dropout=0.0),
         optimizer=functools.partial(torch.optim.Adam, lr=2e-3),
-    ), "TIMIT sample, fbank 40 -> SpecAugment -> stack 2 -> BiLSTM 3x256 -> softmax/frame, timit_sample_bilstm.yaml"),
+    ), "TIMIT sample, fbank 40 -> BiLSTM 3x256 -> softmax/frame, timit_sample_bilstm.yaml"),
     "mlp": (dict(
         encoder=functools.partial(ContextWindowMLP, context=5, hidden_size=1024, num_layers=2, dropout=0.3),
         head=functools.partial(FrameClassifier, dropout=0.0),
