@@ -88,7 +88,7 @@ def table_lines(task: str, dataset: str, split: str, aggs: list[Aggregate]) -> l
         elif not agg.ok:
             notes.append(f"failed: {agg.errors[-1] if agg.errors else 'no result'}")
         if agg.source.startswith("import:"):
-            notes.append(f"imported from {agg.source[len('import:'):]}")
+            notes.append(f"imported from {agg.source[len('import:'):]}; train min = training time up to the best checkpoint")
         if agg.budget_s:
             notes.append(f"budget {agg.budget_s / 60:.0f} min")
         lines.append({
