@@ -83,7 +83,10 @@ class SequenceTask(pl.LightningModule):
         metric). The logged keys and the epoch values (``{name}_epoch``, weighted means over all steps) are
         unchanged; ``{name}_step`` is the mean of the last few steps. Values are always logged on the steps where
         the Trainer writes to its logger (``log_every_n_steps``), on the epoch's last batch and at ``max_steps``,
-        so nothing is lost or stale. Call it with the same names at every step."""
+        so nothing is lost or stale. Call it with the same names at every step. Without a Trainer (a step called
+        by hand) there is nowhere to log to, and nothing is kept."""
+        if self._trainer is None:
+            return
         for name, value in values.items():
             weighted = value.detach() * batch_size
             self._train_sums[name] = weighted if name not in self._train_sums else self._train_sums[name] + weighted

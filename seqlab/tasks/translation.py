@@ -133,10 +133,11 @@ class Seq2SeqTranslation(SequenceTask):
         loss = F.cross_entropy(flat_logits, flat_gold, ignore_index=self.target_padding_idx,
                                label_smoothing=self.label_smoothing)
         batch_size = gold.shape[0]
-        sync = stage != "train"
-        self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=sync,
-                 on_step=stage == "train", on_epoch=True)
-        if stage != "train":
+        if stage == "train":
+            self.log_train({"train/loss": loss}, batch_size)
+        else:
+            self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=True, on_step=False,
+                     on_epoch=True)
             tokens = int((flat_gold != self.target_padding_idx).sum())
             nll = F.cross_entropy(flat_logits.detach(), flat_gold, ignore_index=self.target_padding_idx)
             self.log(f"{stage}/nll", nll, batch_size=tokens, sync_dist=True, on_step=False, on_epoch=True)
