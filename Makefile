@@ -36,13 +36,18 @@ test-fast: install
 # Speed ratios measured in one run (never asserted), each script's rows appended to results/bench/<script>.jsonl:
 # ner_speed.py (seqlab Trainer vs raw PyTorch, seqlab CRF vs pytorch-crf, vs Flair), sentiment_speed.py (SST-2
 # SentenceClassification, Trainer vs raw loop), speech_speed.py (TIMIT sample FrameClassification, Trainer vs raw loop;
-# fbank features on one core vs torchaudio's kaldi.fbank, x real time). BENCH_ARGS goes to all three (they share their
-# options): make bench BENCH_ARGS="--windows 3 --threads 1"
+# fbank features on one core vs torchaudio's kaldi.fbank, x real time), translation_speed.py (Multi30k Seq2SeqTranslation,
+# Trainer vs raw loop; batched beam search vs per-sentence beam and vs greedy on the test set, with the weights of
+# TRANSLATION_CKPT when set, else random ones). BENCH_ARGS goes to all four (they share their options):
+# make bench BENCH_ARGS="--windows 3 --threads 1" TRANSLATION_CKPT=runs/.../best.ckpt
 BENCH_ARGS ?=
+TRANSLATION_CKPT ?=
 bench: install
 	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/ner_speed.py $(BENCH_ARGS)
 	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/sentiment_speed.py $(BENCH_ARGS)
 	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/speech_speed.py $(BENCH_ARGS)
+	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/translation_speed.py $(BENCH_ARGS) \
+	  $(if $(TRANSLATION_CKPT),--checkpoint $(TRANSLATION_CKPT))
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache

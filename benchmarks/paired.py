@@ -2,7 +2,7 @@
 training steps interleaved on the very same pre-collated batches, from the same weights, and the ratio of their
 step times is combined so that neither side's position in the pairing biases it.
 
-Used by ``ner_speed.py``, ``sentiment_speed.py`` and ``speech_speed.py``. A task plugs in with a *loss function*
+Used by ``ner_speed.py``, ``sentiment_speed.py``, ``speech_speed.py`` and ``translation_speed.py``. A task plugs in with a *loss function*
 ``loss(model, batch) -> scalar`` that mirrors its ``shared_step`` (``check_same_loss`` proves it does, on one batch,
 before anything is timed). Never asserts on timings: the scripts print ratios measured in one run.
 """
@@ -204,11 +204,11 @@ class Batches:
 
 
 def paired_window(task: pl.LightningModule, raw: pl.LightningModule, batches: list[dict], block: int,
-                  loss: LossFn) -> list[Block]:
+                  loss: LossFn, units: Callable[[dict], int] = real_units) -> list[Block]:
     """One window: a fresh Trainer fits ``task`` on ``batches`` (collated beforehand, so neither side pays data
     loading) while ``raw`` (a copy with the same weights, a fresh optimizer too) takes the same steps in plain
     PyTorch (``raw_stepper(raw, loss)``), interleaved block by block (``PairedSteps``)."""
-    paired = PairedSteps(raw_stepper(raw, loss), batches, block)
+    paired = PairedSteps(raw_stepper(raw, loss), batches, block, units)
     trainer(len(batches), [paired]).fit(task, train_dataloaders=Batches(batches))
     return paired.blocks()
 
@@ -246,13 +246,14 @@ def combine(windows: list[list[Block]]) -> PairedResult:
     )
 
 
-def paired_training(task: pl.LightningModule, loss: LossFn, windows: list[list[dict]], block: int) -> PairedResult:
+def paired_training(task: pl.LightningModule, loss: LossFn, windows: list[list[dict]], block: int,
+                    units: Callable[[dict], int] = real_units) -> PairedResult:
     """seqlab's Trainer vs the raw loop (a deep copy of ``task``: same weights, same optimizer factory) on the
     pre-collated ``windows``: the first window's first ``2 * block + 1`` batches are an untimed warm-up, each further
-    window is a fresh Trainer (``paired_window``)."""
+    window is a fresh Trainer (``paired_window``). ``units(batch)``: what the rates count (real tokens by default)."""
     raw = copy.deepcopy(task)
-    paired_window(task, raw, windows[0][: 2 * block + 1], block, loss)  # warm-up
-    return combine([paired_window(task, raw, batches, block, loss) for batches in windows[1:]])
+    paired_window(task, raw, windows[0][: 2 * block + 1], block, loss, units)  # warm-up
+    return combine([paired_window(task, raw, batches, block, loss, units) for batches in windows[1:]])
 
 
 def training_row(name: str, subject: str, result: PairedResult, args: argparse.Namespace, unit: str = "tokens",

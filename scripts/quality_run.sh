@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Full train -> best dev checkpoint -> validate and test, for one config; one row per stage in results/quality.jsonl.
 # The data folder under $DATA follows the config's task folder (ner -> ner/conll2003/iob2, sentiment -> sentiment/sst2,
-# speech -> speech/timit_sample).
+# speech -> speech/timit_sample,
+# translation -> translation/multi30k/raw).
 # usage: scripts/quality_run.sh configs/ner/conll2003_bilstm_crf.yaml [extra seqlab options...]
 set -euo pipefail
 config=$1; shift
@@ -11,6 +12,7 @@ case "$(basename "$(dirname "$config")")" in
   ner) data="$DATA/ner/conll2003/iob2" ;;
   sentiment) data="$DATA/sentiment/sst2" ;;
   speech) data="$DATA/speech/timit_sample" ;;
+  translation) data="$DATA/translation/multi30k/raw" ;;
   *) echo "quality_run.sh: no data folder known for $config" >&2; exit 2 ;;
 esac
 common=(--config "$config" --data.init_args.path "$data" --trainer.enable_progress_bar false

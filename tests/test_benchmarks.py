@@ -94,3 +94,17 @@ def test_speech_speed_writes_rows(tmp_path, timit_sample):
     assert rows["features_fbank40_cmvn"]["fbank_identical"] is True
     assert rows["features_fbank40_cmvn"]["utterances"] == 160
     assert rows["features_vs_target"]["reference"] == 500.0
+
+
+@pytest.mark.slow
+def test_translation_speed_writes_rows(tmp_path, multi30k_slice):
+    root = data_root(tmp_path, "translation/multi30k/raw", multi30k_slice)
+    out = tmp_path / "translation.jsonl"
+    benchmark("translation_speed").main([*TINY, "--batch-size", "4", "--sentences", "8", "--data", str(root),
+                                         "--json", str(out)])
+    rows = {r["name"]: r for r in read_rows(out, {
+        "train_step_multi30k_bahdanau", "beam_batched_vs_per_sentence", "beam_vs_greedy"})}
+    search = rows["beam_vs_greedy"]
+    assert search["sentences"] == 8 and search["eval_batch_size"] == 8
+    assert search["same_best"] == 8  # batched and per-sentence beam search agree
+    assert search["ratio"] == pytest.approx(search["seconds"]["beam"] / search["seconds"]["greedy"], rel=1e-2)

@@ -298,14 +298,16 @@ class GreedySearch(SearchStrategy):
 
 
 class BeamSearch(SearchStrategy):
-    """Beam search over the whole batch at once (B x K rows through the decoder).
+    """Beam search over the whole batch at once (A x K rows through the decoder, A the sentences still searching).
 
     Each step extends every live beam by every token and keeps, per sentence, the 2K best extensions by
     log-probability: those ending in EOS among the first K become finished hypotheses (scored by log-probability /
     ``length_penalty``), the K best not ending in EOS are the next beams. A sentence is done when it has K
     finished hypotheses (fairseq's criterion) or reaches its maximum length (its live beams are then finished as
-    they are); the search stops when every sentence is done. Returns the K (or ``n_best``) finished hypotheses,
-    best first. With ``beam_size=1`` and no length penalty this is greedy search.
+    they are); done sentences leave the batch, so the decoder only runs for those still searching, and the search
+    stops when every sentence is done. The first step runs once per sentence (its K beams are still the same).
+    Returns the K (or ``n_best``) finished hypotheses, best first. With ``beam_size=1`` and no length penalty this
+    is greedy search; a sentence's result does not depend on the batch it is searched in.
     """
 
     def __init__(self, beam_size: int = 5, length_penalty: Optional[LengthPenalty] = None,
@@ -326,77 +328,108 @@ class BeamSearch(SearchStrategy):
             self.beam_size
         limits = self.max_lengths(mask)  # (B,)
         longest = int(limits.max())
-        rows = torch.arange(batch, device=device).repeat_interleave(beam)  # (B*K,) each sentence K times
-        state = decoder.start(encoded).select(rows)
         neg_inf = float("-inf")
-        scores = torch.full((batch, beam), neg_inf, device=device)  # (B, K) log-probability of each live beam
+        # finished hypotheses of every sentence, best first
+        final = _Finished(batch, beam, longest, source_len if return_attention else 0, pad, encoded.states)
+        # the sentences still searching (A of them, ids into the batch) and their K live beams
+        ids = torch.arange(batch, device=device)  # (A,)
+        scores = torch.full((batch, beam), neg_inf, device=device)  # (A, K) log-probability of each live beam
         scores[:, 0] = 0.0  # one live beam at the start, so the first step's K best come from different tokens
-        history = torch.full((batch, beam, longest), pad, dtype=torch.int64, device=device)  # (B, K, L)
+        history = torch.full((batch, beam, longest), pad, dtype=torch.int64, device=device)  # (A, K, L)
         weights_history = encoded.states.new_zeros(batch, beam, longest, source_len) if return_attention else None
-        # finished hypotheses, best first
-        final_scores = torch.full((batch, beam), neg_inf, device=device)  # (B, K) length-penalised
-        final_tokens = torch.full((batch, beam, longest), pad, dtype=torch.int64, device=device)
-        final_lengths = torch.zeros((batch, beam), dtype=torch.int64, device=device)
-        final_weights = torch.zeros_like(weights_history) if return_attention else None
-        done = torch.zeros(batch, dtype=torch.bool, device=device)
-        previous = torch.full((batch * beam,), bos, dtype=torch.int64, device=device)
-        offsets = (torch.arange(batch, device=device) * beam).unsqueeze(1)  # (B, 1)
+        state = decoder.start(encoded)  # B rows for the first step, then A x K
+        previous = torch.full((batch,), bos, dtype=torch.int64, device=device)
         rank = torch.arange(2 * beam, device=device)  # (2K,)
 
-        def finish(candidate_scores, tokens, lengths, weights):
-            """Merge candidates (B, C) into the finished hypotheses, keeping the K best of each sentence."""
-            nonlocal final_scores, final_tokens, final_lengths, final_weights
-            merged = torch.cat([final_scores, candidate_scores], dim=1)  # (B, K + C)
-            final_scores, keep = merged.topk(beam, dim=1)  # (B, K)
-            final_tokens = torch.cat([final_tokens, tokens], dim=1).gather(
-                1, keep.unsqueeze(2).expand(-1, -1, longest))
-            final_lengths = torch.cat([final_lengths, lengths], dim=1).gather(1, keep)
-            if final_weights is not None:
-                final_weights = torch.cat([final_weights, weights], dim=1)[torch.arange(batch, device=device)
-                                                                           .unsqueeze(1), keep]
-
         for t in range(longest):
+            active = ids.shape[0]
             out = decoder.step(previous, state)
-            log_probs = never_pad_or_bos(F.log_softmax(out.logits.float(), dim=-1), pad, bos)  # (B*K, V)
+            log_probs = never_pad_or_bos(F.log_softmax(out.logits.float(), dim=-1), pad, bos)  # (A*K, V)
+            step_state, step_weights = out.state, out.weights
+            if t == 0:  # one row per sentence so far: every beam of a sentence continues from it
+                rows = torch.arange(batch, device=device).repeat_interleave(beam)  # (B*K,)
+                log_probs, step_state = log_probs.index_select(0, rows), step_state.select(rows)
+                step_weights = None if step_weights is None else step_weights.index_select(0, rows)
             vocab = log_probs.shape[1]
-            candidates = scores.unsqueeze(2) + log_probs.view(batch, beam, vocab)  # (B, K, V)
-            top_scores, top_index = candidates.view(batch, beam * vocab).topk(2 * beam, dim=1)  # (B, 2K)
-            origin, token = top_index // vocab, top_index % vocab  # (B, 2K) beam and token of each extension
+            candidates = scores.unsqueeze(2) + log_probs.view(active, beam, vocab)  # (A, K, V)
+            top_scores, top_index = candidates.view(active, beam * vocab).topk(2 * beam, dim=1)  # (A, 2K)
+            origin, token = top_index // vocab, top_index % vocab  # (A, 2K) beam and token of each extension
             is_eos = token == eos
-            live = ~done & (t < limits)  # (B,)
-            origin_history = history.gather(1, origin.unsqueeze(2).expand(-1, -1, longest))  # (B, 2K, L)
+            sentence_rows = torch.arange(active, device=device).unsqueeze(1)  # (A, 1)
+            origin_history = history.gather(1, origin.unsqueeze(2).expand(-1, -1, longest))  # (A, 2K, L)
             origin_weights = None
             if weights_history is not None:
-                step_weights = out.weights.view(batch, beam, source_len) if out.weights is not None else \
-                    weights_history.new_zeros(batch, beam, source_len)
-                gather_rows = torch.arange(batch, device=device).unsqueeze(1)
-                origin_weights = weights_history[gather_rows, origin]  # (B, 2K, L, S)
+                step_weights = step_weights.view(active, beam, source_len) if step_weights is not None else \
+                    weights_history.new_zeros(active, beam, source_len)
+                origin_weights = weights_history[sentence_rows, origin]  # (A, 2K, L, S)
             # extensions ending in EOS among the K best: finished with t tokens (+ EOS)
-            ending = is_eos & (rank < beam) & live.unsqueeze(1) & torch.isfinite(top_scores)
+            ending = is_eos & (rank < beam) & torch.isfinite(top_scores)
             penalty = self.length_penalty(torch.tensor(float(t + 1), device=device))
-            finish(torch.where(ending, top_scores / penalty, torch.full_like(top_scores, neg_inf)), origin_history,
-                   torch.full_like(origin, t), origin_weights)
+            final.add(ids, torch.where(ending, top_scores / penalty, torch.full_like(top_scores, neg_inf)),
+                      origin_history, torch.full_like(origin, t), origin_weights)
             # the K best extensions not ending in EOS carry on (at most K of the 2K end in EOS, one per beam)
             carry_scores, carry = torch.where(is_eos, torch.full_like(top_scores, neg_inf), top_scores).topk(beam, 1)
-            carry_origin, carry_token = origin.gather(1, carry), token.gather(1, carry)  # (B, K)
+            carry_origin, carry_token = origin.gather(1, carry), token.gather(1, carry)  # (A, K)
             history = origin_history.gather(1, carry.unsqueeze(2).expand(-1, -1, longest))
             history[:, :, t] = carry_token
             if weights_history is not None:
-                weights_history = origin_weights[torch.arange(batch, device=device).unsqueeze(1), carry]
-                weights_history[:, :, t] = step_weights[torch.arange(batch, device=device).unsqueeze(1), carry_origin]
+                weights_history = origin_weights[sentence_rows, carry]
+                weights_history[:, :, t] = step_weights[sentence_rows, carry_origin]
             scores = carry_scores
             # sentences at their maximum length: their live beams finish as they are, with t + 1 tokens
-            at_limit = live & (t + 1 >= limits)  # (B,)
+            at_limit = t + 1 >= limits[ids]  # (A,)
             if bool(at_limit.any()):
                 truncated = at_limit.unsqueeze(1) & torch.isfinite(scores)
-                finish(torch.where(truncated, scores / penalty, torch.full_like(scores, neg_inf)), history,
-                       torch.full_like(carry, t + 1), weights_history)
-            done = done | at_limit | torch.isfinite(final_scores).all(dim=1)
+                final.add(ids, torch.where(truncated, scores / penalty, torch.full_like(scores, neg_inf)), history,
+                          torch.full_like(carry, t + 1), weights_history)
+            done = at_limit | final.full(ids)  # (A,)
             if bool(done.all()):
                 break
-            flat = (offsets + carry_origin).view(-1)  # (B*K,) rows of the beams carried on
-            state, previous = out.state.reorder(flat), carry_token.view(-1)
-        best = self.n_best
-        width = max(int(final_lengths[:, :best].max()), 1)
-        return Hypotheses(final_tokens[:, :best, :width], final_lengths[:, :best], final_scores[:, :best],
-                          None if final_weights is None else final_weights[:, :best, :width])
+            flat = (sentence_rows * beam + carry_origin)  # (A, K) rows of the beams carried on
+            if bool(done.any()):  # done sentences leave the batch
+                keep = (~done).nonzero().squeeze(1)  # (A',)
+                ids, scores, history, flat, carry_token = ids[keep], scores[keep], history[keep], flat[keep], \
+                    carry_token[keep]
+                if weights_history is not None:
+                    weights_history = weights_history[keep]
+                state = step_state.select(flat.reshape(-1))
+            else:
+                state = step_state.reorder(flat.reshape(-1))
+            previous = carry_token.reshape(-1)
+        return final.hypotheses(self.n_best)
+
+
+class _Finished:
+    """The K best finished hypotheses of each of B sentences, best first: scores (B, K) length-penalised (-inf:
+    none yet), tokens (B, K, L) padded with ``pad``, lengths (B, K), attention weights (B, K, L, S) when
+    ``source_len`` > 0."""
+
+    def __init__(self, batch: int, beam: int, longest: int, source_len: int, pad: int, like: torch.Tensor) -> None:
+        device = like.device
+        self.beam, self.longest = beam, longest
+        self.scores = torch.full((batch, beam), float("-inf"), device=device)
+        self.tokens = torch.full((batch, beam, longest), pad, dtype=torch.int64, device=device)
+        self.lengths = torch.zeros((batch, beam), dtype=torch.int64, device=device)
+        self.weights = like.new_zeros(batch, beam, longest, source_len) if source_len else None
+
+    def full(self, ids: torch.Tensor) -> torch.Tensor:
+        """(A,) whether each of the sentences ``ids`` has K finished hypotheses."""
+        return torch.isfinite(self.scores[ids]).all(dim=1)
+
+    def add(self, ids: torch.Tensor, scores: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
+            weights: Optional[torch.Tensor]) -> None:
+        """Merge candidates of sentences ``ids`` (A,): scores (A, C) (-inf: not a candidate), tokens (A, C, L),
+        lengths (A, C), weights (A, C, L, S) or None; each sentence keeps its K best."""
+        merged, keep = torch.cat([self.scores[ids], scores], dim=1).topk(self.beam, dim=1)  # (A, K)
+        self.scores[ids] = merged
+        self.tokens[ids] = torch.cat([self.tokens[ids], tokens], dim=1).gather(
+            1, keep.unsqueeze(2).expand(-1, -1, self.longest))
+        self.lengths[ids] = torch.cat([self.lengths[ids], lengths], dim=1).gather(1, keep)
+        if self.weights is not None:
+            rows = torch.arange(ids.shape[0], device=ids.device).unsqueeze(1)
+            self.weights[ids] = torch.cat([self.weights[ids], weights], dim=1)[rows, keep]
+
+    def hypotheses(self, n_best: int) -> Hypotheses:
+        width = max(int(self.lengths[:, :n_best].max()), 1)
+        return Hypotheses(self.tokens[:, :n_best, :width], self.lengths[:, :n_best], self.scores[:, :n_best],
+                          None if self.weights is None else self.weights[:, :n_best, :width])

@@ -228,3 +228,29 @@ def test_length_penalties():
     assert torch.allclose(GNMTLengthPenalty(0.6)(lengths), ((5 + lengths) / 6) ** 0.6)
     assert torch.allclose(LengthNormalization()(lengths), lengths)
     assert torch.equal(NoLengthPenalty()(lengths), torch.ones(3))
+
+
+@pytest.mark.parametrize("name", ["additive", "none"])
+@torch.no_grad()
+def test_beam_search_of_a_batch_equals_each_sentence_searched_alone(name):
+    """Sentences finishing at different steps leave the batch; the rest go on unchanged: the batched search gives
+    every sentence the hypotheses, scores and attention it gets on its own (no padding)."""
+    encoder, inputs, mask = source((6, 4, 1, 3, 5), seed=4)
+    decoder = decoder_for(name).eval()
+    encoded = encoder(inputs, mask)
+    search = BeamSearch(3, GNMTLengthPenalty(0.6), 1.0, 2)
+    batched = search(decoder, encoded, BOS, EOS, return_attention=True)
+    steps = set()
+    for row, length in enumerate(mask.sum(1).tolist()):
+        alone = search(decoder, encoder(inputs[row:row + 1, :length], mask[row:row + 1, :length]), BOS, EOS,
+                       return_attention=True)
+        width = alone.tokens.shape[2]
+        assert torch.equal(batched.lengths[row], alone.lengths[0])
+        assert torch.equal(batched.tokens[row, :, :width], alone.tokens[0])
+        assert bool((batched.tokens[row, :, width:] == PAD).all())
+        assert torch.allclose(batched.scores[row], alone.scores[0], atol=1e-5)
+        if name != "none":
+            assert torch.allclose(batched.attention[row, :, :width, :length], alone.attention[0], atol=1e-5)
+            assert bool((batched.attention[row, :, :, length:] == 0).all())
+        steps.add(int(alone.lengths[0].max()))
+    assert len(steps) > 1, "sentences should finish at different steps"
