@@ -166,3 +166,24 @@ def test_the_default_hub_path_offline_is_one_line(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("seqlab: error: could not load 'bentrevett/multi30k' from the Hugging Face hub")
     assert "Offline? Pass local files" in last and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_test_bleu_agrees_on_one_and_two_processes(trained, multi30k_slice, tmp_path):
+    """The same checkpoint tested by 1 and by 2 CPU processes (DDP, gloo): hypotheses are gathered from both ranks
+    before scoring, each of the 100 test sentences once, so greedy and beam BLEU and chrF are identical. (The 100
+    sentences fit one evaluation batch: on 2 processes they are cut into one batch per rank.)"""
+    _, root = trained
+    last = next((root / "runs").rglob("last.ckpt"))
+    results = tmp_path / "results.jsonl"
+    common = ["test", "--config", BAHDANAU, *run_options(tmp_path, multi30k_slice), *TINY,
+              "--data.init_args.cache_dir", str(root / "cache"), "--ckpt_path", str(last),
+              "--results_path", str(results), "--trainer.logger", "false", "--trainer.accelerator", "cpu"]
+    for extra in (["--trainer.devices", "1"], ["--trainer.devices", "2", "--trainer.strategy", "ddp"]):
+        run = seqlab(*common, *extra)
+        assert run.returncode == 0, run.stderr[-4000:]
+    single, double = read_rows(results)
+    assert single["world_size"] == 1 and double["world_size"] == 2
+    for key in ("test/bleu", "test/chrf", "test/bleu_greedy", "test/chrf_greedy"):
+        assert single["metrics"][key] == pytest.approx(double["metrics"][key], abs=1e-9), key
+    assert single["metrics"]["test/chrf"] > 0.0

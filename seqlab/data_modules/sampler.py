@@ -23,7 +23,8 @@ class BucketBatchSampler:
     computes the same global batch list and takes batches ``rank, rank + world, ...``; the list is padded with
     repeated batches to a multiple of the world size so that every rank runs the same number of steps.
     Evaluation (``shuffle=False``): examples sorted by length, each example in exactly one batch on exactly one rank
-    (no padding), so metrics gathered over ranks see every example once.
+    (no padding), so metrics gathered over ranks see every example once; a split of fewer batches than ranks is cut
+    into one smaller batch per rank.
     """
 
     def __init__(
@@ -73,7 +74,13 @@ class BucketBatchSampler:
     def global_batches(self) -> list[np.ndarray]:
         if not self.shuffle:
             order = np.argsort(-self.lengths, kind="stable")
-            return self._split(order)
+            batches = self._split(order)
+            if len(batches) < self.num_replicas:  # every rank needs a batch: cut the examples into one per rank
+                if len(order) < self.num_replicas:
+                    raise ValueError(f"an evaluation split of {len(order)} examples cannot be shared by "
+                                     f"{self.num_replicas} processes: use at most {len(order)} devices")
+                batches = [part for part in np.array_split(order, self.num_replicas)]
+            return batches
         rng = np.random.default_rng(self.seed + self.epoch)
         order = rng.permutation(len(self.lengths))
         pool = self.batch_size * self.bucket_size

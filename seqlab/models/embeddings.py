@@ -42,7 +42,10 @@ class WordEmbedding(WordEmbedder):
     """Randomly initialised word embedding: ids (B, T) -> vectors (B, T, D).
 
     ``word_dropout`` replaces each real word id by ``unk_index`` with that probability while training, so the
-    UNK vector learns to stand in for rare words.
+    UNK vector learns to stand in for rare words. Rows start from N(0, ``init_std``²) (1: PyTorch's default). 0
+    starts every row at zero: next to pretrained vectors (``StackedWordEmbedding``) a word that training never
+    sees (one only in dev/test) then adds nothing to its pretrained vector, where a random row would add noise
+    larger than the vector itself.
     """
 
     def __init__(
@@ -53,9 +56,16 @@ class WordEmbedding(WordEmbedder):
         word_dropout: float = 0.0,
         unk_index: int = 1,
         freeze: bool = False,
+        init_std: float = 1.0,
     ) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
+        if init_std < 0:
+            raise ValueError(f"init_std must be >= 0, got {init_std}")
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)  # N(0, 1) rows
+        if init_std != 1.0:
+            with torch.no_grad():
+                self.embedding.weight.normal_(0.0, init_std)
+                self.embedding.weight[padding_idx] = 0.0
         self.output_size = embedding_dim
         self.word_dropout = word_dropout
         self.unk_index = unk_index

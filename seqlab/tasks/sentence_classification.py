@@ -60,10 +60,13 @@ class SentenceClassification(SequenceTask):
         self.pooling = pooling(self.encoder.output_size)
         self.head = head(self.pooling.output_size, self.labels)
         classes = len(self.labels)
-        self.metrics = nn.ModuleDict({  # keyed "train_metrics"...: a ModuleDict key may not be "train"
+        # keyed "train_metrics"...: a ModuleDict key may not be "train". Predictions are argmax ids and the targets
+        # were checked by the data module and in shared_step: the training step (the hot loop) skips torchmetrics'
+        # argument validation, which costs more than the update itself.
+        self.metrics = nn.ModuleDict({
             f"{stage}_metrics": MetricCollection({
-                "accuracy": MulticlassAccuracy(classes, average="micro"),
-                "f1": MulticlassF1Score(classes, average="macro"),
+                "accuracy": MulticlassAccuracy(classes, average="micro", validate_args=stage != "train"),
+                "f1": MulticlassF1Score(classes, average="macro", validate_args=stage != "train"),
             }, prefix=f"{stage}/")
             for stage in ("train", "val", "test")
         })
