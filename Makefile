@@ -28,7 +28,7 @@ demo: install
 		--trainer.logger.init_args.save_dir $(DEMO_RUN) --trainer.logger.init_args.name ner --ckpt_path best
 
 test: install
-	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q tests
+	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q --durations=20 tests
 
 test-fast: install
 	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q tests -m "not slow"
