@@ -27,8 +27,11 @@ demo: install
 	$(BIN)/seqlab test --config configs/ner/conll2003_bilstm_crf.yaml --data.path $(CONLL) \
 		--trainer.logger.init_args.save_dir $(DEMO_RUN) --trainer.logger.init_args.name ner --ckpt_path best
 
+# One pytest worker per core (pytest-xdist, a test file per worker at a time), one torch thread each.
+TEST_WORKERS ?= 2
 test: install
-	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q --durations=20 tests
+	SEQLAB_DATA=$(abspath $(DATA)) OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
+		--durations=20 tests
 
 test-fast: install
 	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q tests -m "not slow"
