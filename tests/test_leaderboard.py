@@ -318,3 +318,26 @@ def test_tiny_spec_runs_records_renders_and_appends(tmp_path, conll_slice, sst2_
     again = read_rows(out / "rows.jsonl")
     assert again[:3] == rows and [(r["entry"], r["status"]) for r in again[3:]] == [("ner/missing", "failed")]
     assert [r[1] for r in _table((out / "LEADERBOARD.md").read_text(), "## NER")][-2:] == ["ner/crf", "ner/missing"]
+
+
+def test_benchmark_rows_become_a_section_with_the_newest_row_of_each_comparison(tmp_path):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    old = {"name": "train_step_x", "what": "Trainer vs raw loop", "seqlab": 900.0, "reference": 1000.0, "ratio": 0.9,
+           "unit": "tokens/s", "reference_kind": "measured", "threads": 1, "load_1m": 2.5,
+           "time": "2026-12-01T10:00:00"}
+    new = {**old, "seqlab": 1010.0, "ratio": 1.01, "time": "2026-12-01T11:00:00"}
+    quoted = {**old, "name": "vs_flair_quoted", "seqlab": 8600.0, "reference": 2300.0, "ratio": 3.74,
+              "reference_kind": "quoted", "time": "2026-12-01T09:00:00"}
+    (bench / "ner_speed.jsonl").write_text("\n".join(json.dumps(r) for r in (new, old, quoted)) + "\nnot json\n",
+                                           encoding="utf-8")
+    text = render_markdown([], tmp_path / "L.md", bench=bench)
+    section = text[text.index("## Speed benchmarks"):]
+    lines = [line for line in section.splitlines() if line.startswith("| ner_speed")]
+    assert lines == [
+        "| ner_speed | train_step_x | 1,010 | 1,000 | tokens/s | 1.010 | 1 | 2.5 | 2026-12-01T11:00:00 | "
+        "Trainer vs raw loop |",
+        "| ner_speed | vs_flair_quoted | 8,600 | 2,300 (quoted) | tokens/s | 3.740 | 1 | 2.5 | 2026-12-01T09:00:00 | "
+        "Trainer vs raw loop |",
+    ]
+    assert "## Speed benchmarks" not in render_markdown([], tmp_path / "M.md", bench=tmp_path / "none")

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
+from seqlab.leaderboard.bench import bench_lines, latest_bench_rows
 from seqlab.leaderboard.references import Reference, references_for
 from seqlab.leaderboard.rows import Aggregate, aggregate, lower_is_better, sort_key
 from seqlab.leaderboard.spec import TASKS
@@ -145,8 +146,10 @@ def _variant_text(variant: dict) -> str:
 
 
 def render_markdown(rows: list[dict], path: Path, title: str = "seqlab leaderboard", budget: str = "",
-                    plots: Optional[dict[tuple[str, str, str], list[Path]]] = None, results_path: str = "") -> str:
-    """Write the leaderboard Markdown to ``path`` and return it."""
+                    plots: Optional[dict[tuple[str, str, str], list[Path]]] = None, results_path: str = "",
+                    bench: Optional[Path] = None) -> str:
+    """Write the leaderboard Markdown to ``path`` and return it; ``bench``: the benchmarks' JSONL folder, whose
+    newest rows become a last section."""
     grouped = tables(rows)
     commits = sorted({str(r.get("git_commit")) for r in rows if r.get("git_commit")})
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -193,6 +196,8 @@ def render_markdown(rows: list[dict], path: Path, title: str = "seqlab leaderboa
         for plot in (plots or {}).get((task, dataset, split), []):
             relative = os.path.relpath(plot, path.parent)
             out += [f"![{plot.stem}]({Path(relative).as_posix()})", ""]
+    if bench is not None:
+        out += bench_lines(latest_bench_rows(bench), bench)
     out += ["Reference numbers not listed: TIMIT (the `timit_sample` here is 160 utterances, not comparable with "
             "full-TIMIT results) and Multi30k (published BLEU depends on test year, tokenisation and casing).", ""]
     text = "\n".join(out)

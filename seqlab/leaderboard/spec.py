@@ -6,6 +6,7 @@ results: results/leaderboard.jsonl
 markdown: LEADERBOARD.md
 csv: results/leaderboard.csv
 plots: results/leaderboard        # PNG folder
+bench: results/bench              # the benchmarks' JSONL rows, shown in a last section (null: none)
 runs: runs/leaderboard            # log/checkpoint folder, one subfolder per entry and seed
 defaults: {seeds: [0], train: {max_time: 10m}}    # merged into every entry (an entry's own keys win)
 entries:
@@ -48,8 +49,8 @@ TASKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 ENTRY_KEYS = {"name", "task", "config", "data", "dataset", "checkpoint", "train", "seeds", "test_args", "timeout",
               "env"}
 TRAIN_KEYS = {"max_time", "max_epochs", "args"}
-SPEC_KEYS = {"data_root", "results", "markdown", "csv", "plots", "runs", "defaults", "entries", "title", "budget",
-             "import"}
+SPEC_KEYS = {"data_root", "results", "markdown", "csv", "plots", "bench", "runs", "defaults", "entries", "title",
+             "budget", "import"}
 
 
 def default_data_root() -> Path:
@@ -128,6 +129,7 @@ class Spec:
     markdown: Path = Path("LEADERBOARD.md")
     csv: Path = Path("results/leaderboard.csv")
     plots: Path = Path("results/leaderboard")
+    bench: Optional[Path] = Path("results/bench")
     runs: Path = Path("runs/leaderboard")
     title: str = "seqlab leaderboard"
     budget: str = ""
@@ -234,4 +236,6 @@ def load_spec(path: str | Path, data_root: Optional[str | Path] = None) -> Spec:
     for key in ("results", "markdown", "csv", "plots", "runs"):
         if raw.get(key):
             setattr(spec, key, Path(str(raw[key])))
+    if "bench" in raw:
+        spec.bench = Path(str(raw["bench"])) if raw["bench"] else None
     return spec
