@@ -90,10 +90,13 @@ def build_data(data_root: Path, batch_size: int, state: Optional[dict] = None) -
     return data
 
 
-def build_task(data: TranslationData, checkpoint: Optional[Path]) -> BenchSeq2SeqTranslation:
-    """The Bahdanau config's sizes, parts passed as factories like the CLI does; or the checkpoint's model."""
+def build_task(data: TranslationData, checkpoint: Optional[Path]) -> Seq2SeqTranslation:
+    """The Bahdanau config's sizes, parts passed as factories like the CLI does; or the checkpoint's model (of the
+    class it was saved as, without its ModelCheckpoint callbacks, like ``NoCheckpoints``)."""
     if checkpoint is not None:
-        return BenchSeq2SeqTranslation.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+        task = Seq2SeqTranslation.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+        task.configure_callbacks = NoCheckpoints.configure_callbacks.__get__(task)
+        return task
     return BenchSeq2SeqTranslation(
         source_vocab_size=data.source_vocab_size, target_vocab_size=data.target_vocab_size,
         source_padding_idx=data.source_padding_idx, target_padding_idx=data.target_padding_idx,
