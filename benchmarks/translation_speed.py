@@ -5,7 +5,8 @@ a time, and vs batched greedy search, on the test set (test2016, 1,000 sentences
 Model: the sizes of configs/translation/multi30k_de_en_bahdanau.yaml (joint BPE 8k, source embedding 256, BiLSTM 2 x
 256 per direction, linear bridge, 1-layer LSTM decoder 512 with additive attention 256 and input feeding, tied
 target embedding, dropout 0.3, label smoothing 0.1, Adam 1e-3, batch 64), random weights, or a trained checkpoint
-of any translation config (``--checkpoint``: its weights and its tokenizer). An untrained decoder rarely emits EOS,
+of any translation config (``--checkpoint``: its weights and its tokenizer). The configs' ReduceLROnPlateau steps
+once per epoch on val/bleu: left out (no validation runs). An untrained decoder rarely emits EOS,
 so every hypothesis runs to its maximum length (1.5 x source + 10): the search timings of a trained model are the
 realistic ones.
 
@@ -96,6 +97,7 @@ def build_task(data: TranslationData, checkpoint: Optional[Path]) -> Seq2SeqTran
     if checkpoint is not None:
         task = Seq2SeqTranslation.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
         task.configure_callbacks = NoCheckpoints.configure_callbacks.__get__(task)
+        task.lr_scheduler_factory = None  # it steps once per epoch on val/bleu: no validation runs here
         return task
     return BenchSeq2SeqTranslation(
         source_vocab_size=data.source_vocab_size, target_vocab_size=data.target_vocab_size,
