@@ -341,3 +341,17 @@ def test_benchmark_rows_become_a_section_with_the_newest_row_of_each_comparison(
         "Trainer vs raw loop |",
     ]
     assert "## Speed benchmarks" not in render_markdown([], tmp_path / "M.md", bench=tmp_path / "none")
+
+
+def test_checkpoint_parameters_count_tied_weights_once(tmp_path):
+    import torch
+
+    from seqlab.leaderboard.rows import inspect_checkpoint
+
+    embedding = torch.nn.Embedding(10, 4)
+    output = torch.nn.Linear(4, 10)
+    output.weight = embedding.weight  # tied: one tensor under two names
+    state = {"embedding.weight": embedding.weight.data, "output.weight": output.weight.data,
+             "output.bias": output.bias.data}
+    torch.save({"state_dict": state, "hyper_parameters": {}}, tmp_path / "tied.ckpt")
+    assert inspect_checkpoint(tmp_path / "tied.ckpt")["params"] == 40 + 10

@@ -128,9 +128,20 @@ def describe_variant(variant: dict) -> str:
     return " / ".join(parts)
 
 
+def _distinct_numel(tensors) -> int:
+    """Elements of the distinct tensors: views of the same storage, offset and shape count once (torch.save keeps
+    the sharing of tied weights)."""
+    sizes = {}
+    for tensor in tensors:
+        if hasattr(tensor, "untyped_storage"):
+            key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+            sizes[key] = tensor.numel()
+    return int(sum(sizes.values()))
+
+
 def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Variant, parameter count (every tensor in the state_dict), epochs, steps and training time (Lightning's Timer
-    state) of a checkpoint."""
+    """Variant, parameter count (every tensor in the state_dict; one shared by two names, e.g. tied embeddings,
+    once), epochs, steps and training time (Lightning's Timer state) of a checkpoint."""
     import torch
 
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -140,7 +151,7 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
     elapsed = (timer or {}).get("time_elapsed") or {}
     return {
         "variant": variant_of(dict(checkpoint.get("hyper_parameters") or {})),
-        "params": int(sum(t.numel() for t in state.values() if hasattr(t, "numel"))),
+        "params": _distinct_numel(state.values()),
         "epoch": checkpoint.get("epoch"),
         "global_step": checkpoint.get("global_step"),
         "timer_train_s": elapsed.get("train"),
