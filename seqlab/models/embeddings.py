@@ -42,10 +42,9 @@ class WordEmbedding(WordEmbedder):
     """Randomly initialised word embedding: ids (B, T) -> vectors (B, T, D).
 
     ``word_dropout`` replaces each real word id by ``unk_index`` with that probability while training, so the
-    UNK vector learns to stand in for rare words. Rows start from N(0, ``init_std``²) (1: PyTorch's default). 0
-    starts every row at zero: next to pretrained vectors (``StackedWordEmbedding``) a word that training never
-    sees (one only in dev/test) then adds nothing to its pretrained vector, where a random row would add noise
-    larger than the vector itself.
+    UNK vector learns to stand in for rare words. Rows start from N(0, ``init_std``²) (1: PyTorch's default); with
+    0 every row starts at zero, so next to pretrained vectors (``StackedWordEmbedding``) a word that training never
+    sees (one only in dev/test) adds nothing to its pretrained vector.
     """
 
     def __init__(
