@@ -42,9 +42,7 @@ class WordEmbedding(WordEmbedder):
     """Randomly initialised word embedding: ids (B, T) -> vectors (B, T, D).
 
     ``word_dropout`` replaces each real word id by ``unk_index`` with that probability while training, so the
-    UNK vector learns to stand in for rare words. Rows start from N(0, ``init_std``²) (1: PyTorch's default); with
-    0 every row starts at zero, so next to pretrained vectors (``StackedWordEmbedding``) a word that training never
-    sees (one only in dev/test) adds nothing to its pretrained vector.
+    UNK vector learns to stand in for rare words.
     """
 
     def __init__(
@@ -55,16 +53,9 @@ class WordEmbedding(WordEmbedder):
         word_dropout: float = 0.0,
         unk_index: int = 1,
         freeze: bool = False,
-        init_std: float = 1.0,
     ) -> None:
         super().__init__()
-        if init_std < 0:
-            raise ValueError(f"init_std must be >= 0, got {init_std}")
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)  # N(0, 1) rows
-        if init_std != 1.0:
-            with torch.no_grad():
-                self.embedding.weight.normal_(0.0, init_std)
-                self.embedding.weight[padding_idx] = 0.0
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         self.output_size = embedding_dim
         self.word_dropout = word_dropout
         self.unk_index = unk_index

@@ -65,35 +65,3 @@ class EntityF1(Metric):
         for name, value in zip(self.types, type_f1):
             result[f"f1_{name}"] = value.float()
         return result
-
-
-class ClassCounts(torch.nn.Module):
-    """(gold, predicted) counts of K classes in a (K, K) buffer: the cheapest running state for per-step training
-    metrics (one ``bincount`` per update, no torchmetrics bookkeeping). ``update(predicted (N,), gold (N,))``;
-    ``scores(counts)`` -> micro ``accuracy`` and macro ``f1`` like torchmetrics' MulticlassAccuracy(average="micro")
-    and MulticlassF1Score(average="macro") (a class neither present nor predicted is left out of the mean). Summing
-    the counts over DDP ranks is the caller's (``strategy.reduce(counts, "sum")``)."""
-
-    def __init__(self, num_classes: int) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.register_buffer("counts", torch.zeros(num_classes, num_classes, dtype=torch.long), persistent=False)
-
-    def update(self, predicted: torch.Tensor, gold: torch.Tensor) -> None:
-        k = self.num_classes
-        self.counts += torch.bincount(gold * k + predicted, minlength=k * k).view(k, k)
-
-    def reset(self) -> None:
-        self.counts.zero_()
-
-    @staticmethod
-    def scores(counts: torch.Tensor) -> dict[str, torch.Tensor]:
-        counts = counts.double()
-        true_positives = counts.diagonal()
-        predicted, gold = counts.sum(dim=0), counts.sum(dim=1)  # per class
-        errors = predicted + gold - 2 * true_positives  # false positives + false negatives
-        f1 = 2 * true_positives / (2 * true_positives + errors).clamp(min=1)  # 0 where a class has no counts
-        seen = (true_positives + errors) > 0
-        macro = f1[seen].mean() if bool(seen.any()) else f1.new_zeros(())
-        accuracy = true_positives.sum() / counts.sum().clamp(min=1)
-        return {"accuracy": accuracy.float(), "f1": macro.float()}

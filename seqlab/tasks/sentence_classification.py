@@ -16,7 +16,6 @@ from seqlab.models.embeddings import TokenEmbedder, WordEmbedder, WordEmbedding
 from seqlab.models.encoders import BiLSTMEncoder, SequenceEncoder
 from seqlab.models.pooling import MaxPooling, PooledOutput, Pooling
 from seqlab.tasks.base import SequenceTask
-from seqlab.tasks.metrics import ClassCounts
 
 
 class SentenceClassification(SequenceTask):
@@ -61,17 +60,16 @@ class SentenceClassification(SequenceTask):
         self.pooling = pooling(self.encoder.output_size)
         self.head = head(self.pooling.output_size, self.labels)
         classes = len(self.labels)
-        # keyed "val_metrics"...: a ModuleDict key may not be "train"
+        # keyed "train_metrics"...: a ModuleDict key may not be "train". Predictions are argmax ids and the targets
+        # were checked by the data module and in shared_step: the training step (the hot loop) skips torchmetrics'
+        # argument validation, which costs more than the update itself.
         self.metrics = nn.ModuleDict({
             f"{stage}_metrics": MetricCollection({
-                "accuracy": MulticlassAccuracy(classes, average="micro"),
-                "f1": MulticlassF1Score(classes, average="macro"),
+                "accuracy": MulticlassAccuracy(classes, average="micro", validate_args=stage != "train"),
+                "f1": MulticlassF1Score(classes, average="macro", validate_args=stage != "train"),
             }, prefix=f"{stage}/")
-            for stage in ("val", "test")
+            for stage in ("train", "val", "test")
         })
-        #: training accuracy and macro F1 from running counts: updated at every step of the hot loop, where
-        #: torchmetrics' per-update bookkeeping costs measurably more than the counting itself
-        self.train_counts = ClassCounts(classes)
         self.test_class_f1 = MulticlassF1Score(classes, average="none")
 
     def setup(self, stage: str) -> None:
@@ -91,8 +89,9 @@ class SentenceClassification(SequenceTask):
         loss = F.cross_entropy(logits, targets, weight=self.class_weights)
         batch_size = targets.shape[0]
         predicted = logits.detach().argmax(dim=-1)
+        metrics = self.metrics[f"{stage}_metrics"]
+        metrics.update(predicted, targets)
         if stage == "train":
-            self.train_counts.update(predicted, targets)
             values = {"train/loss": loss if pooled.penalty is None else loss + pooled.penalty}
             if pooled.penalty is not None:
                 values["train/penalty"] = pooled.penalty
@@ -104,17 +103,13 @@ class SentenceClassification(SequenceTask):
             loss = loss + pooled.penalty
         self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=True, on_step=False,
                  on_epoch=True)
-        metrics = self.metrics[f"{stage}_metrics"]
-        metrics.update(predicted, targets)
         self.log_dict(metrics, batch_size=batch_size, prog_bar=True, on_step=False, on_epoch=True)
         if stage == "test":
             self.test_class_f1.update(predicted, targets)
         return loss
 
     def on_train_epoch_end(self) -> None:
-        counts = self.trainer.strategy.reduce(self.train_counts.counts, reduce_op="sum")  # over DDP ranks
-        self.log_dict({f"train/{name}": value for name, value in ClassCounts.scores(counts).items()})
-        self.train_counts.reset()
+        self.log_epoch_metrics(self.metrics["train_metrics"])
 
     def on_test_epoch_end(self) -> None:
         per_class = self.test_class_f1.compute()

@@ -209,21 +209,3 @@ def test_stacked_word_embedding_needs_members():
 
     with pytest.raises(ValueError, match="at least one member"):
         StackedWordEmbedding(5)
-
-
-def test_init_std_scales_the_random_rows_and_zero_starts_every_row_at_zero():
-    torch.manual_seed(0)
-    default = WordEmbedding(2000, 0, 64)
-    torch.manual_seed(0)
-    same = WordEmbedding(2000, 0, 64, init_std=1.0)
-    assert torch.equal(default.embedding.weight, same.embedding.weight)  # the default draws what PyTorch draws
-    small = WordEmbedding(2000, 0, 64, init_std=0.1)
-    assert float(small.embedding.weight[1:].std()) == pytest.approx(0.1, rel=0.05)
-    assert bool((small.embedding.weight[0] == 0).all())
-    zeros = WordEmbedding(50, 0, 8, init_std=0.0)
-    assert bool((zeros.embedding.weight == 0).all())
-    # zero rows still learn: a word seen in training moves, an unseen one stays at zero
-    zeros(torch.tensor([[3, 4]])).sum().backward()
-    assert bool((zeros.embedding.weight.grad[3] != 0).all()) and bool((zeros.embedding.weight.grad[5] == 0).all())
-    with pytest.raises(ValueError, match="init_std"):
-        WordEmbedding(10, 0, 4, init_std=-1.0)

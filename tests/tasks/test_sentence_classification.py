@@ -120,28 +120,3 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path):
     with torch.no_grad():
         assert model.predict_step(batch) == restored.predict_step(batch)
     assert torch.equal(restored.class_weights, torch.tensor([1.0, 1.0, 2.0]))
-
-
-@pytest.mark.parametrize("classes, absent", [(2, None), (3, None), (5, 3)])
-def test_training_counts_give_torchmetrics_accuracy_and_macro_f1(classes, absent):
-    from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
-
-    from seqlab.tasks.metrics import ClassCounts
-
-    generator = torch.Generator().manual_seed(classes)
-    counts = ClassCounts(classes)
-    accuracy, f1 = MulticlassAccuracy(classes, average="micro"), MulticlassF1Score(classes, average="macro")
-    for _ in range(4):  # batches accumulate
-        gold = torch.randint(classes, (37,), generator=generator)
-        predicted = torch.where(torch.rand(37, generator=generator) < 0.6, gold,
-                                torch.randint(classes, (37,), generator=generator))
-        if absent is not None:  # a class neither present nor predicted is left out of the macro mean
-            gold, predicted = gold.clamp(max=absent - 1), predicted.clamp(max=absent - 1)
-        counts.update(predicted, gold)
-        accuracy.update(predicted, gold)
-        f1.update(predicted, gold)
-    scores = ClassCounts.scores(counts.counts)
-    assert float(scores["accuracy"]) == pytest.approx(float(accuracy.compute()), abs=1e-6)
-    assert float(scores["f1"]) == pytest.approx(float(f1.compute()), abs=1e-6)
-    counts.reset()
-    assert int(counts.counts.sum()) == 0
