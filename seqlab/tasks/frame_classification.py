@@ -117,10 +117,11 @@ class FrameClassification(SequenceTask):
         predicted = self.to_scoring(self.head.decode(logits.detach(), mask))  # (B, T)
         reference = self.to_scoring(gold)
         metrics = self.metrics[f"{stage}_metrics"]
-        metrics.update(predicted[mask], reference[mask])
         if stage == "train":
+            self.update_train_metric(metrics, predicted[mask], reference[mask])
             self.log_train({"train/loss": loss}, batch_size)
             return loss
+        metrics.update(predicted[mask], reference[mask])
         self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=True, on_step=False,
                  on_epoch=True)
         self.log_dict(metrics, batch_size=batch_size, prog_bar=True, on_step=False, on_epoch=True)

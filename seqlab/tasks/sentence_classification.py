@@ -60,13 +60,10 @@ class SentenceClassification(SequenceTask):
         self.pooling = pooling(self.encoder.output_size)
         self.head = head(self.pooling.output_size, self.labels)
         classes = len(self.labels)
-        # keyed "train_metrics"...: a ModuleDict key may not be "train". Predictions are argmax ids and the targets
-        # were checked by the data module and in shared_step: the training step (the hot loop) skips torchmetrics'
-        # argument validation, which costs more than the update itself.
-        self.metrics = nn.ModuleDict({
+        self.metrics = nn.ModuleDict({  # keyed "train_metrics"...: a ModuleDict key may not be "train"
             f"{stage}_metrics": MetricCollection({
-                "accuracy": MulticlassAccuracy(classes, average="micro", validate_args=stage != "train"),
-                "f1": MulticlassF1Score(classes, average="macro", validate_args=stage != "train"),
+                "accuracy": MulticlassAccuracy(classes, average="micro"),
+                "f1": MulticlassF1Score(classes, average="macro"),
             }, prefix=f"{stage}/")
             for stage in ("train", "val", "test")
         })
@@ -90,13 +87,14 @@ class SentenceClassification(SequenceTask):
         batch_size = targets.shape[0]
         predicted = logits.detach().argmax(dim=-1)
         metrics = self.metrics[f"{stage}_metrics"]
-        metrics.update(predicted, targets)
         if stage == "train":
+            self.update_train_metric(metrics, predicted, targets)
             values = {"train/loss": loss if pooled.penalty is None else loss + pooled.penalty}
             if pooled.penalty is not None:
                 values["train/penalty"] = pooled.penalty
             self.log_train(values, batch_size)
             return values["train/loss"]
+        metrics.update(predicted, targets)
         if pooled.penalty is not None:
             self.log(f"{stage}/penalty", pooled.penalty, batch_size=batch_size, sync_dist=True, on_step=False,
                      on_epoch=True)

@@ -17,6 +17,7 @@ from seqlab.models.pooling import (
     frobenius_penalty,
 )
 from seqlab.tasks import SentenceClassification
+from tests.tasks.batches import Batches
 
 LABELS = ["negative", "neutral", "positive"]
 
@@ -120,3 +121,38 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path):
     with torch.no_grad():
         assert model.predict_step(batch) == restored.predict_step(batch)
     assert torch.equal(restored.class_weights, torch.tensor([1.0, 1.0, 2.0]))
+
+
+@pytest.mark.parametrize("steps", [7, 23])  # fewer steps than one deferred update; two updates and a remainder
+def test_epoch_training_metrics_count_every_step(steps, tmp_path):
+    """Training accuracy and macro F1 are applied ten steps at a time (update_train_metric) yet equal torchmetrics
+    over every step's predictions; nothing pending survives the epoch."""
+    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+
+    torch.manual_seed(0)
+    model = small_model()
+    seen = []
+    apply = model.update_train_metric
+
+    def recording(metric, predicted, targets):
+        seen.append((predicted.clone(), targets.clone()))
+        apply(metric, predicted, targets)
+
+    model.update_train_metric = recording
+    generator = torch.Generator().manual_seed(5)
+    batches = []
+    for _ in range(steps):
+        batch = make_batch(generator)
+        batch["label_ids"] = torch.randint(0, 3, (4,), generator=generator)
+        batches.append(batch)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, default_root_dir=tmp_path,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(model, train_dataloaders=Batches(batches))
+    predicted = torch.cat([p for p, _ in seen])
+    targets = torch.cat([t for _, t in seen])
+    assert len(seen) == steps and model._pending_metric_updates == []
+    logged = trainer.callback_metrics
+    assert float(logged["train/accuracy"]) == pytest.approx(
+        float(multiclass_accuracy(predicted, targets, 3, average="micro")), abs=1e-6)
+    assert float(logged["train/f1"]) == pytest.approx(
+        float(multiclass_f1_score(predicted, targets, 3, average="macro")), abs=1e-6)

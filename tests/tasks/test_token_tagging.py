@@ -18,6 +18,7 @@ from seqlab.models import (
     WordEmbedding,
 )
 from seqlab.tasks import TokenTagging
+from tests.tasks.batches import Batches
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
@@ -81,17 +82,6 @@ def test_training_a_few_steps_fits_a_batch_and_predict_records_are_consistent():
             assert record["tags"][entity["start"]].startswith("B-")
 
 
-class _Batches:
-    def __init__(self, batches):
-        self.batches = batches
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self):
-        return len(self.batches)
-
-
 class _CaptureLogger(Logger):
     def __init__(self):
         super().__init__()
@@ -137,7 +127,7 @@ def test_train_loss_logging_keeps_keys_and_the_exact_epoch_mean(log_every_n_step
     trainer = pl.Trainer(accelerator="cpu", max_epochs=2, logger=logger, log_every_n_steps=log_every_n_steps,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          callbacks=[losses], limit_val_batches=0)
-    trainer.fit(model, train_dataloaders=_Batches(batches))
+    trainer.fit(model, train_dataloaders=Batches(batches))
 
     if log_every_n_steps == 4:  # per epoch of 11 steps: at global steps 4, 8 (logger), 11 or 22 (last batch), ...
         assert calls.count("train/loss") <= 7
