@@ -12,6 +12,10 @@ the raw loop computes the task's training loss (cross-entropy + the pooling's pe
 task's ``training_step`` before timing); ratio = geometric mean of the medians of raw_s/seqlab_s over steps with
 the raw loop first and second. tokens/s counts real tokens (``mask.sum()``).
 
+For ``bilstm`` a third side is timed on the same windows: ``LightningFloor``, the same model whose training_step is
+only that loss (no metrics, no logging), against the raw loop: what Lightning's own loop costs per step, the floor
+under the task's ratio.
+
 Prints ratios and appends one JSON row per comparison to results/bench/sentiment_speed.jsonl; never asserts on
 timings. Example: ``python benchmarks/sentiment_speed.py --windows 3 --window-batches 20 --threads 1``.
 """
@@ -63,6 +67,14 @@ class BenchSentenceClassification(NoCheckpoints, SentenceClassification):
     """SentenceClassification without its ModelCheckpoint callbacks (the benchmark times training steps)."""
 
 
+class LightningFloor(BenchSentenceClassification):
+    """The same model whose training_step is nothing but the raw loop's loss (no metrics, no logging): Trainer vs raw
+    loop for it is what Lightning's loop itself costs per step, the floor under the task's own ratio."""
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return sentence_loss(self, batch)
+
+
 def build_data(data_root: Path, batch_size: int = BATCH_SIZE) -> TextClassificationData:
     """SST-2 from the local GLUE files (train.tsv.gz: 67k phrases), as the configs read it."""
     data = TextClassificationData(
@@ -73,9 +85,11 @@ def build_data(data_root: Path, batch_size: int = BATCH_SIZE) -> TextClassificat
     return data
 
 
-def build_task(data: TextClassificationData, pooling: Callable) -> BenchSentenceClassification:
+def build_task(data: TextClassificationData, pooling: Callable,
+               task_class: type[BenchSentenceClassification] = BenchSentenceClassification
+               ) -> BenchSentenceClassification:
     """The configs' sizes, parts passed as factories like the CLI does."""
-    return BenchSentenceClassification(
+    return task_class(
         vocab_size=data.vocab_size,
         labels=data.labels,
         padding_idx=data.padding_idx,
@@ -98,14 +112,23 @@ def sentence_loss(model: SentenceClassification, batch: dict) -> torch.Tensor:
     return loss
 
 
-def compare_training(data: TextClassificationData, variant: str, args: argparse.Namespace) -> Row:
+def compare_training(data: TextClassificationData, variant: str, args: argparse.Namespace) -> list[Row]:
+    """The task vs the raw loop; for ``bilstm`` also ``LightningFloor`` vs the raw loop on the same windows."""
     pooling, subject = VARIANTS[variant]
-    torch.manual_seed(0)
-    task = build_task(data, pooling)
     windows = collate_windows(data.train_dataloader(), args.windows + 1, args.window_batches)
-    check_same_loss(task, sentence_loss, windows[0][0], variant)
-    result = paired_training(task, sentence_loss, windows, args.block)
-    return training_row(f"train_step_sst2_{variant}", subject, result, args, batch_size=args.batch_size)
+    rows = []
+    for task_class, suffix, what in ((BenchSentenceClassification, "", subject),
+                                     (LightningFloor, "_lightning_floor", f"{subject}; Lightning floor: a "
+                                      "training_step that only computes the raw loop's loss")):
+        if suffix and variant != "bilstm":
+            continue
+        torch.manual_seed(0)
+        task = build_task(data, pooling, task_class)
+        check_same_loss(task, sentence_loss, windows[0][0], variant + suffix)
+        result = paired_training(task, sentence_loss, windows, args.block)
+        rows.append(training_row(f"train_step_sst2_{variant}{suffix}", what, result, args,
+                                 batch_size=args.batch_size))
+    return rows
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -127,7 +150,7 @@ def main(argv: Optional[list[str]] = None) -> list[Row]:
     quiet_setup(args)
     banner(args, args.batch_size)
     data = build_data(args.data, args.batch_size)
-    rows = [compare_training(data, variant, args) for variant in variants]
+    rows = [row for variant in variants for row in compare_training(data, variant, args)]
     print_table(rows)
     append_rows(rows, args.json)
     return rows

@@ -77,7 +77,8 @@ def test_sentiment_speed_writes_rows(tmp_path, sst2_slice):
     root = data_root(tmp_path, "sentiment/sst2", sst2_slice)
     out = tmp_path / "sentiment.jsonl"
     benchmark("sentiment_speed").main([*TINY, "--batch-size", "16", "--data", str(root), "--json", str(out)])
-    rows = read_rows(out, {"train_step_sst2_bilstm", "train_step_sst2_bilstm_attention"})
+    rows = read_rows(out, {"train_step_sst2_bilstm", "train_step_sst2_bilstm_lightning_floor",
+                           "train_step_sst2_bilstm_attention"})
     assert all(r["unit"] == "tokens/s" for r in rows)
 
 
