@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -355,3 +356,26 @@ def test_checkpoint_parameters_count_tied_weights_once(tmp_path):
              "output.bias": output.bias.data}
     torch.save({"state_dict": state, "hyper_parameters": {}}, tmp_path / "tied.ckpt")
     assert inspect_checkpoint(tmp_path / "tied.ckpt")["params"] == 40 + 10
+
+
+def test_git_commit_is_dirty_only_for_code_changes(tmp_path):
+    """Rows appended to results/ during a run do not mark the commit dirty; a changed package file does."""
+    from seqlab.leaderboard.rows import git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "seqlab").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "seqlab" / "model.py").write_text("x = 1\n")
+    (tmp_path / "results" / "rows.jsonl").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    clean = git_commit(tmp_path)
+    assert clean and not clean.endswith("-dirty")
+    (tmp_path / "results" / "rows.jsonl").write_text("{}\n{}\n")
+    assert git_commit(tmp_path) == clean
+    (tmp_path / "seqlab" / "model.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == clean + "-dirty"

@@ -58,14 +58,18 @@ def append_row(path: str | Path, row: dict) -> None:
 
 # -- environment and checkpoints ------------------------------------------------------------------------------------
 
+CODE_PATHS = ("seqlab", "configs", "pyproject.toml")  # what a run's numbers depend on (results/ is written by runs)
+
+
 def git_commit(cwd: str | Path = ".") -> Optional[str]:
-    """``HEAD``'s hash, with ``-dirty`` when tracked files are modified; None outside a git checkout."""
+    """``HEAD``'s hash, with ``-dirty`` when tracked files under ``CODE_PATHS`` are modified; None outside a git
+    checkout."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                                 timeout=20).stdout.strip()
         if not commit:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS], cwd=cwd,
                                capture_output=True, text=True, timeout=20).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

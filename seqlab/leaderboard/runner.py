@@ -112,7 +112,6 @@ class Runner:
         self.spec = spec
         self.python = python
         self.on_event = on_event or (lambda kind, **info: None)
-        self.env_info = environment()
 
     def child_env(self, entry: Entry) -> dict[str, str]:
         env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
@@ -146,7 +145,7 @@ class Runner:
             "test_wall_s": None, "test_tokens": None, "infer_tokens_per_s": None, "epochs": None,
             "global_step": None, "peak_rss_mb": None, "cuda_max_allocated_mb": None,
             "device": None, "device_name": None, "torch_threads": None,
-            **self.env_info,
+            **environment(),  # per run: the code may change between the entries of a long run
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "finished_at": None,
         }
 

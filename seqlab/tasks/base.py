@@ -71,9 +71,8 @@ class SequenceTask(pl.LightningModule):
         raise NotImplementedError
 
     def _reset_train_log(self) -> None:
-        self._train_sums: dict[str, torch.Tensor] = {}  # name -> summed batch-size-weighted value, not yet logged
-        self._train_count = 0
-        self._train_steps = 0
+        self._train_values: dict[str, list[torch.Tensor]] = {}  # name -> the values of the steps not yet logged
+        self._train_sizes: list[int] = []  # their batch sizes
 
     def on_train_epoch_start(self) -> None:
         self._reset_train_log()
@@ -110,17 +109,18 @@ class SequenceTask(pl.LightningModule):
         if self._trainer is None:
             return
         for name, value in values.items():
-            weighted = value.detach() * batch_size
-            self._train_sums[name] = weighted if name not in self._train_sums else self._train_sums[name] + weighted
-        self._train_count += batch_size
-        self._train_steps += 1
+            self._train_values.setdefault(name, []).append(value.detach())
+        self._train_sizes.append(batch_size)
         trainer = self.trainer
         step = trainer.global_step + 1
         every = trainer.log_every_n_steps
-        if (self._train_steps >= self.train_log_every or (every and step % every == 0)
+        if (len(self._train_sizes) >= self.train_log_every or (every and step % every == 0)
                 or trainer.is_last_batch or trainer.should_stop or 0 < trainer.max_steps <= step):
-            for name, total in self._train_sums.items():
-                self.log(name, total / self._train_count, batch_size=self._train_count, prog_bar=name in prog_bar,
+            count = sum(self._train_sizes)
+            for name, steps in self._train_values.items():
+                stacked = torch.stack(steps)  # (S,), one value per step
+                sizes = torch.tensor(self._train_sizes, dtype=stacked.dtype, device=stacked.device)
+                self.log(name, (stacked * sizes).sum() / count, batch_size=count, prog_bar=name in prog_bar,
                          on_step=True, on_epoch=True)
             self._reset_train_log()
 
