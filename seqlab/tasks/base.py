@@ -81,8 +81,8 @@ class SequenceTask(pl.LightningModule):
     def update_train_metric(self, metric: TrainMetric, *tensors: torch.Tensor) -> None:
         """``metric.update(*tensors)`` for a training step, applied ``train_log_every`` steps at a time to those
         steps' tensors concatenated along dim 0 (predictions (N,) and targets (N,) for the classification counts):
-        a torchmetrics update costs about as much for ten batches as for one, a few percent of a small model's
-        step. The counts, and so the epoch's values, are the same; ``log_epoch_metrics`` applies what is pending
+        a torchmetrics update with its argument checks costs about 0.3 ms on CPU, much the same for ten batches as
+        for one. The counts, and so the epoch's values, are the same; ``log_epoch_metrics`` applies what is pending
         before computing them. Without a Trainer the update is applied at once."""
         self._pending_metric_updates.append((metric, tuple(t.detach() for t in tensors)))
         if self._trainer is None or len(self._pending_metric_updates) >= self.train_log_every:
