@@ -117,11 +117,11 @@ class SequenceTask(pl.LightningModule):
         if (len(self._train_sizes) >= self.train_log_every or (every and step % every == 0)
                 or trainer.is_last_batch or trainer.should_stop or 0 < trainer.max_steps <= step):
             count = sum(self._train_sizes)
+            sizes = torch.tensor(self._train_sizes, dtype=torch.float, device=self.device)  # (S,)
             for name, steps in self._train_values.items():
                 stacked = torch.stack(steps)  # (S,), one value per step
-                sizes = torch.tensor(self._train_sizes, dtype=stacked.dtype, device=stacked.device)
-                self.log(name, (stacked * sizes).sum() / count, batch_size=count, prog_bar=name in prog_bar,
-                         on_step=True, on_epoch=True)
+                self.log(name, (stacked * sizes.to(stacked.dtype)).sum() / count, batch_size=count,
+                         prog_bar=name in prog_bar, on_step=True, on_epoch=True)
             self._reset_train_log()
 
     def log_epoch_metrics(self, metrics: Any) -> None:
