@@ -115,7 +115,7 @@ def test_last_checkpoint_skips_a_file_cut_short_by_a_kill(tmp_path):
     import os
     import time
 
-    from seqlab.cli import find_checkpoint
+    from seqlab.checkpoints import find_checkpoint
 
     good = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
     good.parent.mkdir(parents=True)

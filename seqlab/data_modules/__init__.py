@@ -1,28 +1,29 @@
-"""LightningDataModules on Hugging Face datasets: readers, vocabularies, collate, samplers."""
+"""LightningDataModules on Hugging Face datasets, assembled from parts: a split source, readers, the bad-row policy,
+encoders fitted on train, a collator. Names are imported on first use, so a text task never loads the audio stack."""
 
-from seqlab.data_modules.base import SequenceDataModule, restoring_state
-from seqlab.data_modules.sampler import BucketBatchSampler
-from seqlab.data_modules.speech import FrameBatch, SpeechFrameData
-from seqlab.data_modules.text_classification import SentenceBatch, TextClassificationData
-from seqlab.data_modules.text_encoders import SubwordEncoder, TextEncoder, WhitespaceEncoder
-from seqlab.data_modules.token_classification import TokenBatch, TokenClassificationData
-from seqlab.data_modules.translation import TranslationBatch, TranslationData
-from seqlab.data_modules.vocab import Vocabulary
+import importlib
 
-__all__ = [
-    "BucketBatchSampler",
-    "FrameBatch",
-    "SentenceBatch",
-    "SequenceDataModule",
-    "SpeechFrameData",
-    "SubwordEncoder",
-    "TextClassificationData",
-    "TextEncoder",
-    "TokenBatch",
-    "TokenClassificationData",
-    "TranslationBatch",
-    "TranslationData",
-    "Vocabulary",
-    "WhitespaceEncoder",
-    "restoring_state",
-]
+_EXPORTS = {
+    "SequenceDataModule": "base",
+    "BucketBatchSampler": "sampler",
+    "FrameBatch": "speech",
+    "SpeechFrameData": "speech",
+    "SentenceBatch": "text_classification",
+    "TextClassificationData": "text_classification",
+    "SubwordEncoder": "text_encoders",
+    "TextEncoder": "text_encoders",
+    "WhitespaceEncoder": "text_encoders",
+    "TokenBatch": "token_classification",
+    "TokenClassificationData": "token_classification",
+    "TranslationBatch": "translation",
+    "TranslationData": "translation",
+    "Vocabulary": "vocab",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'seqlab.data_modules' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"seqlab.data_modules.{_EXPORTS[name]}"), name)

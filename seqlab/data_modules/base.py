@@ -1,38 +1,20 @@
-"""The shared base of every seqlab data module: sources, caching, vocabularies in checkpoints, bucketed loaders."""
+"""The shared base of every seqlab data module: a split source, the bad-row policy, caching, encoders fitted on train
+and restored from checkpoints, bucketed loaders. A task data module declares its readers, encoders and collator."""
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import datasets
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader
 
 from seqlab import SeqlabError
+from seqlab.data_modules.policy import OnBadRow, apply_policy, check_policy
 from seqlab.data_modules.sampler import BucketBatchSampler
-from seqlab.data_modules.sources import (
-    SPLITS,
-    file_signature,
-    load_hub,
-    looks_local,
-    resolve_local,
-)
-
-_RESTORED_STATE: contextvars.ContextVar[Optional[dict]] = contextvars.ContextVar("seqlab_restored_state", default=None)
-
-
-@contextlib.contextmanager
-def restoring_state(state: Optional[dict]) -> Iterator[None]:
-    """Data modules built inside this block take their vocabularies from ``state`` (a checkpoint's) instead of
-    fitting them, so model sizes linked from the data module match the checkpoint without reading train data."""
-    token = _RESTORED_STATE.set(state)
-    try:
-        yield
-    finally:
-        _RESTORED_STATE.reset(token)
+from seqlab.data_modules.sources import SPLITS, SplitSource, file_signature
 
 
 class ListDataset:
@@ -59,37 +41,62 @@ class ListDataset:
         return [dict(zip(fetched, row)) for row in zip(*fetched.values())]
 
 
+def _seqlab_cause(error: BaseException) -> Optional[SeqlabError]:
+    cause = error.__cause__ or error.__context__
+    while cause is not None and not isinstance(cause, SeqlabError):
+        cause = cause.__cause__ or cause.__context__
+    return cause
+
+
 def generate_dataset(generator: Callable[..., Iterator[dict]], features: datasets.Features, cache_dir=None,
                      **gen_kwargs: Any) -> datasets.Dataset:
     """``datasets.Dataset.from_generator`` (cached by the generator and its arguments) that lets seqlab's own
-    input errors through as they are, instead of wrapped in a DatasetGenerationError."""
+    input errors through as they are, instead of wrapped in a DatasetGenerationError; a generator that yields
+    nothing gives an empty dataset."""
     try:
         return datasets.Dataset.from_generator(
             generator, features=features, gen_kwargs=gen_kwargs, cache_dir=cache_dir
         )
     except datasets.exceptions.DatasetGenerationError as error:
-        cause = error.__cause__ or error.__context__
-        while cause is not None and not isinstance(cause, SeqlabError):
-            cause = cause.__cause__ or cause.__context__
+        cause = _seqlab_cause(error)
         if cause is not None:
             raise cause from None
         raise
+    except ValueError as error:
+        if "corresponds to no data" in str(error):
+            return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
+        raise
+
+
+def load_rows(kind: str, files: list[Path], cache_dir=None) -> datasets.Dataset:
+    """``datasets.load_dataset(kind)`` (``json`` or ``parquet``) on local files; an empty, truncated or foreign file
+    is one SeqlabError naming it."""
+    try:
+        return datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train", cache_dir=cache_dir)
+    except Exception as error:  # pyarrow and datasets raise many kinds for a bad file
+        if "corresponds to no data" in str(error) or "empty" in str(error).lower():
+            raise SeqlabError(f"{files[0]}: the file holds no rows") from None
+        cause = _seqlab_cause(error) or error
+        detail = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
+        raise SeqlabError(f"{', '.join(map(str, files))}: cannot read as {kind} ({detail})") from None
 
 
 class SequenceDataModule(pl.LightningDataModule):
-    """Base for seqlab data modules.
+    """Base for seqlab data modules: ``path`` (``SplitSource``: a hub id, a local directory, one file),
+    ``data_files`` (split -> files), ``predict_path`` (the input of ``predict``), ``on_bad_row`` (``error`` | ``skip``
+    | ``warn``: what a bad input row does, the same in every task), and the loaders' options.
 
-    ``path`` is what ``datasets.load_dataset`` takes: a hub id (``owner/name``, with config ``name``), or a local
-    directory whose files are matched to splits by name (``train``, ``valid``/``dev``/``eng.testa``, ``test``...),
-    or a single local file (train). ``data_files`` maps split names to files explicitly. ``predict_path`` is the
-    input of ``predict``.
-
-    Subclasses implement ``read_files`` (local files -> Dataset), ``from_hub`` (hub split -> the same columns),
-    ``fit_vocabularies``, ``encode`` (a cached ``datasets.map``), ``collate``, and the vocabulary state.
+    A task module implements: ``read`` (a split's local files -> rows, each with ``source``/``line`` and an ``error``
+    message column for the bad-row policy), ``read_predict``, ``from_hub``, ``fit_encoders`` and ``encoders_ready``,
+    ``encode`` (a cached ``datasets.map`` to ``batch_columns``), ``collate`` (-> the task's Batch) and the encoders'
+    ``state_dict``/``load_state_dict``. Encoders are fitted on train by ``prepare_encoders`` (called by ``setup`` and
+    by the CLI before it links sizes into the model), or restored from a checkpoint: ``from_checkpoint``.
     """
 
     #: columns that ``encode`` produces and the loaders serve
     batch_columns: Sequence[str] = ()
+    #: renamed options of checkpoints written by older versions: old name -> (new name, value -> new value)
+    renamed_options: dict[str, tuple[str, Callable[[Any], Any]]] = {}
 
     def __init__(
         self,
@@ -97,6 +104,7 @@ class SequenceDataModule(pl.LightningDataModule):
         name: Optional[str] = None,
         data_files: Optional[dict[str, Union[str, list[str]]]] = None,
         predict_path: Optional[str] = None,
+        on_bad_row: OnBadRow = "error",
         batch_size: int = 32,
         eval_batch_size: Optional[int] = None,
         max_tokens: Optional[int] = None,
@@ -109,10 +117,13 @@ class SequenceDataModule(pl.LightningDataModule):
         eval_batch_size: examples per evaluation batch (default: 2 x batch_size); bucket_size: batches per
         length-sorting pool; seed: the shuffling seed (the epoch is added each epoch)."""
         super().__init__()
+        for option, value in (("batch_size", batch_size), ("bucket_size", bucket_size)):
+            if value < 1:
+                raise SeqlabError(f"--data.{option} must be at least 1, got {value}")
         self.path = path
-        self.name = name
-        self.data_files = data_files
+        self.source = SplitSource(path, name, data_files, cache_dir)
         self.predict_path = predict_path
+        self.on_bad_row = check_policy(on_bad_row)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or 2 * batch_size
         self.max_tokens = max_tokens
@@ -122,27 +133,50 @@ class SequenceDataModule(pl.LightningDataModule):
         self.cache_dir = cache_dir
         self._raw: dict[str, datasets.Dataset] = {}
         self._encoded: dict[str, ListDataset] = {}
-        self._sources: Optional[dict[str, list[Path]]] = None
-        self._hub: Optional[datasets.DatasetDict] = None
-        restored = _RESTORED_STATE.get()
-        if restored is not None:
-            self.load_state_dict(restored)
+
+    @classmethod
+    def migrate_options(cls, options: dict) -> dict:
+        """A checkpoint's data options with renamed ones given their new names (a one-time migration)."""
+        options = dict(options)
+        for old, (new, convert) in cls.renamed_options.items():
+            if old in options:
+                value = options.pop(old)
+                options.setdefault(new, convert(value))
+        return options
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Union[str, Path, dict], **overrides: Any) -> "SequenceDataModule":
+        """The data module a checkpoint was trained with (its options, ``overrides`` on top), encoders restored."""
+        from seqlab.checkpoints import read_checkpoint
+
+        checkpoint = read_checkpoint(checkpoint)
+        options = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+        class_path = options.pop("_class_path", None)
+        options.pop("_instantiator", None)
+        if class_path and cls is SequenceDataModule:
+            import importlib
+
+            module, _, name = class_path.rpartition(".")
+            return getattr(importlib.import_module(module), name).from_checkpoint(checkpoint, **overrides)
+        data = cls(**{**cls.migrate_options(options), **overrides})
+        data.load_state_dict(checkpoint.get(cls.__qualname__) or {})
+        return data
 
     # ----------------------------------------------------------------- to implement
-    def read_files(self, split: str, files: list[Path]) -> datasets.Dataset:
+    def read(self, split: str, files: list[Path]) -> datasets.Dataset:
         raise NotImplementedError
 
-    def read_predict_files(self, files: list[Path]) -> datasets.Dataset:
+    def read_predict(self, path: Path) -> datasets.Dataset:
         raise NotImplementedError
 
     def from_hub(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         raise NotImplementedError
 
-    def fit_vocabularies(self, train: datasets.Dataset) -> None:
+    def fit_encoders(self, train: datasets.Dataset) -> None:
         raise NotImplementedError
 
     @property
-    def vocabularies_ready(self) -> bool:
+    def encoders_ready(self) -> bool:
         raise NotImplementedError
 
     def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
@@ -158,9 +192,9 @@ class SequenceDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     # ----------------------------------------------------------------- shared machinery
-    @property
-    def is_local(self) -> bool:
-        return self.data_files is not None or looks_local(self.path)
+    def checked(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
+        """The rows of ``dataset`` after the bad-row policy (its ``error`` column)."""
+        return apply_policy(dataset, self.on_bad_row, split)
 
     def raw_split(self, split: str) -> datasets.Dataset:
         """The split as read, before encoding (cached in memory and by ``datasets`` on disk)."""
@@ -168,32 +202,28 @@ class SequenceDataModule(pl.LightningDataModule):
             if split == "predict":
                 if not self.predict_path:
                     raise SeqlabError("predict needs an input file: --data.predict_path sentences.txt")
-                predict_file = Path(self.predict_path)
-                if not predict_file.is_file():
+                predict = Path(self.predict_path).expanduser()
+                if not predict.exists():
                     raise SeqlabError(f"predict input not found: {self.predict_path}")
-                self._raw[split] = self.read_predict_files([predict_file])
-            elif self.is_local:
-                if self._sources is None:
-                    self._sources = resolve_local(self.path, self.data_files)
-                if split not in self._sources:
-                    raise SeqlabError(
-                        f"no '{split}' split in {self.path} (found: {', '.join(sorted(self._sources)) or 'none'})"
-                    )
-                self._raw[split] = self.read_files(split, self._sources[split])
+                self._raw[split] = self.read_predict(predict)
+            elif self.source.is_local:
+                self._raw[split] = self.read(split, self.source.files(split))
             else:
-                if self._hub is None:
-                    self._hub = load_hub(self.path, self.name, cache_dir=self.cache_dir)
-                if split not in self._hub:
-                    raise SeqlabError(f"hub dataset {self.path} has no '{split}' split (has {list(self._hub)})")
-                self._raw[split] = self.from_hub(split, self._hub[split])
+                self._raw[split] = self.from_hub(split, self.source.hub_split(split))
             if len(self._raw[split]) == 0:
-                raise SeqlabError(f"the '{split}' split of {self.path} is empty")
+                where = self.predict_path if split == "predict" else self.path
+                raise SeqlabError(f"the '{split}' split of {where} is empty")
         return self._raw[split]
 
-    def prepare_vocabularies(self) -> None:
-        """Fit vocabularies on train unless they were restored from a checkpoint."""
-        if not self.vocabularies_ready:
-            self.fit_vocabularies(self.raw_split("train"))
+    def require_encoders(self) -> None:
+        if not self.encoders_ready:
+            raise SeqlabError(f"{type(self).__name__}: encoders not fitted; call prepare_encoders() first "
+                              "(or build the data module with from_checkpoint)")
+
+    def prepare_encoders(self) -> None:
+        """Fit the encoders on train, unless they were restored from a checkpoint."""
+        if not self.encoders_ready:
+            self.fit_encoders(self.raw_split("train"))
 
     def splits_for(self, stage: Optional[str]) -> tuple[str, ...]:
         return {
@@ -204,15 +234,19 @@ class SequenceDataModule(pl.LightningDataModule):
         }.get(stage or "", SPLITS)
 
     def setup(self, stage: Optional[str] = None) -> None:
-        self.prepare_vocabularies()
+        self.prepare_encoders()
         for split in self.splits_for(stage):
             if split not in self._encoded:
-                encoded = self.encode(split, self.raw_split(split))
-                self._encoded[split] = ListDataset({c: encoded[c] for c in self.batch_columns})
+                self._encoded[split] = self.encoded_split(split)
+
+    def encoded_split(self, split: str) -> ListDataset:
+        encoded = self.encode(split, self.raw_split(split))
+        return ListDataset({c: encoded[c] for c in self.batch_columns})
 
     def encoded(self, split: str) -> ListDataset:
         if split not in self._encoded:
-            self.setup({"train": "fit", "validation": "validate"}.get(split, split))
+            self.prepare_encoders()
+            self._encoded[split] = self.encoded_split(split)
         return self._encoded[split]
 
     def batch_sampler(self, split: str, shuffle: bool) -> BucketBatchSampler:
@@ -227,12 +261,17 @@ class SequenceDataModule(pl.LightningDataModule):
         )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        try:
+            sampler = self.batch_sampler(split, shuffle)
+        except ValueError as error:
+            raise SeqlabError(f"--data: {error}") from None
         return DataLoader(
             self.encoded(split),
-            batch_sampler=self.batch_sampler(split, shuffle),
+            batch_sampler=sampler,
             collate_fn=self.collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -247,6 +286,8 @@ class SequenceDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict", shuffle=False)
 
-    def source_signature(self, split: str, files: list[Path]) -> list:
-        """What identifies a split's input for the ``datasets`` cache: file paths, sizes and mtimes."""
-        return file_signature(files)
+    @staticmethod
+    def signature(files: list[Path]) -> tuple:
+        """What identifies input files for the ``datasets`` cache: paths, sizes and mtimes (a tuple: ``datasets``
+        would split a list across generator shards)."""
+        return tuple(map(tuple, file_signature(files)))

@@ -1,198 +1,324 @@
-"""Readers from files to examples, each example keeping its file and line so errors can name them."""
+"""Readers: one class per file format. Each recognises its files by content (``accepts``: the first lines), whatever
+their name, and yields records that keep their file and line (``source``, ``line``) and an ``error`` message
+(``file:line: what``, or "") for the bad-row policy, so one bad row never hides the others."""
 
 from __future__ import annotations
 
 import csv
-import gzip
 import json
+import re
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional, Sequence
 
 from seqlab import SeqlabError
-from seqlab.data_modules.sources import file_format, iter_lines
-from seqlab.tagging import bio_to_bioes, iob1_to_bio, split_tag
+from seqlab.data_modules.sources import iter_lines, open_binary
 
 
-def read_conll(
-    paths: list[Path],
-    token_column: int = 0,
-    tag_column: int = -1,
-    tag_format: str = "iob2",
-    tag_scheme: str = "BIO",
-    labelled: bool = True,
-) -> Iterator[dict]:
-    """Sentences from CoNLL column files: one token per line, blank lines between sentences, ``-DOCSTART-`` lines
-    skipped. Every line of a file must have the same number of columns. Yields
-    ``{"tokens", "tags", "source", "line"}`` (``line`` = 1-based line of the first token)."""
-    for path in paths:
-        tokens: list[str] = []
-        tags: list[str] = []
-        first_line = 0
-        columns = None
-        for number, line in iter_lines(path):
-            fields = line.split()
-            if not fields:
-                if tokens:
-                    yield _sentence(tokens, tags, path, first_line, tag_format, tag_scheme, labelled)
-                    tokens, tags = [], []
+def head_lines(path: Path, count: int = 5) -> list[str]:
+    """The first ``count`` non-empty lines (undecodable ones left out) of a text file; [] for a binary file."""
+    if is_parquet(path):
+        return []
+    lines = []
+    try:
+        for _, line in iter_lines(path, lenient=True):
+            if isinstance(line, str) and line.strip():
+                lines.append(line)
+                if len(lines) == count:
+                    break
+    except SeqlabError:  # a corrupt compressed file: the reader chosen reports it with its line
+        pass
+    return lines
+
+
+def is_parquet(path: Path) -> bool:
+    with open_binary(path) as handle:
+        return handle.read(4) == b"PAR1"
+
+
+def record(path: Path, line: int, error: str = "", error_line: Optional[int] = None, **fields) -> dict:
+    """A reader's record; ``error`` (what is wrong) is reported at ``error_line``, by default the record's line."""
+    where = f"{path}:{error_line or line}"
+    return {**fields, "source": str(path), "line": line, "error": f"{where}: {error}" if error else ""}
+
+
+class Reader:
+    """A file format: ``accepts(head)`` says whether a file whose first non-empty lines are ``head`` looks like it;
+    ``rows(path, split)`` yields its records."""
+
+    def accepts(self, head: list[str]) -> bool:
+        raise NotImplementedError
+
+    def rows(self, path: Path, split: str = "train") -> Iterator[dict]:
+        raise NotImplementedError
+
+
+def choose_reader(path: Path, candidates: Sequence[Reader], declared: Optional[Reader] = None) -> Reader:
+    """``declared`` when given, else the first candidate that recognises the file's content."""
+    if declared is not None:
+        return declared
+    head = head_lines(path)
+    if not head:
+        raise SeqlabError(f"{path}: no text lines (an empty or binary file)")
+    for reader in candidates:
+        if reader.accepts(head):
+            return reader
+    formats = ", ".join(type(r).__name__ for r in candidates)
+    raise SeqlabError(f"{path}:1: not a format this data module reads ({formats}): {head[0][:60]!r}; "
+                      "declare one with --data.reader")
+
+
+# --------------------------------------------------------------------------------------------- token columns
+def split_fields(line: str) -> list[str]:
+    """Tab-separated fields when the line has a tab, else whitespace-separated ones."""
+    return line.split("\t") if "\t" in line else line.split()
+
+
+class ColumnReader(Reader):
+    """Column files (CoNLL-2003, ``token<TAB>tag`` TSV, ``.iob``, ``.conll`` or no extension): one token per line,
+    ``token_column`` and ``tag_column`` (None: unlabelled), blank lines between sentences; lines starting with
+    ``document_separator`` and comment lines (``#`` before a sentence, unlike the file's token lines) are skipped.
+    Yields ``{"tokens", "tags", "source", "line", "error"}``, ``line`` = the sentence's first line."""
+
+    def __init__(self, token_column: int = 0, tag_column: Optional[int] = -1,
+                 document_separator: str = "-DOCSTART-") -> None:
+        self.token_column = token_column
+        self.tag_column = tag_column
+        self.document_separator = document_separator
+
+    def accepts(self, head: list[str]) -> bool:
+        return not head[0].lstrip().startswith(("{", "(")) and all(len(split_fields(line)) < 30 for line in head)
+
+    def token_and_tag(self, fields: list[str]) -> tuple[str, str]:
+        tag = fields[self.tag_column] if self.tag_column is not None else ""
+        return fields[self.token_column], tag
+
+    def skip(self, fields: list[str], columns: Optional[int], in_sentence: bool) -> bool:
+        if fields[0] == self.document_separator:
+            return True
+        return fields[0].startswith("#") and not in_sentence and (columns is None or len(fields) != columns)
+
+    def rows(self, path: Path, split: str = "train") -> Iterator[dict]:
+        tokens, tags, first, columns, error, error_line = [], [], 0, None, "", 0
+        for number, line in iter_lines(path, lenient=True):
+            fields = [] if isinstance(line, SeqlabError) else split_fields(line)
+            if isinstance(line, str) and not fields:
+                if tokens or error:
+                    yield record(path, first, error, error_line, tokens=tokens, tags=tags)
+                tokens, tags, error = [], [], ""
                 continue
-            if fields[0] == "-DOCSTART-":
+            if fields and self.skip(fields, columns, bool(tokens)):
                 continue
-            if columns is None:
-                columns = len(fields)
-                _check_columns(path, number, columns, token_column, tag_column if labelled else None)
-            elif len(fields) != columns:
-                raise SeqlabError(
-                    f"{path}:{number}: expected {columns} columns as in the file's first line, "
-                    f"found {len(fields)}: {line[:80]!r}"
-                )
-            if not tokens:
-                first_line = number
-            tokens.append(fields[token_column])
-            if labelled:
-                tags.append(fields[tag_column])
-        if tokens:
-            yield _sentence(tokens, tags, path, first_line, tag_format, tag_scheme, labelled)
-
-
-def _check_columns(path: Path, number: int, columns: int, token_column: int, tag_column) -> None:
-    for name, index in (("token_column", token_column), ("tag_column", tag_column)):
-        if index is not None and not -columns <= index < columns:
-            raise SeqlabError(f"{path}:{number}: {name}={index} but the line has {columns} columns")
-
-
-def _sentence(tokens, tags, path: Path, line: int, tag_format: str, tag_scheme: str, labelled: bool) -> dict:
-    if labelled:
-        for offset, tag in enumerate(tags):
+            first = first if tokens or error else number
+            if error:
+                continue
+            if isinstance(line, SeqlabError):
+                error, error_line = str(line).split(": ", 1)[1], number
+                continue
+            columns = columns or len(fields)
+            if len(fields) != columns:
+                error, error_line = (f"expected {columns} columns as in the file's first line, found "
+                                     f"{len(fields)}: {line[:80]!r}"), number
+                continue
             try:
-                split_tag(tag)
+                token, tag = self.token_and_tag(fields)
+            except IndexError:
+                error, error_line = f"no column {self.tag_column} or {self.token_column} in {len(fields)}", number
+                continue
+            tokens.append(token)
+            tags.append(tag)
+        if tokens or error:
+            yield record(path, first, error, error_line, tokens=tokens, tags=tags)
+
+
+class CoNLLUReader(ColumnReader):
+    """CoNLL-U (Universal Dependencies): ``FORM`` tokens and the tags of ``tag_field``: ``UPOS``, ``XPOS``, or
+    ``MISC:<key>`` (a ``key=value`` entry of the MISC column, e.g. ``MISC:NER`` for ``NER=B-PER``; ``O`` where it is
+    absent). Multi-word token ranges (``1-2``) and empty nodes (``1.1``) are skipped."""
+
+    COLUMNS = {"UPOS": 3, "XPOS": 4}
+
+    def __init__(self, tag_field: str = "UPOS") -> None:
+        if tag_field not in self.COLUMNS and not tag_field.startswith("MISC:"):
+            raise SeqlabError(f"CoNLLUReader tag_field must be UPOS, XPOS or MISC:<key>, got {tag_field!r}")
+        super().__init__(token_column=1, tag_column=self.COLUMNS.get(tag_field, 9))
+        self.tag_field = tag_field
+
+    def accepts(self, head: list[str]) -> bool:
+        first = next((line for line in head if not line.startswith("#")), "")
+        return len(first.split("\t")) == 10 and first.split("\t")[0].isdigit()
+
+    def skip(self, fields: list[str], columns: Optional[int], in_sentence: bool) -> bool:
+        return fields[0].startswith("#") or not fields[0].isdigit()
+
+    def token_and_tag(self, fields: list[str]) -> tuple[str, str]:
+        if not self.tag_field.startswith("MISC:"):
+            return super().token_and_tag(fields)
+        key = self.tag_field[len("MISC:"):] + "="
+        entry = next((item for item in fields[9].split("|") if item.startswith(key)), None)
+        return fields[1], entry[len(key):] if entry is not None else "O"
+
+
+class TokenLinesReader(Reader):
+    """One whitespace-tokenised sentence per line, unlabelled (the input of ``predict``)."""
+
+    def accepts(self, head: list[str]) -> bool:
+        return True
+
+    def rows(self, path: Path, split: str = "predict") -> Iterator[dict]:
+        for number, line in iter_lines(path, lenient=True):
+            if isinstance(line, SeqlabError):
+                yield record(path, number, str(line).split(": ", 1)[1], tokens=[], tags=[])
+            else:
+                yield record(path, number, "" if line.split() else "empty sentence (every line must hold one "
+                             "sentence)", tokens=line.split(), tags=[])
+
+
+# --------------------------------------------------------------------------------------------- labelled texts
+class DelimitedReader(Reader):
+    """CSV or TSV with a header line (or ``column_names``). ``delimiter``: ``,`` or a tab (default: a tab when the
+    first line has one, else ``,``). Quoted fields (``quoting``; default on for CSV, off for TSV, whose texts often
+    hold bare quotes) may span several lines. Yields ``{"fields": {column: value}, ...}``."""
+
+    def __init__(self, delimiter: Optional[str] = None, column_names: Optional[list[str]] = None,
+                 quoting: Optional[bool] = None) -> None:
+        self.delimiter = delimiter
+        self.column_names = list(column_names) if column_names else None
+        self.quoting = quoting
+
+    def accepts(self, head: list[str]) -> bool:
+        return not head[0].lstrip().startswith(("{", "(")) and ("\t" in head[0] or "," in head[0])
+
+    def rows(self, path: Path, split: str = "train") -> Iterator[dict]:
+        head = head_lines(path, 1)
+        delimiter = self.delimiter or ("\t" if head and "\t" in head[0] else ",")
+        quoted = self.quoting if self.quoting is not None else delimiter != "\t"
+        bad: dict[int, str] = {}
+
+        def text_lines() -> Iterator[str]:
+            for number, line in iter_lines(path, lenient=True):
+                if isinstance(line, SeqlabError):
+                    bad[number] = str(line).split(": ", 1)[1]
+                    line = ""
+                yield line + "\n"
+
+        reader = csv.reader(text_lines(), delimiter=delimiter, strict=quoted,
+                            quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
+        header, previous = self.column_names, 0
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                yield record(path, previous + 1, f"unreadable {'CSV' if delimiter == ',' else 'TSV'} ({error})",
+                             fields={})
+                return
+            start, previous = previous + 1, reader.line_num
+            broken = [n for n in range(start, previous + 1) if n in bad]
+            if broken:
+                yield record(path, broken[0], bad[broken[0]], fields={})
+            elif not any(f.strip() for f in fields):
+                continue
+            elif header is None:
+                header = [f.strip() for f in fields]
+            elif len(fields) > len(header):
+                yield record(path, start, f"{len(fields)} fields but the header has {len(header)} "
+                             f"({', '.join(header)})", fields={})
+            else:
+                yield record(path, start, fields=dict(zip(header, fields)))
+
+
+class JsonlReader(Reader):
+    """One JSON object per line. Yields ``{"fields": object, ...}``."""
+
+    def accepts(self, head: list[str]) -> bool:
+        return head[0].lstrip().startswith("{")
+
+    def rows(self, path: Path, split: str = "train") -> Iterator[dict]:
+        for number, line in iter_lines(path, lenient=True):
+            if isinstance(line, SeqlabError):
+                yield record(path, number, str(line).split(": ", 1)[1], fields={})
+                continue
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                yield record(path, number, f"invalid JSON ({error.msg}, column {error.colno})", fields={})
+                continue
+            if not isinstance(row, dict):
+                yield record(path, number, f"expected a JSON object per line, got {type(row).__name__}", fields={})
+            else:
+                yield record(path, number, fields=row)
+
+
+_PTB_ESCAPES = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}"}
+_TREE_TOKEN = re.compile(r"\(|\)|[^\s()]+")
+
+
+class SSTTreeReader(Reader):
+    """Stanford Sentiment Treebank trees, one per line (``(3 (2 It) (4 (2 's) (4 fine)))``): the sentence (leaves,
+    PTB escapes undone) with the root's label 0-4 as ``{"fields": {"text", "label"}}``. ``train_phrases``: in the
+    train split, every distinct labelled phrase (subtree) too, the usual way to train on SST's phrase labels."""
+
+    def __init__(self, train_phrases: bool = False) -> None:
+        self.train_phrases = train_phrases
+
+    def accepts(self, head: list[str]) -> bool:
+        return re.match(r"\(\d ", head[0].lstrip()) is not None
+
+    @staticmethod
+    def phrases(line: str) -> list[tuple[str, str]]:
+        """(label, text) of every subtree, the root last; ValueError on unbalanced brackets."""
+        stack: list[list] = []  # [label, words]
+        found = []
+        tokens = _TREE_TOKEN.findall(line)
+        for i, token in enumerate(tokens):
+            if token == "(":
+                stack.append([tokens[i + 1] if i + 1 < len(tokens) else "", []])
+            elif token == ")":
+                if not stack:
+                    raise ValueError("unbalanced brackets")
+                label, words = stack.pop()
+                found.append((label, " ".join(words)))
+                if stack:
+                    stack[-1][1].extend(words)
+            elif stack and i > 0 and tokens[i - 1] != "(":
+                stack[-1][1].append(_PTB_ESCAPES.get(token, token.replace("\\/", "/").replace("\\*", "*")))
+        if stack or not found:
+            raise ValueError("unbalanced brackets")
+        return found
+
+    def rows(self, path: Path, split: str = "train") -> Iterator[dict]:
+        seen: set[tuple[str, str]] = set()
+        for number, line in iter_lines(path, lenient=True):
+            if isinstance(line, SeqlabError):
+                yield record(path, number, str(line).split(": ", 1)[1], fields={})
+                continue
+            if not line.strip():
+                continue
+            try:
+                phrases = self.phrases(line)
             except ValueError as error:
-                raise SeqlabError(f"{path}:{line + offset}: {error}") from None
-        tags = convert_tags(tags, tag_format, tag_scheme)
-    return {"tokens": tokens, "tags": tags, "source": str(path), "line": line}
+                yield record(path, number, f"not an SST tree ({error})", fields={})
+                continue
+            wanted = phrases if self.train_phrases and split == "train" else phrases[-1:]
+            for label, text in reversed(wanted):  # the sentence first, then its phrases
+                if len(wanted) == 1 or (label, text) not in seen:
+                    seen.add((label, text))
+                    yield record(path, number, fields={"text": text, "label": label})
 
 
-def convert_tags(tags: list[str], tag_format: str, tag_scheme: str) -> list[str]:
-    """Input ``tag_format`` (``iob1`` or ``iob2``) to the output ``tag_scheme`` (``BIO`` or ``BIOES``)."""
-    for tag in tags:
-        split_tag(tag)  # raises ValueError on a malformed tag, whatever the conversion
-    if tag_format == "iob1":
-        tags = iob1_to_bio(tags)
-    elif tag_format != "iob2":
-        raise SeqlabError(f"tag_format must be 'iob1' or 'iob2', got {tag_format!r}")
-    if tag_scheme == "BIOES":
-        tags = bio_to_bioes(tags)
-    elif tag_scheme != "BIO":
-        raise SeqlabError(f"tag_scheme must be 'BIO' or 'BIOES', got {tag_scheme!r}")
-    return tags
+class TextLinesReader(Reader):
+    """Plain text, one input per line, unlabelled (the input of ``predict``)."""
 
+    def accepts(self, head: list[str]) -> bool:
+        return True
 
-def read_text_lines(paths: list[Path]) -> Iterator[dict]:
-    """Unlabelled whitespace-tokenised sentences, one per line (for ``predict``). An empty line is an error."""
-    for path in paths:
-        for number, line in iter_lines(path):
-            tokens = line.split()
-            if not tokens:
-                raise SeqlabError(f"{path}:{number}: empty sentence (every line must hold one sentence)")
-            yield {"tokens": tokens, "tags": [], "source": str(path), "line": number}
-
-
-def iter_lines_lenient(path: Path) -> Iterator[tuple[int, Union[str, SeqlabError]]]:
-    """Like ``iter_lines`` but an undecodable line becomes a SeqlabError in its place instead of ending the file,
-    so a reader asked to skip bad rows can skip it and go on."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            try:
-                yield number, raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as error:
-                yield number, SeqlabError(f"{path}:{number}: invalid UTF-8 (byte {error.start} of the line)")
-
-
-def read_labelled_rows(
-    paths: list[Path],
-    text_field: str,
-    label_field: Optional[str],
-    column_names: Optional[list[str]] = None,
-) -> Iterator[dict]:
-    """Rows of TSV/CSV (header line unless ``column_names`` are given) or JSONL files as
-    ``{"text", "label", "source", "line", "error"}``; ``label_field=None`` reads unlabelled text.
-
-    A bad row (invalid UTF-8, invalid JSON, a missing field, an empty text) is yielded with ``error`` set to a
-    message naming its file and line, and ``text``/``label`` empty: the data module decides whether to fail or to
-    skip it (and count it). Labels are kept as strings (``1`` and ``"1"`` read the same)."""
-    for path in paths:
-        fmt = file_format(path)
-        if fmt in ("tsv", "csv"):
-            rows = _delimited_rows(path, "\t" if fmt == "tsv" else ",", column_names)
-        elif fmt == "json":
-            rows = _jsonl_rows(path)
-        else:
-            raise SeqlabError(f"{path}: text classification reads TSV, CSV, JSONL or parquet files, not {fmt}")
-        for number, row in rows:
-            yield _labelled_row(path, number, row, text_field, label_field)
-
-
-def _labelled_row(path: Path, number: int, row: Union[dict, SeqlabError], text_field: str,
-                  label_field: Optional[str]) -> dict:
-    out = {"text": "", "label": "", "source": str(path), "line": number, "error": ""}
-    if isinstance(row, SeqlabError):
-        out["error"] = str(row)
-        return out
-    where = f"{path}:{number}"
-    for field in (text_field, label_field):
-        if field is not None and (field not in row or row[field] is None):
-            present = ", ".join(k for k, v in row.items() if v is not None)
-            out["error"] = f"{where}: no field '{field}' (fields: {present})"
-            return out
-    text = str(row[text_field]).strip()
-    if not text:
-        out["error"] = f"{where}: empty text"
-        return out
-    out["text"] = text
-    if label_field is not None:
-        label = row[label_field]
-        out["label"] = str(label).strip() if not isinstance(label, bool) else str(int(label))
-        if not out["label"]:
-            out["error"] = f"{where}: empty label"
-    return out
-
-
-def _delimited_rows(path: Path, delimiter: str, column_names: Optional[list[str]]):
-    """(line number, {column: value} or SeqlabError) per data row; a row with a field count unlike the header's
-    becomes a dict missing the absent columns (reported as a missing field) or an error for extra fields."""
-    header = list(column_names) if column_names else None
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    for number, line in iter_lines_lenient(path):
-        if isinstance(line, SeqlabError):
-            yield number, line
-            continue
-        if not line.strip():
-            continue
-        fields = next(csv.reader([line], delimiter=delimiter, quoting=quoting))
-        if header is None:
-            header = [f.strip() for f in fields]
-            continue
-        if len(fields) > len(header):
-            yield number, SeqlabError(
-                f"{path}:{number}: {len(fields)} fields but the header has {len(header)} ({', '.join(header)})")
-            continue
-        yield number, dict(zip(header, fields))
-
-
-def _jsonl_rows(path: Path):
-    for number, line in iter_lines_lenient(path):
-        if isinstance(line, SeqlabError):
-            yield number, line
-            continue
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            yield number, SeqlabError(f"{path}:{number}: invalid JSON ({error.msg}, column {error.colno})")
-            continue
-        if not isinstance(row, dict):
-            yield number, SeqlabError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}")
-            continue
-        yield number, row
+    def rows(self, path: Path, split: str = "predict") -> Iterator[dict]:
+        for number, line in iter_lines(path, lenient=True):
+            if isinstance(line, SeqlabError):
+                yield record(path, number, str(line).split(": ", 1)[1], fields={})
+            else:
+                yield record(path, number, "" if line.strip() else "empty text (every line must hold one input)",
+                             fields={"text": line.strip()})

@@ -1,4 +1,5 @@
-"""Resolve ``path`` (a hub name, a local directory or files) into per-split data sources."""
+"""Where the data is: one ``SplitSource`` for every task (a hub id, a local directory whose files or folders are named
+by split, explicit files, or one file used as train), and the line reading that every file reader shares."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from seqlab import SeqlabError
 
 SPLITS = ("train", "validation", "test")
 
-# File-name stems recognised for each split in a local directory, in order of preference.
+#: names recognised for each split in a local directory, in order of preference; an entry (file or folder) matches a
+#: name when it is the name or starts with the name and a dot (``train.txt.gz``, ``train.de.gz``, ``eng.testa``)
 SPLIT_PATTERNS: dict[str, tuple[str, ...]] = {
     "train": ("train", "eng.train", "training"),
     "validation": ("validation", "valid", "dev", "val", "eng.testa", "testa"),
-    "test": ("test", "eng.testb", "testb", "test2016"),
+    "test": ("test", "eng.testb", "testb", "test2016", "test_2016_flickr", "newstest2016", "newstest2014"),
 }
 
-# Hub split names that mean our canonical ones.
+#: split names (hub or utterance tables) that mean seqlab's canonical ones
 SPLIT_ALIASES = {"valid": "validation", "dev": "validation", "val": "validation"}
 
 DataFiles = Mapping[str, Union[str, list[str]]]
@@ -39,60 +41,87 @@ def strip_compression(name: str) -> str:
     return name[:-3] if name.endswith(".gz") else name
 
 
-def file_format(path: Path) -> str:
-    """``conll``, ``json``, ``parquet``, ``csv`` or ``tsv`` from the file name (``.gz`` ignored)."""
-    suffix = Path(strip_compression(path.name)).suffix.lower()
-    return {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "tsv"}.get(
-        suffix, "conll"
-    )
+def matches(entry: Path, stem: str) -> bool:
+    name = strip_compression(entry.name)
+    return name == stem or name.startswith(stem + ".")
 
 
-def find_split_files(directory: Path, splits=SPLITS) -> dict[str, Path]:
-    """Map split names to files in ``directory`` by their stems (``train.txt.gz``, ``eng.testa``, ``dev.tsv`` ...)."""
-    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
-    found: dict[str, Path] = {}
+def find_splits(directory: Path, splits=SPLITS) -> dict[str, list[Path]]:
+    """Split -> the entries of ``directory`` (files, or folders) named by the first matching pattern of the split."""
+    entries = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
+    found: dict[str, list[Path]] = {}
     for split in splits:
         for stem in SPLIT_PATTERNS[split]:
-            match = [p for p in files if _stem(p) == stem]
-            if match:
-                found[split] = match[0]
+            matched = [p for p in entries if matches(p, stem)]
+            if matched:
+                found[split] = matched
                 break
     return found
 
 
-def _stem(path: Path) -> str:
-    name = strip_compression(path.name)
-    stem, dot, suffix = name.rpartition(".")
-    if not dot:
-        return name
-    return stem if suffix.lower() in ("txt", "conll", "iob", "bio", "tsv", "csv", "jsonl", "json", "parquet") else name
+class SplitSource:
+    """Finds the data of each split.
 
+    ``path``: a hub id (``owner/name``, config ``name``), a local directory (entries named by split, see
+    ``SPLIT_PATTERNS``), or one local file (the train split). ``data_files`` maps split names to files explicitly
+    (relative to ``path`` when it is a directory). Local sources give file lists (``files``); hub ones ``datasets``
+    splits (``hub_split``), loaded once.
+    """
 
-def resolve_local(path: str, data_files: Optional[DataFiles] = None, splits=SPLITS) -> dict[str, list[Path]]:
-    """Local split files for ``path`` (a directory, or a single file used as train) and explicit ``data_files``."""
-    root = Path(os.path.expanduser(path)) if path else Path(".")
-    if data_files:
-        resolved = {}
-        for split, files in data_files.items():
-            names = [files] if isinstance(files, str) else list(files)
-            paths = [p if p.is_absolute() else root / p for p in map(Path, names)] if root.is_dir() else list(
-                map(Path, names)
-            )
-            for p in paths:
-                if not p.is_file():
-                    raise SeqlabError(f"data file for split '{split}' not found: {p}")
-            resolved[SPLIT_ALIASES.get(split, split)] = paths
-        return resolved
-    if not root.exists():
-        raise SeqlabError(f"data path not found: {path}")
-    if root.is_file():
-        return {"train": [root]}
-    found = find_split_files(root, splits)
-    if not found:
-        expected = ", ".join(f"{s}: {'|'.join(SPLIT_PATTERNS[s])}" for s in splits)
-        raise SeqlabError(f"no split files found in {root} (expected file names like {expected}); "
-                          "or pass --data.data_files '{train: a.txt, validation: b.txt}'")
-    return {split: [file] for split, file in found.items()}
+    def __init__(self, path: str, name: Optional[str] = None, data_files: Optional[DataFiles] = None,
+                 cache_dir: Optional[str] = None) -> None:
+        self.path = path
+        self.name = name
+        self.data_files = data_files
+        self.cache_dir = cache_dir
+        self._files: Optional[dict[str, list[Path]]] = None
+        self._hub = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.data_files is not None or looks_local(self.path)
+
+    @property
+    def root(self) -> Path:
+        return Path(os.path.expanduser(self.path)) if self.path else Path(".")
+
+    def files(self, split: str) -> list[Path]:
+        if self._files is None:
+            self._files = self.resolve()
+        if split not in self._files:
+            found = ", ".join(sorted(self._files)) or "none"
+            raise SeqlabError(f"no '{split}' split in {self.path} (found: {found})")
+        return self._files[split]
+
+    def resolve(self) -> dict[str, list[Path]]:
+        root = self.root
+        if self.data_files:
+            resolved = {}
+            for split, names in self.data_files.items():
+                names = [names] if isinstance(names, str) else list(names)
+                paths = [root / p if root.is_dir() and not Path(p).is_absolute() else Path(p) for p in names]
+                for p in paths:
+                    if not p.exists():
+                        raise SeqlabError(f"data file for split '{split}' not found: {p}")
+                resolved[SPLIT_ALIASES.get(split, split)] = paths
+            return resolved
+        if not root.exists():
+            raise SeqlabError(f"data path not found: {self.path}")
+        if root.is_file():
+            return {"train": [root]}
+        found = find_splits(root)
+        if not found:
+            expected = ", ".join(f"{s}: {'|'.join(SPLIT_PATTERNS[s])}" for s in SPLITS)
+            raise SeqlabError(f"no split files found in {root} (expected names like {expected}); "
+                              "or pass --data.data_files '{train: a.txt, validation: b.txt}'")
+        return found
+
+    def hub_split(self, split: str):
+        if self._hub is None:
+            self._hub = load_hub(self.path, self.name, cache_dir=self.cache_dir)
+        if split not in self._hub:
+            raise SeqlabError(f"hub dataset {self.path} has no '{split}' split (has {list(self._hub)})")
+        return self._hub[split]
 
 
 def load_hub(path: str, name: Optional[str] = None, **kwargs):
@@ -110,16 +139,35 @@ def load_hub(path: str, name: Optional[str] = None, **kwargs):
     return datasets.DatasetDict({SPLIT_ALIASES.get(k, k): v for k, v in loaded.items()})
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``(line_number, text)`` of a UTF-8 file (gzip when it ends in ``.gz``), line ends stripped. Invalid UTF-8 is
-    a SeqlabError naming the line."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            try:
-                yield number, raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as error:
-                raise SeqlabError(f"{path}:{number}: invalid UTF-8 (byte {error.start} of the line)") from None
+def open_binary(path: Path):
+    """The file's bytes, gunzipped when it starts with the gzip magic number (whatever its name)."""
+    handle = open(path, "rb")
+    if handle.read(2) == b"\x1f\x8b":
+        handle.close()
+        return gzip.open(path, "rb")
+    handle.seek(0)
+    return handle
+
+
+def iter_lines(path: Path, lenient: bool = False) -> Iterator[tuple[int, Union[str, SeqlabError]]]:
+    """``(line_number, text)`` of a UTF-8 file (gzip recognised by content), line ends stripped. Invalid UTF-8 is a
+    SeqlabError naming the line: raised, or (``lenient``) yielded in the line's place so a reader can skip it."""
+    try:
+        handle = open_binary(path)
+    except OSError as error:
+        raise SeqlabError(f"{path}: cannot read ({error.strerror or error})") from None
+    with handle:
+        try:
+            for number, raw in enumerate(handle, 1):
+                try:
+                    yield number, raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as error:
+                    bad = SeqlabError(f"{path}:{number}: invalid UTF-8 (byte {error.start} of the line)")
+                    if not lenient:
+                        raise bad from None
+                    yield number, bad
+        except (EOFError, gzip.BadGzipFile, OSError) as error:
+            raise SeqlabError(f"{path}: truncated or corrupt compressed file ({error})") from None
 
 
 def file_signature(paths: list[Path]) -> list[tuple[str, int, int]]:

@@ -1,31 +1,38 @@
-"""Text classification (sentiment) data: TSV/CSV/JSONL/parquet files with a text and a label field, or a hub dataset."""
+"""Text classification (sentiment) data: CSV/TSV, JSONL, parquet or SST tree files with a text and a label, or a
+hub dataset -> token ids and one label per text."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, TypedDict, Union
+from typing import Any, Optional, TypedDict
 
 import datasets
 import numpy as np
 import torch
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_info
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import SequenceDataModule, generate_dataset
-from seqlab.data_modules.readers import read_labelled_rows
-from seqlab.data_modules.sources import file_format
+from seqlab.data_modules.base import generate_dataset, load_rows
+from seqlab.data_modules.readers import (
+    DelimitedReader,
+    JsonlReader,
+    Reader,
+    SSTTreeReader,
+    TextLinesReader,
+    choose_reader,
+    is_parquet,
+)
 from seqlab.data_modules.text_encoders import SubwordEncoder, TextEncoder, WhitespaceEncoder
+from seqlab.data_modules.vectors import WordVectorsData
 from seqlab.data_modules.vocab import Vocabulary
 
-_FEATURES = datasets.Features(
-    {
-        "text": datasets.Value("string"),
-        "label": datasets.Value("string"),
-        "source": datasets.Value("string"),
-        "line": datasets.Value("int64"),
-        "error": datasets.Value("string"),
-    }
-)
+_FEATURES = datasets.Features({
+    "text": datasets.Value("string"),
+    "label": datasets.Value("string"),
+    "source": datasets.Value("string"),
+    "line": datasets.Value("int64"),
+    "error": datasets.Value("string"),
+})
 
 
 class SentenceBatch(TypedDict):
@@ -45,82 +52,90 @@ def where(source: str, line: int) -> str:
     return f"{source}:{line}" if line > 0 else source
 
 
-class TextClassificationData(SequenceDataModule):
+def labelled_text(fields: dict, at: str, text_field: str, label_field: Optional[str]) -> tuple[str, str, str]:
+    """(text, label, error) of one row's fields; labels as strings (``1`` and ``"1"`` read the same)."""
+    for field in (text_field, label_field):
+        if field is not None and fields.get(field) is None:
+            present = ", ".join(k for k, v in fields.items() if v is not None)
+            return "", "", f"{at}: no field '{field}' (fields: {present})"
+    text = str(fields[text_field]).strip()
+    label = fields.get(label_field, "") if label_field is not None else ""
+    label = str(int(label)) if isinstance(label, bool) else str(label).strip()
+    if not text:
+        return "", "", f"{at}: empty text"
+    if label_field is not None and not label:
+        return "", "", f"{at}: empty label"
+    return text, label, ""
+
+
+def _texts(signature: tuple, reader: Reader, split: str, text_field: str, label_field: Optional[str]):
+    for path, *_ in signature:
+        for row in reader.rows(Path(path), split):
+            at = f"{row['source']}:{row['line']}"
+            text, label, error = ("", "", row["error"]) if row["error"] else labelled_text(
+                row["fields"], at, text_field, label_field)
+            yield {"text": text, "label": label, "source": row["source"], "line": row["line"], "error": error}
+
+
+class TextClassificationData(WordVectorsData):
     """One label per text.
 
-    Local files: TSV/CSV with a header line (or ``column_names``), JSONL, or parquet, with ``text_field`` and
-    ``label_field``; hub datasets (``nyu-mll/glue`` with ``name: sst2``, ``stanfordnlp/imdb``) the same. Labels are
-    integers or strings. ``label_names`` fixes the label set and its order (integer labels index into it, e.g.
-    ``[negative, positive]`` for SST-2's 0/1); otherwise the set is read from train (a hub ClassLabel keeps its
-    names). A label in validation/test outside the set is an error naming the file and line.
+    Local files, recognised by content: CSV/TSV with a header line (or ``column_names``; quoted CSV fields may span
+    lines), JSONL, parquet, or SST trees (the root's label; ``SSTTreeReader(train_phrases=true)`` adds every labelled
+    phrase of train), with ``text_field`` and ``label_field``; hub datasets (``nyu-mll/glue`` with ``name: sst2``,
+    ``stanfordnlp/imdb``) the same. ``reader`` declares the format instead. Labels are integers or strings.
+    ``label_names`` fixes the label set and its order (integer labels index into it, e.g. ``[negative, positive]``
+    for SST-2's 0/1); otherwise the set is read from train (a hub ClassLabel keeps its names). A label in
+    validation/test outside the set is an error naming the file and line.
 
     Tokens: whitespace words looked up in a vocabulary fitted on ``vocab_splits`` (default train; adding the words,
     never the labels, of validation/test lets pretrained vectors cover them), with ``min_freq`` and ``lowercase``; or
     ``tokenizer``, a ``tokenizers`` JSON file or a transformers model name/directory. ``max_length`` truncates
-    longer texts (the number truncated is logged per split).
-
-    Bad rows (a missing field, an empty text, a label outside the set, invalid UTF-8) stop reading with a one-line
-    error, unless ``skip_invalid`` is set: then they are skipped and counted in the log.
+    longer texts (the number truncated is logged per split). ``vectors`` gives the model pretrained word rows.
     """
 
     batch_columns = ("token_ids", "label_id", "length", "index", "tokens")
+    renamed_options = {"skip_invalid": ("on_bad_row", lambda skip: "skip" if skip else "error")}
 
     def __init__(
         self,
         path: str = "nyu-mll/glue",
         name: Optional[str] = "sst2",
-        data_files: Optional[dict[str, Union[str, list[str]]]] = None,
-        predict_path: Optional[str] = None,
         text_field: str = "sentence",
         label_field: str = "label",
         column_names: Optional[list[str]] = None,
+        reader: Optional[Reader] = None,
         label_names: Optional[list[str]] = None,
         tokenizer: Optional[str] = None,
         lowercase: bool = False,
         min_freq: int = 1,
         vocab_splits: list[str] = ["train"],
         max_length: Optional[int] = None,
-        skip_invalid: bool = False,
-        batch_size: int = 32,
-        eval_batch_size: Optional[int] = None,
-        max_tokens: Optional[int] = None,
-        bucket_size: int = 100,
-        num_workers: int = 0,
-        seed: int = 0,
-        cache_dir: Optional[str] = None,
+        vectors: Optional[str] = None,
+        **kwargs: Any,
     ) -> None:
-        self.text_field = text_field
-        self.label_field = label_field
-        self.column_names = column_names
-        self.label_names = list(label_names) if label_names else None
-        self.tokenizer = tokenizer
-        self.lowercase = lowercase
-        self.min_freq = min_freq
-        self.vocab_splits = list(vocab_splits)
-        self.max_length = max_length
-        self.skip_invalid = skip_invalid
+        super().__init__(path, name=name, **kwargs)
+        self.save_hyperparameters()  # the options are read from self.hparams
+        self.reader = reader
+        self.vectors = vectors
+        self.class_label_names: Optional[list[str]] = None  # a hub ClassLabel's, read with train
         self.text_encoder: Optional[TextEncoder] = None
         self.label_vocab: Optional[Vocabulary] = None
-        super().__init__(
-            path, name, data_files, predict_path, batch_size, eval_batch_size, max_tokens, bucket_size,
-            num_workers, seed, cache_dir,
-        )
-        self.save_hyperparameters()
 
-    # ----------------------------------------------------------------- sizes linked into the model
+    # ----------------------------------------------------------------- what the model is built from
     @property
     def vocab_size(self) -> int:
-        self.prepare_vocabularies()
+        self.require_encoders()
         return self.text_encoder.vocab_size
 
     @property
     def padding_idx(self) -> int:
-        self.prepare_vocabularies()
+        self.require_encoders()
         return self.text_encoder.pad_index
 
     @property
     def labels(self) -> list[str]:
-        self.prepare_vocabularies()
+        self.require_encoders()
         return list(self.label_vocab.itos)
 
     @property
@@ -129,101 +144,69 @@ class TextClassificationData(SequenceDataModule):
         return self.text_encoder.words if self.text_encoder is not None else None
 
     # ----------------------------------------------------------------- reading
-    @property
-    def _column_names(self) -> Optional[tuple[str, ...]]:
-        """A tuple: ``datasets`` would take a list in a generator's arguments for shards to split."""
-        return tuple(self.column_names) if self.column_names else None
+    def read(self, split: str, files: list[Path]) -> datasets.Dataset:
+        if all(is_parquet(f) for f in files):
+            return self._standardize(split, load_rows("parquet", files, self.cache_dir), source=str(files[0]))
+        formats = [JsonlReader(), SSTTreeReader(), DelimitedReader(column_names=self.hparams.column_names)]
+        readers = [choose_reader(f, formats, self.reader) for f in files]
+        if len({type(r) for r in readers}) > 1:
+            raise SeqlabError(f"split '{split}' mixes file formats: {', '.join(map(str, files))}")
+        return self._read_rows(split, files, readers[0], self.hparams.text_field, self.hparams.label_field)
 
-    def read_files(self, split: str, files: list[Path]) -> datasets.Dataset:
-        formats = {file_format(f) for f in files}
-        if formats == {"parquet"}:
-            loaded = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train",
-                                           cache_dir=self.cache_dir)
-            return self._standardize(loaded, source=str(files[0]))
-        if "parquet" in formats:
-            raise SeqlabError(f"split '{split}' mixes parquet with other formats: {', '.join(map(str, files))}")
-        return self._checked(split, generate_dataset(
-            _labelled_examples, _FEATURES, self.cache_dir, signature=self.source_signature(split, files),
-            text_field=self.text_field, label_field=self.label_field, column_names=self._column_names,
-        ))
+    def _read_rows(self, split: str, files: list[Path], reader: Reader, text_field: str, label_field: Optional[str]):
+        return self.checked(split, generate_dataset(
+            _texts, _FEATURES, self.cache_dir, signature=self.signature(files), reader=reader, split=split,
+            text_field=text_field, label_field=label_field))
 
-    def read_predict_files(self, files: list[Path]) -> datasets.Dataset:
-        """Plain text, one input per line; or TSV/CSV/JSONL with ``text_field`` (labels, if any, are ignored)."""
-        if file_format(files[0]) in ("tsv", "csv", "json"):
-            dataset = generate_dataset(
-                _labelled_examples, _FEATURES, self.cache_dir, signature=self.source_signature("predict", files),
-                text_field=self.text_field, label_field=None, column_names=self._column_names,
-            )
+    def read_predict(self, path: Path) -> datasets.Dataset:
+        """Plain text, one input per line; JSONL rows, or a ``.tsv``/``.csv`` table, with ``text_field`` (labels, if
+        any, are ignored)."""
+        if path.name.lower().endswith((".tsv", ".csv", ".tsv.gz", ".csv.gz")):
+            reader: Reader = DelimitedReader(column_names=self.hparams.column_names)
         else:
-            dataset = generate_dataset(_plain_lines, _FEATURES, self.cache_dir,
-                                       signature=self.source_signature("predict", files))
-        return self._checked("predict", dataset)
+            reader = choose_reader(path, [JsonlReader(), TextLinesReader()])
+        text_field = "text" if isinstance(reader, TextLinesReader) else self.hparams.text_field
+        return self._read_rows("predict", [path], reader, text_field, None)
 
     def from_hub(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
-        return self._standardize(dataset, source=f"{self.path}[{split}]")
+        return self._standardize(split, dataset, source=f"{self.path}[{split}]")
 
-    def _standardize(self, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
+    def _standardize(self, split: str, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
         """Rows with ``text_field``/``label_field`` -> the reader's columns; ClassLabel ids become their names."""
-        for field in (self.text_field, self.label_field):
+        for field in (self.hparams.text_field, self.hparams.label_field):
             if field not in dataset.column_names:
                 raise SeqlabError(f"{source}: no field '{field}' (fields: {', '.join(dataset.column_names)}); "
                                   "set --data.text_field / --data.label_field")
-        feature = dataset.features[self.label_field]
-        names = feature.names if isinstance(feature, datasets.ClassLabel) else None
-        if names and self.label_names is None:
-            self.label_names = list(names)
-        text_field, label_field = self.text_field, self.label_field
+        feature = dataset.features[self.hparams.label_field]
+        if isinstance(feature, datasets.ClassLabel):
+            self.class_label_names = list(feature.names)
+        text_field, label_field = self.hparams.text_field, self.hparams.label_field
 
         def standardize(batch: dict, indices: list[int]) -> dict:
-            out = {"text": [], "label": [], "source": [], "line": [], "error": []}
+            out = {name: [] for name in _FEATURES}
             for row, text, label in zip(indices, batch[text_field], batch[label_field]):
                 at = f"{source}: row {row + 1}"
-                text = (text or "").strip()
-                label = "" if label is None else str(label).strip()
-                error = "" if text else f"{at}: empty text"
-                if not error and not label:
-                    error = f"{at}: empty label"
-                out["text"].append(text)
-                out["label"].append(label)
-                out["source"].append(at)
-                out["line"].append(0)
-                out["error"].append(error)
+                text, label, error = labelled_text({text_field: text or "", label_field: label}, at, text_field,
+                                                   label_field)
+                for name, value in zip(_FEATURES, (text, label, at, 0, error)):
+                    out[name].append(value)
             return out
 
-        standardized = dataset.map(standardize, batched=True, with_indices=True, remove_columns=dataset.column_names,
-                                   features=_FEATURES, desc="standardizing")
-        return self._checked(source, standardized)
+        return self.checked(split, dataset.map(
+            standardize, batched=True, with_indices=True, remove_columns=dataset.column_names, features=_FEATURES,
+            desc="standardizing"))
 
-    def _checked(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
-        """Fail on the first bad row, or (``skip_invalid``) drop the bad rows and log how many."""
-        bad = [i for i, error in enumerate(dataset["error"]) if error]
-        if not bad:
-            return dataset
-        first = dataset[bad[0]]["error"]
-        if not self.skip_invalid:
-            extra = f" (and {len(bad) - 1} more bad rows; --data.skip_invalid true skips them)" if len(bad) > 1 else ""
-            raise SeqlabError(first + extra)
-        rank_zero_warn(f"{split}: skipped {len(bad)} invalid rows of {len(dataset)} (first: {first})")
-        keep = sorted(set(range(len(dataset))) - set(bad))
-        return dataset.select(keep)
-
-    # ----------------------------------------------------------------- vocabularies
+    # ----------------------------------------------------------------- encoders
     @property
-    def vocabularies_ready(self) -> bool:
+    def encoders_ready(self) -> bool:
         return self.label_vocab is not None and self.text_encoder is not None
 
-    def build_text_encoder(self) -> TextEncoder:
-        if self.tokenizer:
-            return SubwordEncoder.load(self.tokenizer)
-        return WhitespaceEncoder(min_freq=self.min_freq, lowercase=self.lowercase)
-
-    def fit_vocabularies(self, train: datasets.Dataset) -> None:
-        label_names = self.label_names  # a hub ClassLabel sets them while train is read
-        encoder = self.build_text_encoder()
-        encoder.fit(text for split in dict.fromkeys(["train", *self.vocab_splits])
+    def fit_encoders(self, train: datasets.Dataset) -> None:
+        encoder = SubwordEncoder.load(self.hparams.tokenizer) if self.hparams.tokenizer else WhitespaceEncoder(
+            min_freq=self.hparams.min_freq, lowercase=self.hparams.lowercase)
+        encoder.fit(text for split in dict.fromkeys(["train", *self.hparams.vocab_splits])
                     for text in (train if split == "train" else self.raw_split(split))["text"])
-        if self.label_names is not None:
-            label_names = self.label_names
+        label_names = self.hparams.label_names or self.class_label_names
         if label_names is None:
             found = set(train["label"])
             label_names = sorted(found, key=lambda x: (0, int(x), x) if x.lstrip("-").isdigit() else (1, 0, x))
@@ -233,7 +216,7 @@ class TextClassificationData(SequenceDataModule):
         self.label_vocab = Vocabulary(label_names, specials=())
 
     def state_dict(self) -> dict:
-        if not self.vocabularies_ready:
+        if not self.encoders_ready:
             return {}
         return {"text_encoder": self.text_encoder.state_dict(), "labels": self.label_vocab.state_dict()}
 
@@ -249,14 +232,14 @@ class TextClassificationData(SequenceDataModule):
         vocab = self.label_vocab
         if label in vocab.stoi:
             return vocab.stoi[label]
-        if self.label_names is not None and label.lstrip("-").isdigit() and 0 <= int(label) < len(vocab):
+        if self.hparams.label_names and label.lstrip("-").isdigit() and 0 <= int(label) < len(vocab):
             return int(label)
         raise KeyError(label)
 
     def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
-        text_encoder, max_length, label_id = self.text_encoder, self.max_length, self.label_id
+        text_encoder, max_length, label_id = self.text_encoder, self.hparams.max_length, self.label_id
         labels = ", ".join(self.label_vocab.itos)
-        integer_names = self.label_names is not None
+        hint = f" (ids 0..{len(self.label_vocab) - 1} index them)" if self.hparams.label_names else ""
 
         def encode_batch(batch: dict, indices: list[int]) -> dict:
             out = {"token_ids": [], "tokens": [], "label_id": [], "length": [], "index": [], "truncated": [],
@@ -267,34 +250,31 @@ class TextClassificationData(SequenceDataModule):
                 tokens, ids = text_encoder.encode(text)
                 error = "" if ids else f"{where(source, line)}: no tokens in the text"
                 truncated = max_length is not None and len(ids) > max_length
-                if truncated:
-                    tokens, ids = tokens[:max_length], ids[:max_length]
                 target = -1
                 if label and not error:
                     try:
                         target = label_id(label)
                     except KeyError:
-                        hint = f" (ids 0..{labels.count(',')} index them)" if integer_names else ""
                         error = f"{where(source, line)}: label '{label}' is not in the label set: {labels}{hint}"
-                out["token_ids"].append(ids)
-                out["tokens"].append(tokens)
+                out["token_ids"].append(ids[:max_length])
+                out["tokens"].append(tokens[:max_length])
                 out["label_id"].append(target)
-                out["length"].append(len(ids))
+                out["length"].append(len(ids[:max_length]))
                 out["index"].append(index)
                 out["truncated"].append(truncated)
                 out["error"].append(error)
             return out
 
-        encoded = dataset.map(encode_batch, batched=True, with_indices=True, desc=f"encoding {split}")
-        encoded = self._checked(split, encoded)
-        truncated = int(np.sum(encoded["truncated"])) if len(encoded) else 0
+        encoded = self.checked(split, dataset.map(encode_batch, batched=True, with_indices=True,
+                                                  desc=f"encoding {split}"))
+        truncated = int(np.sum(encoded["truncated"]))
         if truncated:
             rank_zero_info(f"{split}: truncated {truncated} of {len(encoded)} texts to max_length={max_length}")
         return encoded
 
     def collate(self, examples: list[dict]) -> SentenceBatch:
         batch, longest = len(examples), max(e["length"] for e in examples)
-        token_ids = np.full((batch, longest), self.text_encoder.pad_index, dtype=np.int64)
+        token_ids = np.full((batch, longest), self.text_encoder.pad_index, dtype=np.int64)  # (B, T)
         for row, example in enumerate(examples):
             token_ids[row, : example["length"]] = example["token_ids"]
         lengths = torch.tensor([e["length"] for e in examples])
@@ -306,23 +286,3 @@ class TextClassificationData(SequenceDataModule):
             index=torch.tensor([e["index"] for e in examples]),
             tokens=[e["tokens"] for e in examples],
         )
-
-
-def _labelled_examples(signature, text_field, label_field, column_names):
-    yield from read_labelled_rows([Path(entry[0]) for entry in signature], text_field, label_field, column_names)
-
-
-def _plain_lines(signature):
-    from seqlab.data_modules.readers import iter_lines_lenient
-
-    for entry in signature:
-        path = Path(entry[0])
-        for number, line in iter_lines_lenient(path):
-            row = {"text": "", "label": "", "source": str(path), "line": number, "error": ""}
-            if isinstance(line, SeqlabError):
-                row["error"] = str(line)
-            elif not line.strip():
-                row["error"] = f"{path}:{number}: empty text (every line must hold one input)"
-            else:
-                row["text"] = line.strip()
-            yield row

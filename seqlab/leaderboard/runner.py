@@ -99,7 +99,7 @@ def _last_row(path: Path, subcommand: str) -> dict:
 
 
 def find_best(directory: Path) -> Optional[Path]:
-    from seqlab.cli import find_checkpoint
+    from seqlab.checkpoints import find_checkpoint
 
     return find_checkpoint([directory], "best") or find_checkpoint([directory], "last")
 

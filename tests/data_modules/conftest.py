@@ -100,13 +100,17 @@ def cache_dir(tmp_path) -> str:
 
 @pytest.fixture
 def make_data(cache_dir):
-    """``make_data(path, **kwargs)`` -> a TokenClassificationData with batch_size=2 and the test's cache dir."""
+    """``make_data(path, **kwargs)`` -> a TokenClassificationData with batch_size=2 and the test's cache dir, its
+    encoders fitted on train (``fit=False``: as constructed, nothing read)."""
     from seqlab.data_modules import TokenClassificationData
 
-    def make(path, **kwargs):
+    def make(path, fit: bool = True, **kwargs):
         kwargs.setdefault("batch_size", 2)
         kwargs.setdefault("cache_dir", cache_dir)
-        return TokenClassificationData(path=str(path), **kwargs)
+        data = TokenClassificationData(path=str(path), **kwargs)
+        if fit:
+            data.prepare_encoders()
+        return data
 
     return make
 

@@ -99,7 +99,7 @@ def test_string_labels_from_jsonl_and_parquet(tmp_path):
 def test_headerless_csv_with_column_names(tmp_path):
     write(tmp_path / "train.csv", 'good,"great, really"\nbad,awful\n')
     data = data_for(tmp_path, text_field="text", label_field="label", column_names=["label", "text"])
-    data.prepare_vocabularies()
+    data.prepare_encoders()
     assert data.raw_split("train")["text"] == ["great, really", "awful"]
     assert data.labels == ["bad", "good"]
 
@@ -116,13 +116,13 @@ def test_max_length_truncates_and_logs_the_count(sst_dir, caplog):
 
 def test_vocab_splits_add_validation_words_never_labels(sst_dir):
     data = data_for(sst_dir, vocab_splits=["train", "validation"])
-    data.prepare_vocabularies()
+    data.prepare_encoders()
     assert "unseen" in data.text_encoder.words and data.labels == ["0", "1"]
 
 
 def test_state_dict_round_trip_restores_vocabulary_and_labels(sst_dir):
     data = data_for(sst_dir, label_names=["negative", "positive"], lowercase=True)
-    data.prepare_vocabularies()
+    data.prepare_encoders()
     state = data.state_dict()
     restored = data_for(sst_dir / "missing")  # never reads files: everything comes from the state
     restored.load_state_dict(state)
@@ -154,7 +154,7 @@ def test_subword_tokenizer_file_is_used_and_travels_in_the_state(sst_dir, tmp_pa
 def test_missing_tokenizer_names_the_offline_fix(sst_dir):
     data = data_for(sst_dir, tokenizer="no-such-owner/no-such-tokenizer")
     with pytest.raises(SeqlabError, match="could not load tokenizer 'no-such-owner/no-such-tokenizer'.*tokenizer.json"):
-        data.prepare_vocabularies()
+        data.prepare_encoders()
 
 
 def test_whitespace_encoder_lowercase_and_min_freq():
@@ -177,22 +177,22 @@ def test_whitespace_encoder_lowercase_and_min_freq():
 def test_bad_rows_name_file_and_line(tmp_path, train, message):
     write(tmp_path / "train.tsv", train)
     with pytest.raises(SeqlabError, match=message):
-        data_for(tmp_path).prepare_vocabularies()
+        data_for(tmp_path).prepare_encoders()
 
 
 def test_invalid_utf8_names_the_line(tmp_path):
     (tmp_path / "train.tsv").write_bytes(b"sentence\tlabel\ngood\t1\nbad \xff\xfe\t0\n")
     with pytest.raises(SeqlabError, match=r"train.tsv:3: invalid UTF-8"):
-        data_for(tmp_path).prepare_vocabularies()
+        data_for(tmp_path).prepare_encoders()
 
 
 def test_jsonl_missing_field_and_invalid_json(tmp_path):
     write(tmp_path / "train.jsonl", '{"sentence": "good", "label": 1}\n{"sentence": "bad"}\n')
     with pytest.raises(SeqlabError, match=r"train.jsonl:2: no field 'label'"):
-        data_for(tmp_path).prepare_vocabularies()
+        data_for(tmp_path).prepare_encoders()
     write(tmp_path / "train.jsonl", '{"sentence": "good", "label": 1}\n{"sentence": "bad", \n')
     with pytest.raises(SeqlabError, match=r"train.jsonl:2: invalid JSON"):
-        data_for(tmp_path).prepare_vocabularies()
+        data_for(tmp_path).prepare_encoders()
 
 
 def test_label_outside_the_set_in_dev_names_file_and_line(sst_dir):
@@ -209,31 +209,49 @@ def test_unseen_string_label_in_test_is_an_error(sst_dir):
         data.setup("test")
 
 
-def test_skip_invalid_drops_bad_rows_and_logs_the_count(tmp_path, recwarn):
-    (tmp_path / "train.tsv").write_bytes(
-        b"sentence\tlabel\ngood\t1\n\t0\nbad \xff\t0\nfine\t0\nnice\t1\nbroken\n")
-    data = data_for(tmp_path, skip_invalid=True)
-    data.prepare_vocabularies()
+BAD_ROWS = b"sentence\tlabel\ngood\t1\n\t0\nbad \xff\t0\nfine\t0\nnice\t1\nbroken\n"
+
+
+def test_on_bad_row_skip_drops_bad_rows_and_logs_the_count(tmp_path, caplog):
+    (tmp_path / "train.tsv").write_bytes(BAD_ROWS)
+    data = data_for(tmp_path, on_bad_row="skip")
+    with caplog.at_level("INFO"):
+        data.prepare_encoders()
+    assert data.raw_split("train")["text"] == ["good", "fine", "nice"]
+    assert "train: dropped 3 bad rows of 6 (first: " in caplog.text and "train.tsv:3: empty text" in caplog.text
+
+
+def test_on_bad_row_warn_drops_bad_rows_and_names_them_in_a_warning(tmp_path, recwarn):
+    (tmp_path / "train.tsv").write_bytes(BAD_ROWS)
+    data = data_for(tmp_path, on_bad_row="warn")
+    data.prepare_encoders()
     assert data.raw_split("train")["text"] == ["good", "fine", "nice"]
     messages = [str(w.message) for w in recwarn]
-    assert any("skipped 3 invalid rows of 6" in m and "train.tsv:3: empty text" in m for m in messages)
+    assert any("dropped 3 bad rows of 6" in m and "train.tsv:3: empty text" in m and "train.tsv:4: invalid UTF-8" in m
+               and "train.tsv:7: no field 'label'" in m for m in messages)
+
+
+def test_old_skip_invalid_option_migrates_to_on_bad_row():
+    assert TextClassificationData.migrate_options({"skip_invalid": True, "path": "x"}) == {
+        "on_bad_row": "skip", "path": "x"}
+    assert TextClassificationData.migrate_options({"skip_invalid": False})["on_bad_row"] == "error"
 
 
 def test_error_counts_further_bad_rows(tmp_path):
     write(tmp_path / "train.tsv", "sentence\tlabel\n\t1\n\t0\ngood\t1\n")
-    with pytest.raises(SeqlabError, match=r"train.tsv:2: empty text \(and 1 more bad rows; --data.skip_invalid"):
-        data_for(tmp_path).prepare_vocabularies()
+    with pytest.raises(SeqlabError, match=r"train.tsv:2: empty text \(and 1 more bad rows\); --data.on_bad_row skip"):
+        data_for(tmp_path).prepare_encoders()
 
 
 def test_predict_reads_plain_lines_and_rejects_empty_ones(sst_dir, tmp_path):
     data = data_for(sst_dir, predict_path=str(write(tmp_path / "in.txt", "funny movie\nawful\n")))
-    data.prepare_vocabularies()
+    data.prepare_encoders()
     batch = next(iter(data.predict_dataloader()))
     by_index = dict(zip(batch["index"].tolist(), batch["tokens"]))
     assert by_index == {0: ["funny", "movie"], 1: ["awful"]}
     assert batch["label_ids"].tolist() == [-1, -1]
     bad = data_for(sst_dir, predict_path=str(write(tmp_path / "bad.txt", "fine\n\nok\n")))
-    bad.prepare_vocabularies()
+    bad.prepare_encoders()
     with pytest.raises(SeqlabError, match=r"bad.txt:2: empty text"):
         bad.setup("predict")
 
@@ -241,4 +259,4 @@ def test_predict_reads_plain_lines_and_rejects_empty_ones(sst_dir, tmp_path):
 def test_single_label_training_data_is_rejected(tmp_path):
     write(tmp_path / "train.tsv", "sentence\tlabel\ngood\t1\nnice\t1\n")
     with pytest.raises(SeqlabError, match="fewer than two labels"):
-        data_for(tmp_path).prepare_vocabularies()
+        data_for(tmp_path).prepare_encoders()

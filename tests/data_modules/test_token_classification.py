@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from seqlab import SeqlabError
-from seqlab.data_modules import TokenClassificationData, restoring_state
+from seqlab.data_modules import TokenClassificationData
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -79,7 +79,7 @@ def test_vocabulary_options_reach_the_word_vocabulary(make_data, conll_dir):
     assert data.words.itos == ["<pad>", "<unk>", "german", "."]
     assert data.words.index("GERMAN") == 2
     more = make_data(conll_dir, vocab_splits=["train", "validation"])
-    more.prepare_vocabularies()
+    more.prepare_encoders()
     assert more.words.index("Germany") != more.words.unk_index
     assert more.labels == make_data(conll_dir).labels  # never the tags of other splits
 
@@ -273,9 +273,9 @@ def test_parquet_with_classlabel_tags(make_data, tmp_path):
 
 # =============================================================================================== checkpoint state
 def test_state_dict_round_trip(make_data, conll_dir, tmp_path):
-    data = make_data(conll_dir, lowercase=True)
+    data = make_data(conll_dir, lowercase=True, fit=False)
     assert data.state_dict() == {}  # nothing fitted yet
-    data.prepare_vocabularies()
+    data.prepare_encoders()
     state = data.state_dict()
     assert set(state) == {"words", "chars", "tags"}
     state = pickle.loads(pickle.dumps(state))  # what a checkpoint does to it
@@ -288,38 +288,39 @@ def test_state_dict_round_trip(make_data, conll_dir, tmp_path):
     assert other.labels == data.labels and other.vocab_size == data.vocab_size
     assert other.state_dict() == data.state_dict()
     # an unfitted module has an empty state, and loading an empty state changes nothing
-    fresh = make_data(conll_dir)
+    fresh = make_data(conll_dir, fit=False)
     assert fresh.state_dict() == {}
     fresh.load_state_dict({})
+    assert not fresh.encoders_ready
+    fresh.prepare_encoders()
     assert fresh.labels == data.labels
 
 
-def test_restoring_state_gives_vocabularies_without_reading_train(make_data, conll_dir, tmp_path):
+def test_from_checkpoint_gives_encoders_without_reading_train(make_data, conll_dir, tmp_path):
     fitted = make_data(conll_dir)
-    fitted.prepare_vocabularies()
-    state = fitted.state_dict()
+    checkpoint = {"datamodule_hyper_parameters": dict(fitted.hparams),
+                  "TokenClassificationData": pickle.loads(pickle.dumps(fitted.state_dict()))}
     eval_only = tmp_path / "eval_only"
     eval_only.mkdir()
     shutil.copy(conll_dir / "valid.txt", eval_only / "valid.txt")
     # without the state, this path cannot give vocabularies: there is no train file
     with pytest.raises(SeqlabError, match="train"):
-        make_data(eval_only).vocab_size
-    with restoring_state(state):
-        restored = make_data(eval_only)
+        make_data(eval_only)
+    # a linked size is never read by fitting as a side effect
+    with pytest.raises(SeqlabError, match="prepare_encoders"):
+        make_data(eval_only, fit=False).vocab_size
+    restored = TokenClassificationData.from_checkpoint(checkpoint, path=str(eval_only))
     assert restored.vocab_size == fitted.vocab_size
     assert restored.char_vocab_size == fitted.char_vocab_size
     assert restored.labels == fitted.labels
     assert restored.words == fitted.words
+    assert restored.batch_size == fitted.batch_size  # the checkpoint's options, path overridden
     # and it can serve validation batches with the checkpoint's ids
     (batch,) = all_batches(restored.val_dataloader())
     assert sorted(batch["index"].tolist()) == [0, 1]
-    # the restored state does not leak outside the block
-    with pytest.raises(SeqlabError):
-        make_data(eval_only).vocab_size
-    # a path whose train file has since been deleted still gives vocabularies when built from the state
+    # a path whose train file has since been deleted still gives encoders when built from the checkpoint
     (conll_dir / "train.txt").unlink()
-    with restoring_state(state):
-        assert make_data(conll_dir).labels == fitted.labels
+    assert TokenClassificationData.from_checkpoint(checkpoint).labels == fitted.labels
 
 
 # =============================================================================================== caching
@@ -330,7 +331,7 @@ def test_datasets_cache_is_reused_across_instances(make_data, conll_dir):
     assert files and all(os.path.isfile(f) for f in files)
     assert all(Path(f).resolve().is_relative_to(Path(first.cache_dir).resolve()) for f in files)
     stamps = [os.stat(f).st_mtime_ns for f in files]
-    first.prepare_vocabularies()
+    first.prepare_encoders()
     encoded = first.encode("train", raw)
     encoded_files = [f["filename"] for f in encoded.cache_files]
     assert encoded_files and set(encoded_files) != set(files)
@@ -340,7 +341,7 @@ def test_datasets_cache_is_reused_across_instances(make_data, conll_dir):
     assert [f["filename"] for f in raw_again.cache_files] == files
     assert [os.stat(f).st_mtime_ns for f in files] == stamps, "the cached arrow file was written again"
     assert sentences(raw_again) == sentences(raw)
-    second.prepare_vocabularies()
+    second.prepare_encoders()
     assert [f["filename"] for f in second.encode("train", raw_again).cache_files] == encoded_files
 
 
@@ -445,7 +446,7 @@ def test_malformed_tag_in_conll_names_file_and_line(make_data, conll_dir, split_
     fields = lines[line - 1].split()
     lines[line - 1] = " ".join(fields[:-1] + ["X-PER"])
     path.write_text("\n".join(lines))
-    data = make_data(conll_dir)
+    data = make_data(conll_dir, fit=False)
     with pytest.raises(SeqlabError, match=rf"{split_file.replace('.', '[.]')}:{line}\b.*X-PER"):
         data.setup("fit")
 
@@ -509,9 +510,9 @@ def test_tokens_and_tags_of_different_lengths_in_jsonl(make_data, tmp_path):
 
 
 def test_missing_data_path(make_data):
-    data = make_data("/nonexistent/dir")
+    data = make_data("/nonexistent/dir", fit=False)
     with pytest.raises(SeqlabError, match="/nonexistent/dir"):
-        data.labels
+        data.prepare_encoders()
     with pytest.raises(SeqlabError, match="not found"):
         data.setup("fit")
 
@@ -538,11 +539,11 @@ def test_hub_id_while_offline_fails_fast_with_advice(make_data, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
-    data = make_data("someone/not-a-dataset")
-    assert not data.is_local
+    data = make_data("someone/not-a-dataset", fit=False)
+    assert not data.source.is_local
     started = time.monotonic()
     with pytest.raises(SeqlabError) as error:
-        data.labels
+        data.prepare_encoders()
     assert time.monotonic() - started < 10
     message = str(error.value)
     assert "someone/not-a-dataset" in message
@@ -601,6 +602,7 @@ def test_real_conll2003_published_counts(shared_data, tmp_path):
         # IOB2 proper: every entity starts with B-, so strict spans account for every non-O tag
         spans = Counter(s.label for sentence in tags for s in strict_spans(sentence, "BIO"))
         assert spans == n_entities, split
+    data.prepare_encoders()
     assert data.labels[0] == "O"
     assert sorted(data.labels) == sorted(CONLL2003_LABELS)
     assert len(data.labels) == 9

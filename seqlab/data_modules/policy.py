@@ -1,0 +1,41 @@
+"""One policy for bad input rows in every task: ``error`` (stop at the first, naming its file and line), ``skip``
+(drop them, log how many) or ``warn`` (drop them with a warning naming the first few)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import datasets
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+
+from seqlab import SeqlabError
+
+OnBadRow = Literal["error", "skip", "warn"]
+ON_BAD_ROW = ("error", "skip", "warn")
+
+
+def check_policy(on_bad_row: str) -> str:
+    if on_bad_row not in ON_BAD_ROW:
+        raise SeqlabError(f"--data.on_bad_row must be one of {', '.join(ON_BAD_ROW)}, got {on_bad_row!r}")
+    return on_bad_row
+
+
+def apply_policy(dataset: datasets.Dataset, on_bad_row: str, split: str, column: str = "error") -> datasets.Dataset:
+    """Rows whose ``column`` holds a message (``file:line: what``) are bad: the first stops reading (``error``), or all
+    are dropped and counted (``skip``: logged; ``warn``: a warning with the first three messages)."""
+    bad = [i for i, message in enumerate(dataset[column]) if message]
+    if not bad:
+        return dataset
+    first = dataset[bad[0]][column]
+    if on_bad_row == "error":
+        more = f" (and {len(bad) - 1} more bad rows)" if len(bad) > 1 else ""
+        raise SeqlabError(f"{first}{more}; --data.on_bad_row skip drops bad rows")
+    summary = f"{split}: dropped {len(bad)} bad rows of {len(dataset)}"
+    if on_bad_row == "warn":
+        rank_zero_warn(f"{summary}: " + "; ".join(dataset[i][column] for i in bad[:3]))
+    else:
+        rank_zero_info(f"{summary} (first: {first})")
+    kept = dataset.select(sorted(set(range(len(dataset))) - set(bad)))
+    if len(kept) == 0:
+        raise SeqlabError(f"every row of the '{split}' split is bad (first: {first})")
+    return kept
