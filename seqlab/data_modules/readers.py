@@ -35,10 +35,12 @@ def is_parquet(path: Path) -> bool:
         return handle.read(4) == b"PAR1"
 
 
-def record(path: Path, line: int, error: str = "", error_line: Optional[int] = None, **fields) -> dict:
-    """A reader's record; ``error`` (what is wrong) is reported at ``error_line``, by default the record's line."""
+def record(path: Path, line: int, error: str = "", error_line: Optional[int] = None, **values) -> dict:
+    """A reader's record: ``fields`` (a row's named values) or ``tokens``/``tags`` (a sentence), its file and line;
+    ``error`` (what is wrong) is reported at ``error_line``, by default the record's line."""
     where = f"{path}:{error_line or line}"
-    return {**fields, "source": str(path), "line": line, "error": f"{where}: {error}" if error else ""}
+    return {"fields": {}, "tokens": [], "tags": [], **values, "source": str(path), "line": line,
+            "error": f"{where}: {error}" if error else ""}
 
 
 class Reader:
@@ -158,21 +160,6 @@ class CoNLLUReader(ColumnReader):
         return fields[1], entry[len(key):] if entry is not None else "O"
 
 
-class TokenLinesReader(Reader):
-    """One whitespace-tokenised sentence per line, unlabelled (the input of ``predict``)."""
-
-    def accepts(self, head: list[str]) -> bool:
-        return True
-
-    def rows(self, path: Path, split: str = "predict") -> Iterator[dict]:
-        for number, line in iter_lines(path, lenient=True):
-            if isinstance(line, SeqlabError):
-                yield record(path, number, str(line).split(": ", 1)[1], tokens=[], tags=[])
-            else:
-                yield record(path, number, "" if line.split() else "empty sentence (every line must hold one "
-                             "sentence)", tokens=line.split(), tags=[])
-
-
 # --------------------------------------------------------------------------------------------- labelled texts
 class DelimitedReader(Reader):
     """CSV or TSV with a header line (or ``column_names``). ``delimiter``: ``,`` or a tab (default: a tab when the
@@ -210,53 +197,67 @@ class DelimitedReader(Reader):
             except StopIteration:
                 return
             except csv.Error as error:
-                yield record(path, previous + 1, f"unreadable {'CSV' if delimiter == ',' else 'TSV'} ({error})",
-                             fields={})
+                yield record(path, previous + 1, f"unreadable {'CSV' if delimiter == ',' else 'TSV'} ({error})")
                 return
             start, previous = previous + 1, reader.line_num
             broken = [n for n in range(start, previous + 1) if n in bad]
             if broken:
-                yield record(path, broken[0], bad[broken[0]], fields={})
+                yield record(path, broken[0], bad[broken[0]])
             elif not any(f.strip() for f in fields):
                 continue
             elif header is None:
                 header = [f.strip() for f in fields]
             elif len(fields) > len(header):
                 yield record(path, start, f"{len(fields)} fields but the header has {len(header)} "
-                             f"({', '.join(header)})", fields={})
+                             f"({', '.join(header)})")
             else:
                 yield record(path, start, fields=dict(zip(header, fields)))
 
 
-class JsonlReader(Reader):
-    """One JSON object per line. Yields ``{"fields": object, ...}``."""
+class LineRecords(Reader):
+    """Formats of one record per line (or several: a tree's phrases): ``parse(line, split)`` gives the records'
+    values; a ValueError is the line's error. Empty lines are skipped unless ``keep_empty``."""
 
-    def accepts(self, head: list[str]) -> bool:
-        return head[0].lstrip().startswith("{")
+    keep_empty = False
+
+    def parse(self, line: str, split: str) -> list[dict]:
+        raise NotImplementedError
 
     def rows(self, path: Path, split: str = "train") -> Iterator[dict]:
         for number, line in iter_lines(path, lenient=True):
             if isinstance(line, SeqlabError):
-                yield record(path, number, str(line).split(": ", 1)[1], fields={})
-                continue
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                yield record(path, number, f"invalid JSON ({error.msg}, column {error.colno})", fields={})
-                continue
-            if not isinstance(row, dict):
-                yield record(path, number, f"expected a JSON object per line, got {type(row).__name__}", fields={})
-            else:
-                yield record(path, number, fields=row)
+                yield record(path, number, str(line).split(": ", 1)[1])
+            elif line.strip() or self.keep_empty:
+                try:
+                    parsed = self.parse(line, split)
+                except ValueError as error:
+                    yield record(path, number, str(error))
+                    continue
+                for values in parsed:
+                    yield record(path, number, **values)
+
+
+class JsonlReader(LineRecords):
+    """One JSON object per line, as ``fields``."""
+
+    def accepts(self, head: list[str]) -> bool:
+        return head[0].lstrip().startswith("{")
+
+    def parse(self, line: str, split: str) -> list[dict]:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"invalid JSON ({error.msg}, column {error.colno})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"expected a JSON object per line, got {type(row).__name__}")
+        return [{"fields": row}]
 
 
 _PTB_ESCAPES = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}"}
 _TREE_TOKEN = re.compile(r"\(|\)|[^\s()]+")
 
 
-class SSTTreeReader(Reader):
+class SSTTreeReader(LineRecords):
     """Stanford Sentiment Treebank trees, one per line (``(3 (2 It) (4 (2 's) (4 fine)))``): the sentence (leaves,
     PTB escapes undone) with the root's label 0-4 as ``{"fields": {"text", "label"}}``. ``train_phrases``: in the
     train split, every distinct labelled phrase (subtree) too, the usual way to train on SST's phrase labels."""
@@ -290,35 +291,33 @@ class SSTTreeReader(Reader):
         return found
 
     def rows(self, path: Path, split: str = "train") -> Iterator[dict]:
-        seen: set[tuple[str, str]] = set()
-        for number, line in iter_lines(path, lenient=True):
-            if isinstance(line, SeqlabError):
-                yield record(path, number, str(line).split(": ", 1)[1], fields={})
-                continue
-            if not line.strip():
-                continue
-            try:
-                phrases = self.phrases(line)
-            except ValueError as error:
-                yield record(path, number, f"not an SST tree ({error})", fields={})
-                continue
-            wanted = phrases if self.train_phrases and split == "train" else phrases[-1:]
-            for label, text in reversed(wanted):  # the sentence first, then its phrases
-                if len(wanted) == 1 or (label, text) not in seen:
-                    seen.add((label, text))
-                    yield record(path, number, fields={"text": text, "label": label})
+        self._seen: set[tuple[str, str]] = set()
+        yield from super().rows(path, split)
+
+    def parse(self, line: str, split: str) -> list[dict]:
+        try:
+            phrases = self.phrases(line)
+        except ValueError as error:
+            raise ValueError(f"not an SST tree ({error})") from None
+        wanted = phrases if self.train_phrases and split == "train" else phrases[-1:]
+        kept = []
+        for label, text in reversed(wanted):  # the sentence first, then its phrases
+            if len(wanted) == 1 or (label, text) not in self._seen:
+                self._seen.add((label, text))
+                kept.append({"fields": {"text": text, "label": label}})
+        return kept
 
 
-class TextLinesReader(Reader):
-    """Plain text, one input per line, unlabelled (the input of ``predict``)."""
+class LinesReader(LineRecords):
+    """Plain text, one input per line, unlabelled (the input of ``predict``): ``fields: {"text"}`` and its
+    whitespace ``tokens``; an empty line is a bad row (outputs follow input lines)."""
+
+    keep_empty = True
 
     def accepts(self, head: list[str]) -> bool:
         return True
 
-    def rows(self, path: Path, split: str = "predict") -> Iterator[dict]:
-        for number, line in iter_lines(path, lenient=True):
-            if isinstance(line, SeqlabError):
-                yield record(path, number, str(line).split(": ", 1)[1], fields={})
-            else:
-                yield record(path, number, "" if line.strip() else "empty text (every line must hold one input)",
-                             fields={"text": line.strip()})
+    def parse(self, line: str, split: str) -> list[dict]:
+        if not line.strip():
+            raise ValueError("empty text (every line must hold one input)")
+        return [{"fields": {"text": line.strip()}, "tokens": line.split()}]

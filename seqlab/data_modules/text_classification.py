@@ -12,18 +12,17 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import generate_dataset, load_rows
+from seqlab.data_modules.base import WordVectorsData, generate_dataset, linked, load_rows
 from seqlab.data_modules.readers import (
     DelimitedReader,
     JsonlReader,
     Reader,
     SSTTreeReader,
-    TextLinesReader,
+    LinesReader,
     choose_reader,
     is_parquet,
 )
 from seqlab.data_modules.text_encoders import SubwordEncoder, TextEncoder, WhitespaceEncoder
-from seqlab.data_modules.vectors import WordVectorsData
 from seqlab.data_modules.vocab import Vocabulary
 
 _FEATURES = datasets.Features({
@@ -123,20 +122,9 @@ class TextClassificationData(WordVectorsData):
         self.label_vocab: Optional[Vocabulary] = None
 
     # ----------------------------------------------------------------- what the model is built from
-    @property
-    def vocab_size(self) -> int:
-        self.require_encoders()
-        return self.text_encoder.vocab_size
-
-    @property
-    def padding_idx(self) -> int:
-        self.require_encoders()
-        return self.text_encoder.pad_index
-
-    @property
-    def labels(self) -> list[str]:
-        self.require_encoders()
-        return list(self.label_vocab.itos)
+    vocab_size = linked(lambda self: self.text_encoder.vocab_size)
+    padding_idx = linked(lambda self: self.text_encoder.pad_index)
+    labels = linked(lambda self: list(self.label_vocab.itos), "Label names, in id order.")
 
     @property
     def words(self) -> Optional[Vocabulary]:
@@ -164,8 +152,8 @@ class TextClassificationData(WordVectorsData):
         if path.name.lower().endswith((".tsv", ".csv", ".tsv.gz", ".csv.gz")):
             reader: Reader = DelimitedReader(column_names=self.hparams.column_names)
         else:
-            reader = choose_reader(path, [JsonlReader(), TextLinesReader()])
-        text_field = "text" if isinstance(reader, TextLinesReader) else self.hparams.text_field
+            reader = choose_reader(path, [JsonlReader(), LinesReader()])
+        text_field = "text" if isinstance(reader, LinesReader) else self.hparams.text_field
         return self._read_rows("predict", [path], reader, text_field, None)
 
     def from_hub(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:

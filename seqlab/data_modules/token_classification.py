@@ -11,18 +11,17 @@ import numpy as np
 import torch
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import generate_dataset, load_rows
+from seqlab.data_modules.base import WordVectorsData, generate_dataset, linked, load_rows
 from seqlab.data_modules.readers import (
     CoNLLUReader,
     ColumnReader,
     JsonlReader,
     Reader,
-    TokenLinesReader,
+    LinesReader,
     choose_reader,
     head_lines,
     is_parquet,
 )
-from seqlab.data_modules.vectors import WordVectorsData
 from seqlab.data_modules.vocab import Vocabulary
 from seqlab.tagging import bio_to_bioes, iob1_to_bio, split_tag
 
@@ -88,7 +87,7 @@ def _sentences(signature: tuple, reader: Reader, split: str, tag_format: str, ta
                 except ValueError as error:
                     offset = next(i for i, t in enumerate(row["tags"]) if not _valid(t))
                     row["error"] = f"{location(row['source'], row['line'], offset)}: {error}"
-            yield row
+            yield {name: row[name] for name in _FEATURES}
 
 
 def _valid(tag: str) -> bool:
@@ -148,25 +147,10 @@ class TokenClassificationData(WordVectorsData):
         self.tags: Optional[Vocabulary] = None
 
     # ----------------------------------------------------------------- what the model is built from
-    @property
-    def vocab_size(self) -> int:
-        self.require_encoders()
-        return len(self.words)
-
-    @property
-    def char_vocab_size(self) -> int:
-        self.require_encoders()
-        return len(self.chars)
-
-    @property
-    def padding_idx(self) -> int:
-        self.require_encoders()
-        return self.words.pad_index
-
-    @property
-    def labels(self) -> list[str]:
-        self.require_encoders()
-        return list(self.tags.itos)
+    vocab_size = linked(lambda self: len(self.words))
+    char_vocab_size = linked(lambda self: len(self.chars))
+    padding_idx = linked(lambda self: self.words.pad_index)
+    labels = linked(lambda self: list(self.tags.itos), "Tag names, O first.")
 
     # ----------------------------------------------------------------- reading
     def read(self, split: str, files: list[Path]) -> datasets.Dataset:
@@ -191,7 +175,7 @@ class TokenClassificationData(WordVectorsData):
 
     def read_predict(self, path: Path) -> datasets.Dataset:
         return self.checked("predict", generate_dataset(
-            _sentences, _FEATURES, self.cache_dir, signature=self.signature([path]), reader=TokenLinesReader(),
+            _sentences, _FEATURES, self.cache_dir, signature=self.signature([path]), reader=LinesReader(),
             split="predict", tag_format=self.hparams.tag_format, tag_scheme=self.hparams.tag_scheme,
         ))
 

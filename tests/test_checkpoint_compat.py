@@ -1,0 +1,85 @@
+"""Checkpoints written before the data modules were rebuilt from parts (commit e463e89, tests/fixtures/e463e89) still
+load, predict exactly what they predicted then, and score the same test metrics: their options are migrated
+(``migrate_options``) and their vocabularies, tokenizers, phone maps and CMVN statistics restored as they are."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from seqlab.cli import main
+from tests.conftest import repo_root, require_shared_data
+
+FIXTURES = repo_root() / "tests" / "fixtures" / "e463e89"
+TASKS = ("ner", "sentiment", "speech", "translation")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def same(new, old, path: str = "") -> None:
+    """Equal records: strings, labels and lists exactly, floats to the 6 decimals the writer keeps."""
+    if isinstance(old, float) or isinstance(new, float):
+        assert math.isclose(new, old, rel_tol=0, abs_tol=2e-6), f"{path}: {new} != {old}"
+    elif isinstance(old, dict):
+        assert set(new) == set(old), f"{path}: keys {sorted(new)} != {sorted(old)}"
+        for key in old:
+            same(new[key], old[key], f"{path}.{key}")
+    elif isinstance(old, list):
+        assert len(new) == len(old), f"{path}: {len(new)} items != {len(old)}"
+        for index, (a, b) in enumerate(zip(new, old)):
+            same(a, b, f"{path}[{index}]")
+    else:
+        assert new == old, f"{path}: {new!r} != {old!r}"
+
+
+def run(*args: str) -> None:
+    try:
+        main(list(args))
+    except SystemExit as exit_:
+        assert exit_.code in (0, None), f"seqlab {' '.join(args)} exited with {exit_.code}"
+
+
+def predict_input(task: str, tmp_path: Path) -> Path:
+    if task != "speech":
+        return FIXTURES / f"{task}_input.txt"
+    data = require_shared_data()
+    listed = tmp_path / "speech_input.txt"  # the fixture lists paths relative to the data root
+    listed.write_text("".join(f"{data / line}\n" for line in (FIXTURES / "speech_input.txt").read_text().split()))
+    return listed
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_old_checkpoint_predicts_as_it_did(task, tmp_path):
+    output = tmp_path / "predictions.jsonl"
+    run("predict", "--ckpt_path", str(FIXTURES / f"{task}.ckpt"), "--data.predict_path", str(predict_input(task, tmp_path)),
+        "--prediction_writer.output_path", str(output), "--trainer.logger", "false",
+        "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path))
+    new, old = read_jsonl(output), read_jsonl(FIXTURES / f"{task}_predictions.jsonl")
+    if task == "speech":  # the ids are the audio paths as listed: absolute here, relative to the data root then
+        for record in old:
+            record["id"] = str(require_shared_data() / record["id"])
+    same(new, old, task)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_old_checkpoint_scores_the_same_test_metrics(task, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_slices", FIXTURES / "make_slices.py")
+    make_slices = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_slices)
+    data = make_slices.make_slices(tmp_path / "slices", require_shared_data())[task]
+    results = tmp_path / "results.jsonl"
+    run("test", "--ckpt_path", str(FIXTURES / f"{task}.ckpt"), "--data.init_args.path", str(data),
+        "--results_path", str(results), "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(tmp_path))
+    (row,) = read_jsonl(results)
+    old = json.loads((FIXTURES / f"{task}_test_metrics.json").read_text())
+    assert set(old) <= set(row["metrics"])
+    for key, value in old.items():
+        assert row["metrics"][key] == pytest.approx(value, abs=1e-5), key
