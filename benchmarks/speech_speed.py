@@ -52,7 +52,9 @@ from paired import (  # noqa: E402
     training_row,
 )
 from seqlab.data_modules import SpeechFrameData  # noqa: E402
-from seqlab.data_modules.audio import INT16_SCALE, FeatureConfig, read_audio, resample, single_thread  # noqa: E402
+from seqlab.data_modules.audio import (  # noqa: E402
+    INT16_SCALE, FeatureConfig, UtteranceCMVN, read_audio, resample, single_thread,
+)
 from seqlab.models import BiLSTMEncoder, ContextWindowMLP, FrameClassifier  # noqa: E402
 from seqlab.tasks import FrameClassification  # noqa: E402
 from seqlab.torchaudio_compat import import_torchaudio  # noqa: E402
@@ -117,13 +119,15 @@ def compare_training(data: SpeechFrameData, variant: str, args: argparse.Namespa
 def compare_features(data_root: Path, args: argparse.Namespace) -> list[Row]:
     """seqlab FeatureConfig vs torchaudio.compliance.kaldi.fbank on one thread, x real time; see the docstring."""
     torchaudio = import_torchaudio()
-    config = FeatureConfig("fbank", 16000, 40, 25.0, 10.0, 0, "utterance")  # the configs' data init_args
+    config = FeatureConfig("fbank", 16000, 40, 25.0, 10.0, 0)  # the configs' data init_args
+    cmvn = UtteranceCMVN()
     files = sorted((data_root / "speech" / "timit_sample" / "audio").glob("*.flac"))
     if not files:
         raise SystemExit(f"no .flac files under {data_root / 'speech' / 'timit_sample' / 'audio'}")
 
     def seqlab_features(waveform: torch.Tensor, rate: int) -> torch.Tensor:
-        return config(resample(waveform, rate, config.sample_rate))  # (T, 40), as SpeechFrameData.encode
+        features = config(resample(waveform, rate, config.sample_rate)).numpy()  # (T, 40), as SpeechFrameData.encode
+        return torch.from_numpy(cmvn(features))  # per-utterance CMVN, as the configs
 
     def torchaudio_fbank(waveform: torch.Tensor, rate: int) -> torch.Tensor:
         return torchaudio.compliance.kaldi.fbank(

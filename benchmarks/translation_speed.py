@@ -95,7 +95,8 @@ def build_task(data: TranslationData, checkpoint: Optional[Path]) -> Seq2SeqTran
     """The Bahdanau config's sizes, parts passed as factories like the CLI does; or the checkpoint's model (of the
     class it was saved as, without its ModelCheckpoint callbacks, like ``NoCheckpoints``)."""
     if checkpoint is not None:
-        task = Seq2SeqTranslation.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+        task = Seq2SeqTranslation.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False,
+                                                       target_encoder=data.target_encoder)
         task.configure_callbacks = NoCheckpoints.configure_callbacks.__get__(task)
         task.lr_scheduler_factory = None  # it steps once per epoch on val/bleu: no validation runs here
         return task
@@ -113,6 +114,7 @@ def build_task(data: TranslationData, checkpoint: Optional[Path]) -> Seq2SeqTran
         label_smoothing=0.1,
         search=greedy_search(), beam_search=beam_search(),  # (the defaults are CLI lazy instances)
         optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
+        target_encoder=data.target_encoder,
     )
 
 
@@ -239,7 +241,6 @@ def main(argv: Optional[list[str]] = None) -> list[Row]:
     data = build_data(args.data, args.batch_size, state)
     torch.manual_seed(0)
     task = build_task(data, args.checkpoint)
-    task.target_text = data
     rows = compare_search(task, data, args)  # first: the training comparison changes the weights
     task.train()
     if not args.skip_training:

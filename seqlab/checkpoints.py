@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import importlib
 import sys
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import torch
 
@@ -38,3 +40,40 @@ def find_checkpoint(roots: list[Path], kind: str) -> Optional[Path]:
         except SeqlabError as error:
             print(f"seqlab: skipping unreadable checkpoint {path} ({error})", file=sys.stderr)
     return None
+
+
+def _class(class_path: str) -> Optional[type]:
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def _pretrained_vectors(node: Any) -> Iterator[dict]:
+    """The init_args of every ``PretrainedWordEmbedding`` in a model configuration."""
+    if isinstance(node, dict):
+        if str(node.get("class_path", "")).endswith("PretrainedWordEmbedding") and isinstance(node.get("init_args"),
+                                                                                           dict):
+            yield node["init_args"]
+        for value in node.values():
+            yield from _pretrained_vectors(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _pretrained_vectors(value)
+
+
+def migrate_checkpoint(checkpoint: dict) -> dict:
+    """A checkpoint's hyperparameters as this version reads them (a one-time migration of older checkpoints): renamed
+    data options (``renamed_options`` of the data module class), and the pretrained vectors named in the model's
+    ``PretrainedWordEmbedding`` (before 0e9487c) moved to the data module's ``vectors``. The weights are untouched."""
+    data = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    model = copy.deepcopy(dict(checkpoint.get("hyper_parameters") or {}))
+    data_class = _class(str(data.get("_class_path", "")))
+    if data_class is not None and hasattr(data_class, "migrate_options"):
+        data = data_class.migrate_options(data)
+    for init_args in _pretrained_vectors(model):
+        vectors = init_args.pop("vectors", None)
+        if vectors is not None:
+            data.setdefault("vectors", vectors)
+    return {**checkpoint, "datamodule_hyper_parameters": data, "hyper_parameters": model}

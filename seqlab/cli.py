@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import os
@@ -19,7 +18,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from seqlab import SeqlabError
 from seqlab.callbacks import JsonlPredictionWriter
-from seqlab.checkpoints import find_checkpoint, read_checkpoint
+from seqlab.checkpoints import find_checkpoint, migrate_checkpoint, read_checkpoint
 from seqlab.data_modules.base import SequenceDataModule
 from seqlab.tasks.base import SequenceTask
 
@@ -61,14 +60,6 @@ def _peek_option(args: list[str], name: str) -> Optional[str]:
         if arg.startswith(name + "="):
             return arg.split("=", 1)[1]
     return None
-
-
-def _class(class_path: str) -> Optional[type]:
-    module, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
 
 
 class _DataInstantiator(_InstantiatorFn):
@@ -160,13 +151,12 @@ class SeqlabCLI(LightningCLI):
         the run's own config describes the model. Nothing is left to do here."""
 
     def _use_checkpoint_defaults(self, subcommand: str, checkpoint: dict) -> None:
+        checkpoint = migrate_checkpoint(checkpoint)
         defaults = {}
         for key, section in (("data", "datamodule_hyper_parameters"), ("model", "hyper_parameters")):
             hparams = dict(checkpoint.get(section) or {})
             hparams.pop("_instantiator", None)
             class_path = hparams.pop("_class_path", None)
-            if key == "data" and class_path and hasattr(_class(class_path), "migrate_options"):
-                hparams = _class(class_path).migrate_options(hparams)
             if class_path:
                 defaults[key] = {"class_path": class_path, "init_args": hparams}
         if defaults:
@@ -356,6 +346,9 @@ def condense_config_error(message: str) -> str:
     mismatch = _type_mismatch(message)
     if mismatch and path:
         return f"--{'.'.join(path)}: {mismatch}"
+    problem = re.search(r"Problem with given class_path '([^']+)':\s*\n\s*(\S.*)", message)
+    if problem:
+        return f"--{'.'.join(path) or 'class_path'}: cannot use {problem.group(1)}: {problem.group(2).strip()[:300]}"
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     detail = lines[-1] if len(lines) > 1 else (lines[0] if lines else "invalid configuration")
     return f"invalid configuration{' at ' + '.'.join(path) if path else ''}: {detail[:300]}"
@@ -367,6 +360,8 @@ def _type_mismatch(message: str) -> Optional[str]:
     inner = re.search(r"Expected a (.+?)\. Got value: (.*)", message)
     if inner:
         expected, given = [inner.group(1)], inner.group(2).strip()
+    elif "Problem with given class_path" in message:
+        return None
     else:
         given_match = re.search(r"Given value: (.*)", message)
         expected = re.findall(r"^\s*- Expected a (.+)$", message, re.M)

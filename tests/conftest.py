@@ -97,6 +97,16 @@ def sst2_slice(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sst_trees_slice(tmp_path_factory) -> Path:
+    """A small real SST tree directory (SST-5): the first 300 train / 100 dev / 100 test trees."""
+    source = require_shared_data("sentiment/sst_trees")
+    target = tmp_path_factory.mktemp("sst_trees_slice")
+    for split, count in (("train", 300), ("dev", 100), ("test", 100)):
+        write_head_lines(source / f"{split}.txt.gz", target / f"{split}.txt", count)
+    return target
+
+
+@pytest.fixture(scope="session")
 def timit_sample() -> Path:
     """The real TIMIT sample (160 utterances, 8 minutes of audio): small enough to use whole."""
     return require_shared_data("speech/timit_sample")

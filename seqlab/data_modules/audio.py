@@ -1,5 +1,6 @@
 """Audio for the speech data module: decoding (soundfile), downmixing and resampling, log-mel features (torchaudio's
-Kaldi-compatible fbank or MelSpectrogram + log), deltas, CMVN, and frame labels from time-aligned phone segments."""
+Kaldi-compatible fbank or MelSpectrogram + log), deltas, CMVN (none, per utterance or global), and frame labels from
+time-aligned phone segments."""
 
 from __future__ import annotations
 
@@ -116,8 +117,7 @@ class FeatureConfig:
     removal, no dither); ``kind="mel"``: ``torchaudio.transforms.MelSpectrogram`` (Hann window, FFT size = window)
     and ``log(x + 1e-6)``. Both see the waveform at 16-bit integer scale and frame it the same way (no padding: frame
     ``i`` covers samples ``[i * hop, i * hop + window)``, its centre is ``i * hop + window / 2``). ``deltas`` appends
-    deltas (1) and delta-deltas (2); ``cmvn="utterance"`` normalises each utterance's features to zero mean and unit
-    variance (``"global"`` leaves that to the data module's train statistics).
+    deltas (1) and delta-deltas (2). Normalisation is a separate step: ``UtteranceCMVN`` or ``GlobalCMVN``.
     """
 
     kind: Literal["fbank", "mel"] = "fbank"
@@ -126,13 +126,10 @@ class FeatureConfig:
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
     deltas: int = 0
-    cmvn: Literal["utterance", "global", "none"] = "utterance"
 
     def __post_init__(self) -> None:
         if self.kind not in ("fbank", "mel"):
             raise ValueError(f"features must be 'fbank' or 'mel', not {self.kind!r}")
-        if self.cmvn not in ("utterance", "global", "none"):
-            raise ValueError(f"cmvn must be 'utterance', 'global' or 'none', not {self.cmvn!r}")
         if self.deltas not in (0, 1, 2):
             raise ValueError(f"deltas must be 0, 1 or 2, not {self.deltas}")
 
@@ -172,14 +169,93 @@ class FeatureConfig:
         return torch.log(mel(scaled)[0] + 1e-6).T  # (M, T) -> (T, M)
 
     def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(N,) waveform at ``sample_rate`` -> (T, feature_size): log mel, deltas, per-utterance CMVN (T = 0, no
-        features, for audio shorter than one frame)."""
+        """(N,) waveform at ``sample_rate`` -> (T, feature_size): log mel and deltas (T = 0, no features, for audio
+        shorter than one frame)."""
         if self.num_frames(waveform.numel()) == 0:
             return waveform.new_zeros((0, self.feature_size))
-        features = add_deltas(self.log_mel(waveform), self.deltas)
-        if self.cmvn == "utterance":
-            features = utterance_cmvn(features)
+        return add_deltas(self.log_mel(waveform), self.deltas)
+
+    def extract(self, audio: Union[str, bytes], name: str) -> tuple[np.ndarray, float, int]:
+        """An audio file (path or bytes; ``name`` for messages) -> ((T, feature_size) features, seconds, its sample
+        rate); audio shorter than one frame is a SeqlabError."""
+        waveform, rate = read_audio(audio, name)
+        duration = len(waveform) / rate
+        features = self(resample(torch.from_numpy(waveform), rate, self.sample_rate)).numpy()  # (T, F)
+        if features.shape[0] == 0:
+            raise SeqlabError(f"{name}: {duration:.3f} s of audio is shorter than one "
+                              f"{self.frame_length_ms:g} ms frame")
+        return features, duration, rate
+
+    def targets(self, starts: Sequence[float], ends: Sequence[float], labels: Sequence[int], units: float,
+                duration: float, num_frames: int, uncovered: int = IGNORE_INDEX
+                ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Segments (K,) in ``units`` per second with their label ids -> the label of each of ``num_frames`` frames
+        (``frame_labels``), the utterance's phone sequence (deleted phones left out) and the overrun: the seconds the
+        alignment runs past the end of ``duration`` s of audio (segments are clipped there; those starting past it
+        are dropped)."""
+        starts, ends = np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64)
+        limit = duration * units
+        overrun = max(0.0, float(ends.max()) - limit) / units if len(ends) else 0.0
+        keep = starts < limit
+        kept = np.asarray(labels, dtype=np.int64).reshape(-1)[keep]
+        scale = self.sample_rate / units  # segment units -> samples at sample_rate
+        frames = frame_labels(starts[keep] * scale, np.minimum(ends[keep], limit) * scale, kept,
+                              self.frame_centres(num_frames), uncovered)
+        return frames, kept[kept >= 0], overrun
+
+
+class NoCMVN:
+    """``cmvn: none``. A CMVN step maps each utterance's (T, F) features to (T, F), once, where the data module reads
+    its encoded splits; ``fit`` sees the training utterances' features; ``state_dict`` is what checkpoints keep."""
+
+    fitted = True
+
+    def fit(self, arrays: Sequence[np.ndarray]) -> None:
+        pass
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
         return features
+
+    def state_dict(self) -> Optional[dict]:
+        return None
+
+    def load_state_dict(self, state: Optional[dict]) -> None:
+        pass
+
+
+class UtteranceCMVN(NoCMVN):
+    """``cmvn: utterance``: zero mean and unit variance per feature over the utterance's own frames."""
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        return utterance_cmvn(torch.tensor(features)).numpy()
+
+
+class GlobalCMVN(NoCMVN):
+    """``cmvn: global``: the mean and standard deviation of all training frames (``CMVNStats``), kept in checkpoints."""
+
+    def __init__(self, stats: Optional["CMVNStats"] = None) -> None:
+        self.stats = stats
+
+    @property
+    def fitted(self) -> bool:
+        return self.stats is not None
+
+    def fit(self, arrays: Sequence[np.ndarray]) -> None:
+        self.stats = CMVNStats.fit(arrays)
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        return self.stats.apply(features)
+
+    def state_dict(self) -> Optional[dict]:
+        return self.stats.state_dict() if self.stats is not None else None
+
+    def load_state_dict(self, state: Optional[dict]) -> None:
+        if state:
+            self.stats = CMVNStats.from_state_dict(state)
+
+
+#: the ``cmvn`` option's variants
+CMVN = {"none": NoCMVN, "utterance": UtteranceCMVN, "global": GlobalCMVN}
 
 
 class CMVNStats:
@@ -192,12 +268,10 @@ class CMVNStats:
 
     @classmethod
     def fit(cls, arrays: Sequence[np.ndarray], eps: float = 1e-5) -> "CMVNStats":
-        count, total, squares = 0, None, None
+        count, total, squares = 0, 0.0, 0.0
         for array in arrays:
             values = np.asarray(array, dtype=np.float64)  # (T, F)
-            count += values.shape[0]
-            total = values.sum(0) if total is None else total + values.sum(0)
-            squares = (values ** 2).sum(0) if squares is None else squares + (values ** 2).sum(0)
+            count, total, squares = count + values.shape[0], total + values.sum(0), squares + (values ** 2).sum(0)
         if not count:
             raise ValueError("CMVN statistics need at least one frame")
         mean = total / count

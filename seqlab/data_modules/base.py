@@ -158,9 +158,9 @@ class SequenceDataModule(pl.LightningDataModule):
     @classmethod
     def from_checkpoint(cls, checkpoint: Union[str, Path, dict], **overrides: Any) -> "SequenceDataModule":
         """The data module a checkpoint was trained with (its options, ``overrides`` on top), encoders restored."""
-        from seqlab.checkpoints import read_checkpoint
+        from seqlab.checkpoints import migrate_checkpoint, read_checkpoint
 
-        checkpoint = read_checkpoint(checkpoint)
+        checkpoint = migrate_checkpoint(read_checkpoint(checkpoint))
         options = dict(checkpoint.get("datamodule_hyper_parameters") or {})
         class_path = options.pop("_class_path", None)
         options.pop("_instantiator", None)
@@ -169,7 +169,7 @@ class SequenceDataModule(pl.LightningDataModule):
 
             module, _, name = class_path.rpartition(".")
             return getattr(importlib.import_module(module), name).from_checkpoint(checkpoint, **overrides)
-        data = cls(**{**cls.migrate_options(options), **overrides})
+        data = cls(**{**options, **overrides})
         data.load_state_dict(checkpoint.get(cls.__qualname__) or {})
         return data
 
@@ -181,7 +181,19 @@ class SequenceDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     def from_hub(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
+        return self.standardize(split, dataset, source=f"{self.path}[{split}]")
+
+    def standardize(self, split: str, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
+        """Rows of a hub or parquet/JSON dataset -> the columns the module's readers give."""
         raise NotImplementedError
+
+    @staticmethod
+    def require_columns(dataset: datasets.Dataset, source: str, **columns: str) -> None:
+        """Each ``option=column`` must be a column of ``dataset``: else one line naming the option to set."""
+        for option, column in columns.items():
+            if column not in dataset.column_names:
+                raise SeqlabError(f"{source}: no field '{column}' (fields: {', '.join(dataset.column_names)}); "
+                                  f"set --data.{option}")
 
     def fit_encoders(self, train: datasets.Dataset) -> None:
         raise NotImplementedError

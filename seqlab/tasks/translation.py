@@ -12,6 +12,7 @@ from jsonargparse import lazy_instance
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.utilities import rank_zero_info
 
+from seqlab.data_modules.text_encoders import TextEncoder
 from seqlab.models.decoders import BeamSearch, GreedySearch, Hypotheses, LSTMDecoder, SearchStrategy
 from seqlab.models.embeddings import TokenEmbedder, WordEmbedder, WordEmbedding
 from seqlab.models.encoders import BiLSTMEncoder, EncoderOutput, SequenceEncoder
@@ -48,7 +49,10 @@ class Seq2SeqTranslation(SequenceTask):
 
     The sizes come from the data module (linked by the CLI): vocabulary sizes, pad ids, BOS/EOS ids; they have no
     defaults, so a dropped link fails loudly. Parts are factories: ``source_embedding(vocab_size, padding_idx)``,
-    ``encoder(input_size)``, ``decoder(target_vocab_size, target_padding_idx, encoder.output_size)``.
+    ``encoder(input_size)``, ``decoder(target_vocab_size, target_padding_idx, encoder.output_size)``. Also linked,
+    and not saved in the hyperparameters: ``target_encoder``, the data module's fitted target text encoder, which
+    turns hypotheses into text (``decode``) and pieces (``pieces``), needed to score and to predict (give it to
+    ``load_from_checkpoint`` too); ``word_vectors`` (V, D), pretrained vectors that start the source embedding.
 
     Logs ``{stage}/loss`` (label-smoothed cross-entropy per target token, EOS included), ``val|test/nll``
     (unsmoothed, per token: perplexity = exp(nll)), ``val/bleu`` and ``val/chrf`` with ``search`` (greedy by default), and at test
@@ -80,9 +84,11 @@ class Seq2SeqTranslation(SequenceTask):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: Optional[LRSchedulerCallable] = None,
         checkpoint_every_n_steps: int = 500,
+        target_encoder: Optional[TextEncoder] = None,
+        word_vectors: Optional[torch.Tensor] = None,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["target_encoder", "word_vectors"])
         self.target_padding_idx = target_padding_idx
         self.bos_index = bos_index
         self.eos_index = eos_index
@@ -92,11 +98,10 @@ class Seq2SeqTranslation(SequenceTask):
         self.predict_attention = predict_attention
         self.embedder = TokenEmbedder(source_embedding(source_vocab_size, source_padding_idx), None,
                                       embedding_dropout)
+        self.load_word_vectors(self.embedder.words, word_vectors)
         self.encoder = encoder(self.embedder.output_size)
         self.decoder = decoder(target_vocab_size, target_padding_idx, self.encoder.output_size)
-        #: what turns target ids into text: ``decode_target(ids) -> str`` and ``target_pieces(ids) -> list[str]``;
-        #: the trainer's data module (a TranslationData) unless set
-        self.target_text = None
+        self.target_encoder = target_encoder
         self._outputs: dict[str, list[tuple[int, str, str]]] = {}
 
     # ----------------------------------------------------------------- model
@@ -111,17 +116,15 @@ class Seq2SeqTranslation(SequenceTask):
     def translate(self, batch: dict, search: SearchStrategy, return_attention: bool = False) -> Hypotheses:
         return search(self.decoder, self.encode(batch), self.bos_index, self.eos_index, return_attention)
 
-    def _target_text(self):
-        found = self.target_text
-        if found is None and self._trainer is not None:
-            found = getattr(self._trainer, "datamodule", None)
-        if found is None or not hasattr(found, "decode_target"):
-            raise RuntimeError("no detokenizer: run with a TranslationData data module, or set task.target_text")
-        return found
+    def _target(self) -> TextEncoder:
+        if self.target_encoder is None:
+            raise RuntimeError("no target_encoder to turn ids into text: the CLI links the data module's; else pass "
+                               "target_encoder=data.target_encoder (also to load_from_checkpoint)")
+        return self.target_encoder
 
     def detokenize(self, hypotheses: Hypotheses, rank: int = 0) -> list[str]:
         """The ``rank``-th hypothesis of each sentence as text."""
-        decode = self._target_text().decode_target
+        decode = self._target().decode
         tokens, lengths = hypotheses.tokens[:, rank].tolist(), hypotheses.lengths[:, rank].tolist()
         return [decode(row[:length]) for row, length in zip(tokens, lengths)]
 
@@ -195,7 +198,7 @@ class Seq2SeqTranslation(SequenceTask):
                 length = int(hypotheses.lengths[row, 0])
                 source_length = len(batch["source_tokens"][row])
                 record["source_tokens"] = batch["source_tokens"][row]
-                record["tokens"] = self._target_text().target_pieces(hypotheses.tokens[row, 0, :length].tolist())
+                record["tokens"] = self._target().pieces(hypotheses.tokens[row, 0, :length].tolist())
                 record["attention"] = [[round(w, 5) for w in weights[:source_length]]
                                        for weights in hypotheses.attention[row, 0, :length].tolist()]
             records.append(record)

@@ -12,6 +12,7 @@ from seqlab.data_modules.audio import (
     IGNORE_INDEX,
     CMVNStats,
     FeatureConfig,
+    UtteranceCMVN,
     add_deltas,
     frame_labels,
     read_audio,
@@ -44,7 +45,7 @@ def noise(samples: int, seed: int = 1) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------- features
 def test_fbank_equals_kaldi_fbank_at_int16_scale():
     waveform = noise(8000)
-    config = FeatureConfig("fbank", num_mel_bins=40, cmvn="none")
+    config = FeatureConfig("fbank", num_mel_bins=40)
     features = config(waveform)
     reference = torchaudio.compliance.kaldi.fbank(
         waveform.unsqueeze(0) * 32768.0, num_mel_bins=40, frame_length=25.0, frame_shift=10.0, dither=0.0,
@@ -62,7 +63,7 @@ def test_fbank_equals_kaldi_fbank_at_int16_scale():
 
 def test_mel_equals_melspectrogram_and_an_independent_stft():
     waveform = noise(6000, seed=2)
-    config = FeatureConfig("mel", num_mel_bins=24, cmvn="none")
+    config = FeatureConfig("mel", num_mel_bins=24)
     features = config(waveform)  # (T, 24)
     transform = torchaudio.transforms.MelSpectrogram(
         sample_rate=16000, n_fft=400, win_length=400, hop_length=160, f_min=20.0, n_mels=24, center=False, power=2.0,
@@ -97,11 +98,11 @@ def test_deltas_equal_compute_deltas_and_the_regression_formula():
         add_deltas(base, 3)
 
 
-def test_feature_config_stacks_deltas_and_normalises_each_utterance():
+def test_feature_config_stacks_deltas_and_the_utterance_cmvn_step_normalises_each_utterance():
     waveform = noise(4000)
-    plain = FeatureConfig(cmvn="none", num_mel_bins=20)(waveform)
-    config = FeatureConfig(cmvn="utterance", num_mel_bins=20, deltas=2)
-    features = config(waveform)
+    plain = FeatureConfig(num_mel_bins=20)(waveform)
+    config = FeatureConfig(num_mel_bins=20, deltas=2)
+    features = torch.from_numpy(UtteranceCMVN()(config(waveform).numpy()))
     assert features.shape == (config.num_frames(4000), 60) and config.feature_size == 60
     torch.testing.assert_close(features, utterance_cmvn(add_deltas(plain, 2)))
     np.testing.assert_allclose(features.mean(0).numpy(), 0.0, atol=1e-4)
@@ -158,7 +159,7 @@ def test_other_sample_rates_are_resampled_to_the_configured_rate(tmp_path, rate,
     soundfile.write(path, tones(rate), rate)
     waveform, read_rate = read_audio(str(path))
     assert read_rate == rate and waveform.dtype == np.float32 and len(waveform) == int(0.5 * rate)
-    config = FeatureConfig(cmvn="none")
+    config = FeatureConfig()
     resampled = resample(torch.from_numpy(waveform), rate, config.sample_rate)
     assert len(resampled) == 8000  # 0.5 s at 16 kHz
     features = config(resampled)

@@ -14,6 +14,7 @@ import torch
 from seqlab import SeqlabError
 from seqlab.data_modules import SpeechFrameData
 from seqlab.data_modules.audio import IGNORE_INDEX, FeatureConfig, read_audio
+from seqlab.data_modules.utterances import entry_kind
 
 RATE = 16000
 #: a tiny folding table in the format of phones.60-48-39.map: phone, 48-label, 39-label; q deleted
@@ -126,7 +127,7 @@ def test_global_cmvn_is_fitted_on_train_and_kept_in_the_state_dict(tmp_path):
     root = write_corpus(tmp_path, utterances)
     module = data(root, cmvn="global")
     module.setup("fit")
-    config = FeatureConfig(cmvn="none")
+    config = FeatureConfig()
     train = np.concatenate([config(torch.from_numpy(read_audio(str(root / "audio" / f"{u[0]}.wav"))[0])).numpy()
                             for u in utterances if u[1] == "train"])  # (all train frames, 40)
     stats = module.cmvn_stats
@@ -154,7 +155,7 @@ def test_global_cmvn_is_fitted_on_train_and_kept_in_the_state_dict(tmp_path):
         1.0 / stats.std), atol=1e-3, rtol=0)
     # per-utterance CMVN keeps no statistics
     per_utterance = data(root, cmvn="utterance")
-    per_utterance.prepare_vocabularies()
+    per_utterance.prepare_encoders()
     assert per_utterance.state_dict()["cmvn"] is None
 
 
@@ -185,6 +186,33 @@ def test_jsonl_manifest_in_seconds_and_split_folders_label_like_the_table(tmp_pa
     np.testing.assert_array_equal(from_folders["label_ids"][0], expected["label_ids"][0])
 
 
+def test_split_folders_and_manifests_without_an_extension_are_found_by_the_split_source(tmp_path):
+    table = write_corpus(tmp_path / "table", [simple("t1", "train", 4800), simple("d1", "dev", 3200, seed=1)])
+    expected = encoded(data(table))
+    # folders named like split files (train.16k/, dev.16k/), each .phn beside its audio
+    folders = tmp_path / "folders"
+    for split, name in (("train.16k", "t1"), ("dev.16k", "d1")):
+        (folders / split).mkdir(parents=True)
+        for suffix, kind in ((".wav", "audio"), (".phn", "phn")):
+            (folders / split / f"{name}{suffix}").write_bytes((table / kind / f"{name}{suffix}").read_bytes())
+    from_folders = data(folders, phone_map=str(table / "phones.60-48-39.map"))
+    assert from_folders.source.files("validation") == [folders / "dev.16k"]
+    np.testing.assert_array_equal(encoded(from_folders)["label_ids"][0], expected["label_ids"][0])
+    # JSONL manifests named "train" and "dev", audio relative to them: recognised by their content
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    for split, name in (("train", "t1"), ("dev", "d1")):
+        segments = [line.split() for line in (table / "phn" / f"{name}.phn").read_text().splitlines()]
+        row = {"audio": f"../table/audio/{name}.wav", "segments": [[int(a), int(b), p] for a, b, p in segments]}
+        (manifests / split).write_text(json.dumps(row) + "\n")
+    assert entry_kind(manifests / "train") == "manifest" and entry_kind(table / "utterances.tsv") == "table"
+    from_manifest = data(manifests, phone_map=str(table / "phones.60-48-39.map"))
+    assert from_manifest.source.files("train") == [manifests / "train"]
+    columns = encoded(from_manifest)
+    np.testing.assert_array_equal(columns["label_ids"][0], expected["label_ids"][0])
+    np.testing.assert_array_equal(columns["features"][0], expected["features"][0])
+
+
 # --------------------------------------------------------------------------------------------- bad input
 def one_line_error(module: SpeechFrameData) -> str:
     with pytest.raises(SeqlabError) as error:
@@ -194,22 +222,38 @@ def one_line_error(module: SpeechFrameData) -> str:
     return message
 
 
-def test_alignment_past_the_end_of_the_audio_is_an_error_or_clipped_with_a_warning(tmp_path):
+def test_alignment_past_the_end_of_the_audio_follows_on_bad_row(tmp_path, caplog):
     # 4000 samples (0.25 s); b runs to 4500 and a last aa segment lies wholly past the end
     phn = "0 2000 aa\n2000 4500 b\n4500 5000 aa\n"
-    root = write_corpus(tmp_path, [("long", "train", signal(4000), RATE, phn), simple("d1", "dev")])
-    message = one_line_error(data(root, alignment_overrun="error"))
+    root = write_corpus(tmp_path, [("long", "train", signal(4000), RATE, phn), simple("t2", "train", seed=1),
+                                   simple("d1", "dev")])
+    message = one_line_error(data(root, on_bad_row="error"))
     alignment = root / "phn" / "long.phn"
     assert message.startswith(f"{alignment}: the alignment runs 0.0625 s past the end of the audio (0.2500 s)")
-    assert "alignment_overrun clip" in message
+    assert "on_bad_row" in message
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        columns = encoded(data(root, alignment_overrun="clip"))
-    assert any("clipped 1 alignments" in str(w.message) and str(alignment) in str(w.message) for w in caught)
-    centres = FeatureConfig().frame_centres(columns["length"][0])
-    np.testing.assert_array_equal(columns["label_ids"][0], np.where(centres < 2000, AA, B))
-    assert columns["phone_ids"][0].tolist() == [AA, B]  # the segment past the end is gone
+    # warn (the default, as alignment_overrun: clip was): clipped at the end of the audio, with a warning
+    for options in ({"on_bad_row": "warn"}, {}):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            columns = encoded(data(root, **options))
+        assert any("clipped 1 alignments" in str(w.message) and str(alignment) in str(w.message) for w in caught)
+        assert columns["id"] == ["long", "t2"]
+        centres = FeatureConfig().frame_centres(columns["length"][0])
+        np.testing.assert_array_equal(columns["label_ids"][0], np.where(centres < 2000, AA, B))
+        assert columns["phone_ids"][0].tolist() == [AA, B]  # the segment past the end is gone
+
+    # skip: the utterance is dropped, and the count logged
+    with caplog.at_level("INFO"):
+        columns = encoded(data(root, on_bad_row="skip"))
+    assert columns["id"] == ["t2"]
+    assert "dropped 1 bad rows of 2" in caplog.text and str(alignment) in caplog.text
+
+
+def test_checkpoints_with_alignment_overrun_load_as_on_bad_row():
+    assert SpeechFrameData.migrate_options({"alignment_overrun": "clip", "cmvn": "global"}) == {
+        "on_bad_row": "warn", "cmvn": "global"}
+    assert SpeechFrameData.migrate_options({"alignment_overrun": "error"}) == {"on_bad_row": "error"}
 
 
 def test_phone_missing_from_the_phone_map_names_the_alignment_line(tmp_path):

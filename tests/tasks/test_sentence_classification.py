@@ -7,7 +7,13 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from seqlab.models import BiGRUEncoder, BiLSTMEncoder, WordEmbedding
+from seqlab.models import (
+    BiGRUEncoder,
+    BiLSTMEncoder,
+    PretrainedWordEmbedding,
+    StackedWordEmbedding,
+    WordEmbedding,
+)
 from seqlab.models.pooling import (
     AttentionPooling,
     LastStatePooling,
@@ -156,3 +162,20 @@ def test_epoch_training_metrics_count_every_step(steps, tmp_path):
         float(multiclass_accuracy(predicted, targets, 3, average="micro")), abs=1e-6)
     assert float(logged["train/f1"]) == pytest.approx(
         float(multiclass_f1_score(predicted, targets, 3, average="macro")), abs=1e-6)
+
+
+def test_word_vectors_start_the_pretrained_member_of_a_stacked_embedding(tmp_path):
+    vectors = torch.randn(40, 5, generator=torch.Generator().manual_seed(0))  # (V, D)
+    vectors[0] = 0.0
+    torch.manual_seed(0)
+    stacked = partial(StackedWordEmbedding, embeddings=[partial(PretrainedWordEmbedding, embedding_dim=5),
+                                                        partial(WordEmbedding, embedding_dim=3)])
+    model = SentenceClassification(40, LABELS, word_embedding=stacked, encoder=partial(BiLSTMEncoder, hidden_size=8),
+                                   word_vectors=vectors)
+    assert torch.equal(model.embedder.words.members[0].embedding.weight, vectors)
+    assert "word_vectors" not in model.hparams
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, max_epochs=0)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    restored = SentenceClassification.load_from_checkpoint(tmp_path / "model.ckpt", weights_only=False)
+    assert torch.equal(restored.embedder.words.members[0].embedding.weight, vectors)  # the weights hold them

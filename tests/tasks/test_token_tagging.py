@@ -14,6 +14,7 @@ from seqlab.models import (
     CharCNN,
     CRFTagger,
     MultiHeadSelfAttention,
+    PretrainedWordEmbedding,
     SoftmaxTagger,
     WordEmbedding,
 )
@@ -154,3 +155,26 @@ def test_transfer_moves_tensors_and_keeps_token_lists():
     for key, value in batch.items():
         if isinstance(value, torch.Tensor):
             assert torch.equal(moved[key], value)
+
+
+def test_word_vectors_start_the_word_embedding_and_stay_out_of_the_hyperparameters():
+    from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters_context
+
+    vectors = torch.randn(30, 6, generator=torch.Generator().manual_seed(0))  # (V, D), what the data module links
+    vectors[0] = 0.0
+    kwargs = dict(encoder=partial(BiLSTMEncoder, hidden_size=8), word_embedding=partial(PretrainedWordEmbedding,
+                                                                                         embedding_dim=6))
+    model = TokenTagging(30, LABELS, word_vectors=vectors, **kwargs)
+    assert torch.equal(model.embedder.words.embedding.weight, vectors)
+    assert "word_vectors" not in model.hparams
+    # the CLI's path: LightningCLI hands the configuration, linked values included, as the given hyperparameters
+    given = dict(vocab_size=30, labels=LABELS, word_vectors=vectors, **kwargs)
+    with _given_hyperparameters_context(hparams=given, instantiator="pytorch_lightning.cli.instantiate_module"):
+        model = TokenTagging(30, LABELS, word_vectors=vectors, **kwargs)
+    assert "word_vectors" not in model.hparams and model.hparams["vocab_size"] == 30
+    assert torch.equal(model.embedder.words.embedding.weight, vectors)
+
+
+def test_word_vectors_for_an_embedding_without_pretrained_rows_warn():
+    with pytest.warns(UserWarning, match="pretrained word vectors are unused: WordEmbedding"):
+        TokenTagging(30, LABELS, encoder=partial(BiLSTMEncoder, hidden_size=8), word_vectors=torch.zeros(30, 100))

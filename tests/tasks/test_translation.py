@@ -47,9 +47,8 @@ def task_for(data: TranslationData, attention=True, tie=False, **kwargs) -> Seq2
                                   attention=functools.partial(AdditiveAttention, attention_size=8) if attention
                                   else None),
         search=GreedySearch(1.0, 3), beam_search=BeamSearch(3, max_length_ratio=1.0, max_length_offset=3),
-        **kwargs,
+        target_encoder=data.target_encoder, **kwargs,
     )
-    task.target_text = data
     return task
 
 
@@ -73,6 +72,19 @@ def test_loss_is_label_smoothed_and_gradients_reach_every_parameter(tiny_data, a
         uniform = -log_probs.mean(-1)[real].mean()
         expected = (1 - 0.1) * nll + 0.1 * uniform
         assert float(task.shared_step(batch, "train")) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_target_encoder_detokenizes_and_stays_out_of_the_hyperparameters(tiny_data):
+    task = task_for(tiny_data).eval()
+    assert "target_encoder" not in task.hparams and "word_vectors" not in task.hparams
+    batch = next(iter(tiny_data.val_dataloader()))
+    with torch.no_grad():
+        hypotheses = task.translate(batch, task.search)
+    tokens, lengths = hypotheses.tokens[:, 0].tolist(), hypotheses.lengths[:, 0].tolist()
+    assert task.detokenize(hypotheses) == [tiny_data.target_encoder.decode(row[:n]) for row, n in zip(tokens, lengths)]
+    task.target_encoder = None
+    with pytest.raises(RuntimeError, match="no target_encoder"):
+        task.detokenize(hypotheses)
 
 
 def test_evaluation_steps_collect_one_hypothesis_per_sentence(tiny_data):
