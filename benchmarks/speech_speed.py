@@ -52,7 +52,7 @@ from paired import (  # noqa: E402
     training_row,
 )
 from seqlab.data_modules import SpeechFrameData  # noqa: E402
-from seqlab.data_modules.audio import (  # noqa: E402
+from seqlab.encoders.audio import (  # noqa: E402
     INT16_SCALE, FeatureConfig, UtteranceCMVN, read_audio, resample, single_thread,
 )
 from seqlab.models import BiLSTMEncoder, ContextWindowMLP, FrameClassifier  # noqa: E402

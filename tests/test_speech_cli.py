@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from seqlab.cli import SeqlabCLI, main
-from seqlab.data_modules.audio import FeatureConfig
+from seqlab.encoders.audio import FeatureConfig
 from seqlab.tasks import FrameClassification
 from tests.cli_helpers import CONFIGS, read_rows, run_options, seqlab
 from tests.conftest import require_shared_data

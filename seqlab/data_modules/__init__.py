@@ -1,5 +1,6 @@
 """LightningDataModules on Hugging Face datasets, assembled from parts: a split source, readers, the bad-row policy,
-encoders fitted on train, a collator. Names are imported on first use, so a text task never loads the audio stack."""
+the encoders of ``seqlab.encoders`` fitted on train, a collator. Names are imported on first use, so a text task
+never loads the audio stack."""
 
 import importlib
 
@@ -10,14 +11,10 @@ _EXPORTS = {
     "SpeechFrameData": "speech",
     "SentenceBatch": "text_classification",
     "TextClassificationData": "text_classification",
-    "SubwordEncoder": "text_encoders",
-    "TextEncoder": "text_encoders",
-    "WhitespaceEncoder": "text_encoders",
     "TokenBatch": "token_classification",
     "TokenClassificationData": "token_classification",
     "TranslationBatch": "translation",
     "TranslationData": "translation",
-    "Vocabulary": "vocab",
 }
 
 __all__ = sorted(_EXPORTS)

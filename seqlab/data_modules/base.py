@@ -327,7 +327,7 @@ class WordVectorsData(SequenceDataModule):
 
     @property
     def word_vectors(self) -> Optional[torch.Tensor]:
-        from seqlab.data_modules.vectors import PretrainedVectors
+        from seqlab.encoders.vectors import PretrainedVectors
 
         if self.vectors is not None and self._word_vectors is None:
             self.require_encoders()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 from seqlab import SeqlabError
-from seqlab.data_modules.sources import iter_lines, open_binary
+from seqlab.files import iter_lines, open_binary
 
 
 def head_lines(path: Path, count: int = 5) -> list[str]:

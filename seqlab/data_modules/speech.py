@@ -13,11 +13,11 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
 from seqlab import SeqlabError
-from seqlab.data_modules.audio import CMVN, IGNORE_INDEX, CMVNStats, FeatureConfig, single_thread
 from seqlab.data_modules.base import ListDataset, SequenceDataModule, generate_dataset, linked
-from seqlab.data_modules.phones import PhoneLabels, PhoneMap, check_segments, detail_segments
 from seqlab.data_modules.policy import OnBadRow
 from seqlab.data_modules.utterances import RAW, SpeechSource, Utterance, read_entry, utterance_rows
+from seqlab.encoders.audio import CMVN, IGNORE_INDEX, CMVNStats, FeatureConfig, single_thread
+from seqlab.encoders.phones import PhoneLabels, PhoneMap, check_segments, detail_segments
 
 #: the TIMIT folding table's file name, looked for beside the data with ``phone_map: auto``
 DEFAULT_PHONE_MAP = "phones.60-48-39.map"

@@ -22,8 +22,8 @@ from seqlab.data_modules.readers import (
     choose_reader,
     is_parquet,
 )
-from seqlab.data_modules.text_encoders import SubwordEncoder, TextEncoder, WhitespaceEncoder
-from seqlab.data_modules.vocab import Vocabulary
+from seqlab.encoders.text import SubwordEncoder, TextEncoder, WhitespaceEncoder
+from seqlab.encoders.vocab import Vocabulary
 
 _FEATURES = datasets.Features({
     "text": datasets.Value("string"),

@@ -22,7 +22,7 @@ from seqlab.data_modules.readers import (
     head_lines,
     is_parquet,
 )
-from seqlab.data_modules.vocab import Vocabulary
+from seqlab.encoders.vocab import Vocabulary
 from seqlab.tagging import bio_to_bioes, iob1_to_bio, split_tag
 
 _FEATURES = datasets.Features({

@@ -15,8 +15,9 @@ from torch.nn.utils.rnn import pad_sequence
 from seqlab import SeqlabError
 from seqlab.data_modules.base import SequenceDataModule, generate_dataset
 from seqlab.data_modules.policy import OnBadRow
-from seqlab.data_modules.sources import iter_lines, strip_compression
-from seqlab.data_modules.text_encoders import SubwordEncoder, TextEncoder, WhitespaceEncoder
+from seqlab.data_modules.sources import strip_compression
+from seqlab.files import iter_lines
+from seqlab.encoders.text import SubwordEncoder, TextEncoder, WhitespaceEncoder
 
 #: the specials of every translation vocabulary, in id order: PAD = 0, UNK = 1, BOS = 2, EOS = 3
 PAD, UNK, BOS, EOS = SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")

@@ -13,10 +13,11 @@ from typing import Iterator, NamedTuple, Optional
 import datasets
 
 from seqlab import SeqlabError
-from seqlab.data_modules.audio import AUDIO_SUFFIXES, is_audio_file
-from seqlab.data_modules.phones import check_segments, manifest_segments, read_phn
 from seqlab.data_modules.readers import DelimitedReader, JsonlReader, Reader
-from seqlab.data_modules.sources import SPLIT_ALIASES, SPLITS, SplitSource, iter_lines
+from seqlab.data_modules.sources import SPLIT_ALIASES, SPLITS, SplitSource
+from seqlab.encoders.audio import AUDIO_SUFFIXES, is_audio_file
+from seqlab.encoders.phones import check_segments, manifest_segments, read_phn
+from seqlab.files import iter_lines
 
 _STRING, _FLOATS = datasets.Value("string"), datasets.Sequence(datasets.Value("float64"))
 #: the raw rows of every layout (and of the hub's ``timit_asr`` schema)

@@ -15,7 +15,7 @@ from seqlab.models.encoders import BiLSTMEncoder
 class WordEmbedder(nn.Module):
     """Interface of word-level embeddings: ``forward(ids (B, T)) -> (B, T, output_size)``;
     ``load_vectors(weight (V, D)) -> int`` copies pretrained rows in (one per vocabulary id, built by the data
-    module: see ``seqlab.data_modules.vectors``) and returns how many rows it set: 0 for an embedding without
+    module: see ``seqlab.encoders.vectors``) and returns how many rows it set: 0 for an embedding without
     pretrained rows, which ignores them."""
 
     output_size: int

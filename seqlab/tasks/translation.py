@@ -12,7 +12,7 @@ from jsonargparse import lazy_instance
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.utilities import rank_zero_info
 
-from seqlab.data_modules.text_encoders import TextEncoder
+from seqlab.encoders.text import TextEncoder
 from seqlab.models.decoders import BeamSearch, GreedySearch, Hypotheses, LSTMDecoder, SearchStrategy
 from seqlab.models.embeddings import TokenEmbedder, WordEmbedder, WordEmbedding
 from seqlab.models.encoders import BiLSTMEncoder, EncoderOutput, SequenceEncoder

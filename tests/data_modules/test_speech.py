@@ -13,7 +13,7 @@ import torch
 
 from seqlab import SeqlabError
 from seqlab.data_modules import SpeechFrameData
-from seqlab.data_modules.audio import IGNORE_INDEX, FeatureConfig, read_audio
+from seqlab.encoders.audio import IGNORE_INDEX, FeatureConfig, read_audio
 from seqlab.data_modules.utterances import entry_kind
 
 RATE = 16000

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from seqlab import SeqlabError
-from seqlab.data_modules import SubwordEncoder, TextClassificationData, TextEncoder, WhitespaceEncoder
+from seqlab.data_modules import TextClassificationData
+from seqlab.encoders import SubwordEncoder, TextEncoder, WhitespaceEncoder
 
 TRAIN_TSV = """sentence\tlabel
 a gripping , funny movie \t1

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from seqlab import SeqlabError
-from seqlab.data_modules.vectors import PretrainedVectors
+from seqlab.encoders.vectors import PretrainedVectors
 
 
 def test_matrix_takes_the_file_rows_with_lowercase_and_digit_fallback(tmp_path):
@@ -95,7 +95,7 @@ def test_a_data_module_builds_its_word_vectors_once(tmp_path):
     from types import SimpleNamespace
 
     from seqlab.data_modules.base import WordVectorsData
-    from seqlab.data_modules.vocab import Vocabulary
+    from seqlab.encoders.vocab import Vocabulary
 
     path = tmp_path / "v.txt"
     path.write_text("film 1 2\n", encoding="utf-8")

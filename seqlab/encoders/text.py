@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from seqlab import SeqlabError
-from seqlab.data_modules.vocab import Vocabulary
+from seqlab.encoders.vocab import Vocabulary
 
 PAD_CANDIDATES = ("[PAD]", "<pad>", "<|pad|>", "<PAD>")
 UNK_CANDIDATES = ("[UNK]", "<unk>", "<|unk|>", "<UNK>")

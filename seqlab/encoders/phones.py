@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from seqlab import SeqlabError
-from seqlab.data_modules.audio import IGNORE_INDEX
-from seqlab.data_modules.sources import iter_lines
+from seqlab.encoders.audio import IGNORE_INDEX
+from seqlab.files import iter_lines
 
 #: the map's columns, by the size of the phone set they hold
 LEVELS = ("61", "48", "39")

@@ -8,7 +8,7 @@ import soundfile
 import torch
 
 from seqlab import SeqlabError
-from seqlab.data_modules.audio import (
+from seqlab.encoders.audio import (
     IGNORE_INDEX,
     CMVNStats,
     FeatureConfig,

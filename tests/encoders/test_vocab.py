@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 
-from seqlab.data_modules import Vocabulary
+from seqlab.encoders import Vocabulary
 
 CORPUS = [
     ["b", "a", "c", "a"],
