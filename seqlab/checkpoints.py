@@ -42,7 +42,8 @@ def find_checkpoint(roots: list[Path], kind: str) -> Optional[Path]:
     return None
 
 
-def _class(class_path: str) -> Optional[type]:
+def class_of(class_path: str) -> Optional[type]:
+    """The class a checkpoint's ``_class_path`` names, or None when it cannot be imported."""
     module, _, name = class_path.rpartition(".")
     try:
         return getattr(importlib.import_module(module), name)
@@ -69,7 +70,7 @@ def migrate_checkpoint(checkpoint: dict) -> dict:
     ``PretrainedWordEmbedding`` (before 0e9487c) moved to the data module's ``vectors``. The weights are untouched."""
     data = dict(checkpoint.get("datamodule_hyper_parameters") or {})
     model = copy.deepcopy(dict(checkpoint.get("hyper_parameters") or {}))
-    data_class = _class(str(data.get("_class_path", "")))
+    data_class = class_of(str(data.get("_class_path", "")))
     if data_class is not None and hasattr(data_class, "migrate_options"):
         data = data_class.migrate_options(data)
     for init_args in _pretrained_vectors(model):

@@ -224,12 +224,13 @@ def _duration(value: Any) -> bool:
     (not negative)."""
     if isinstance(value, str):
         return DURATION.fullmatch(value.strip()) is not None
-    if isinstance(value, dict) or hasattr(value, "__dict__") and not isinstance(value, timedelta):
-        items = dict(vars(value) if not isinstance(value, dict) else value)
-        if not items or any(k not in TIMEDELTA_KEYS or not isinstance(v, (int, float)) or isinstance(v, bool)
-                            for k, v in items.items()):
+    if not isinstance(value, timedelta) and hasattr(value, "__dict__"):  # a jsonargparse Namespace
+        value = vars(value)
+    if isinstance(value, dict):
+        if not value or any(key not in TIMEDELTA_KEYS or not isinstance(amount, (int, float))
+                            or isinstance(amount, bool) for key, amount in value.items()):
             return False
-        value = timedelta(**items)
+        value = timedelta(**value)
     return isinstance(value, timedelta) and value >= timedelta(0)
 
 
@@ -298,6 +299,8 @@ def check_config_files(argv: list[str]) -> None:
     for name in files:
         path = Path(name)
         if not path.is_file():
+            if re.search(r"[:{\n]", name):  # YAML given inline: jsonargparse reads it
+                continue
             raise SeqlabError(f"--config {name}: no such file")
         data = path.read_bytes()
         try:

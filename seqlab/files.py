@@ -33,7 +33,7 @@ def iter_lines(path: Path, lenient: bool = False) -> Iterator[tuple[int, Union[s
                 try:
                     yield number, raw.decode("utf-8").rstrip("\r\n")
                 except UnicodeDecodeError as error:
-                    bad = SeqlabError(f"{path}:{number}: invalid UTF-8 (byte {error.start} of the line)")
+                    bad = SeqlabError(f"{path}:{number}: invalid UTF-8 (byte {error.start + 1} of the line)")
                     if not lenient:
                         raise bad from None
                     yield number, bad

@@ -5,7 +5,7 @@ Pure Python, shared by the readers (conversion), the metrics (spans) and the CRF
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 SCHEMES = ("BIO", "BIOES")
 
@@ -57,6 +57,37 @@ def bio_to_bioes(tags: Sequence[str]) -> list[str]:
         else:
             out.append(tag)
     return out
+
+
+def first_malformed(tags: Sequence[str]) -> Optional[tuple[int, str]]:
+    """(position, what is wrong) of the first malformed tag, or None when every tag is well formed."""
+    for position, tag in enumerate(tags):
+        try:
+            split_tag(tag)
+        except ValueError as error:
+            return position, str(error)
+    return None
+
+
+def convert_tags(tags: Sequence[str], tag_format: str, tag_scheme: str) -> list[str]:
+    """Well-formed tags in ``tag_format`` (``iob1`` or ``iob2``) -> the ``tag_scheme`` trained (``BIO`` or ``BIOES``)."""
+    tags = iob1_to_bio(tags) if tag_format == "iob1" else list(tags)
+    return bio_to_bioes(tags) if tag_scheme == "BIOES" else tags
+
+
+def label_order(tags: set[str]) -> list[str]:
+    """``O`` first, then by entity type and prefix (B, I, E, S): stable across runs and readable."""
+    rank = {"B": 0, "I": 1, "E": 2, "S": 3}
+    return ["O"] + sorted((t for t in tags if t != "O"), key=lambda t: (split_tag(t)[1], rank[split_tag(t)[0]]))
+
+
+def unknown_tag_message(tag: str, known: Sequence[str]) -> str:
+    """Why ``tag`` is not in ``known``, naming the entity type when the type itself is new."""
+    types = {split_tag(t)[1] for t in known} - {""}
+    kind = split_tag(tag)[1]
+    if kind and kind not in types:
+        return f"entity type '{kind}' does not occur in the training data (types: {' '.join(sorted(types))})"
+    return f"tag '{tag}' does not occur in the training data (known: {' '.join(known)})"
 
 
 def detect_scheme(labels: Sequence[str]) -> str:

@@ -128,8 +128,9 @@ class SequenceDataModule(pl.LightningDataModule):
         eval_batch_size: examples per evaluation batch (default: 2 x batch_size); bucket_size: batches per
         length-sorting pool; seed: the shuffling seed (the epoch is added each epoch)."""
         super().__init__()
-        for option, value in (("batch_size", batch_size), ("bucket_size", bucket_size)):
-            if value < 1:
+        for option, value in (("batch_size", batch_size), ("bucket_size", bucket_size),
+                              ("eval_batch_size", eval_batch_size), ("max_tokens", max_tokens)):
+            if value is not None and value < 1:
                 raise SeqlabError(f"--data.{option} must be at least 1, got {value}")
         self.path = path
         self.source = SplitSource(path, name, data_files, cache_dir)
@@ -158,17 +159,14 @@ class SequenceDataModule(pl.LightningDataModule):
     @classmethod
     def from_checkpoint(cls, checkpoint: Union[str, Path, dict], **overrides: Any) -> "SequenceDataModule":
         """The data module a checkpoint was trained with (its options, ``overrides`` on top), encoders restored."""
-        from seqlab.checkpoints import migrate_checkpoint, read_checkpoint
+        from seqlab.checkpoints import class_of, migrate_checkpoint, read_checkpoint
 
         checkpoint = migrate_checkpoint(read_checkpoint(checkpoint))
         options = dict(checkpoint.get("datamodule_hyper_parameters") or {})
-        class_path = options.pop("_class_path", None)
+        saved_class = class_of(str(options.pop("_class_path", "")))
         options.pop("_instantiator", None)
-        if class_path and cls is SequenceDataModule:
-            import importlib
-
-            module, _, name = class_path.rpartition(".")
-            return getattr(importlib.import_module(module), name).from_checkpoint(checkpoint, **overrides)
+        if cls is SequenceDataModule and saved_class is not None:
+            return saved_class.from_checkpoint(checkpoint, **overrides)
         data = cls(**{**options, **overrides})
         data.load_state_dict(checkpoint.get(cls.__qualname__) or {})
         return data
@@ -186,6 +184,21 @@ class SequenceDataModule(pl.LightningDataModule):
     def standardize(self, split: str, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
         """Rows of a hub or parquet/JSON dataset -> the columns the module's readers give."""
         raise NotImplementedError
+
+    def map_rows(self, split: str, dataset: datasets.Dataset, features: datasets.Features, columns: Sequence[str],
+                 convert: Callable[..., dict]) -> datasets.Dataset:
+        """A hub/parquet/JSON dataset -> ``features``: ``convert(row_number, *values of columns)`` gives each row's
+        values (``error`` set for a bad row), then the bad-row policy. Cached by ``datasets``."""
+
+        def convert_batch(batch: dict, indices: list[int]) -> dict:
+            out = {name: [] for name in features}
+            for row, *values in zip(indices, *(batch[c] for c in columns)):
+                for name, value in convert(row, *values).items():
+                    out[name].append(value)
+            return out
+
+        return self.checked(split, dataset.map(convert_batch, batched=True, with_indices=True, features=features,
+                                               remove_columns=dataset.column_names, desc="standardizing"))
 
     @staticmethod
     def require_columns(dataset: datasets.Dataset, source: str, **columns: str) -> None:
@@ -257,16 +270,15 @@ class SequenceDataModule(pl.LightningDataModule):
         }.get(stage or "", SPLITS)
 
     def setup(self, stage: Optional[str] = None) -> None:
-        self.prepare_encoders()
         for split in self.splits_for(stage):
-            if split not in self._encoded:
-                self._encoded[split] = self.encoded_split(split)
+            self.encoded(split)
 
     def encoded_split(self, split: str) -> ListDataset:
         encoded = self.encode(split, self.raw_split(split))
         return ListDataset({c: encoded[c] for c in self.batch_columns})
 
     def encoded(self, split: str) -> ListDataset:
+        """The split encoded for the loaders (the encoders fitted first if need be), once."""
         if split not in self._encoded:
             self.prepare_encoders()
             self._encoded[split] = self.encoded_split(split)

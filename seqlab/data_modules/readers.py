@@ -14,9 +14,18 @@ from seqlab import SeqlabError
 from seqlab.files import iter_lines, open_binary
 
 
+def is_binary(path: Path) -> bool:
+    """Whether the file (gunzipped) holds NUL bytes in its first 4 KiB: no text format does."""
+    try:
+        with open_binary(path) as handle:
+            return b"\x00" in handle.read(4096)
+    except (OSError, EOFError):
+        return False
+
+
 def head_lines(path: Path, count: int = 5) -> list[str]:
     """The first ``count`` non-empty lines (undecodable ones left out) of a text file; [] for a binary file."""
-    if is_parquet(path):
+    if is_parquet(path) or is_binary(path):
         return []
     lines = []
     try:
@@ -60,7 +69,7 @@ def choose_reader(path: Path, candidates: Sequence[Reader], declared: Optional[R
         return declared
     head = head_lines(path)
     if not head:
-        raise SeqlabError(f"{path}: no text lines (an empty or binary file)")
+        raise SeqlabError(f"{path}: {'a binary file, not text' if is_binary(path) else 'no text lines (an empty file)'}")
     for reader in candidates:
         if reader.accepts(head):
             return reader

@@ -41,6 +41,8 @@ class BucketBatchSampler:
         self.lengths = np.asarray(lengths, dtype=np.int64)
         if self.lengths.ndim != 1 or len(self.lengths) == 0:
             raise ValueError("BucketBatchSampler needs a non-empty list of lengths")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if max_tokens is not None and max_tokens < int(self.lengths.max()):
             raise ValueError(f"max_tokens={max_tokens} is smaller than the longest example ({self.lengths.max()})")
         self.batch_size = batch_size

@@ -164,19 +164,12 @@ class TextClassificationData(WordVectorsData):
             self.class_label_names = list(feature.names)
         text_field, label_field = self.hparams.text_field, self.hparams.label_field
 
-        def standardize(batch: dict, indices: list[int]) -> dict:
-            out = {name: [] for name in _FEATURES}
-            for row, text, label in zip(indices, batch[text_field], batch[label_field]):
-                at = f"{source}: row {row + 1}"
-                text, label, error = labelled_text({text_field: text or "", label_field: label}, at, text_field,
-                                                   label_field)
-                for name, value in zip(_FEATURES, (text, label, at, 0, error)):
-                    out[name].append(value)
-            return out
+        def convert(row: int, text: Optional[str], label) -> dict:
+            at = f"{source}: row {row + 1}"
+            text, label, error = labelled_text({text_field: text or "", label_field: label}, at, text_field, label_field)
+            return {"text": text, "label": label, "source": at, "line": 0, "error": error}
 
-        return self.checked(split, dataset.map(
-            standardize, batched=True, with_indices=True, remove_columns=dataset.column_names, features=_FEATURES,
-            desc="standardizing"))
+        return self.map_rows(split, dataset, _FEATURES, (text_field, label_field), convert)
 
     # ----------------------------------------------------------------- encoders
     @property

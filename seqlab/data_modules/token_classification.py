@@ -16,14 +16,14 @@ from seqlab.data_modules.readers import (
     CoNLLUReader,
     ColumnReader,
     JsonlReader,
-    Reader,
     LinesReader,
+    Reader,
     choose_reader,
     head_lines,
     is_parquet,
 )
 from seqlab.encoders.vocab import Vocabulary
-from seqlab.tagging import bio_to_bioes, iob1_to_bio, split_tag
+from seqlab.tagging import convert_tags, first_malformed, label_order, unknown_tag_message
 
 _FEATURES = datasets.Features({
     "tokens": datasets.Sequence(datasets.Value("string")),
@@ -47,55 +47,21 @@ class TokenBatch(TypedDict):
     tokens: list[list[str]]
 
 
-def convert_tags(tags: list[str], tag_format: str, tag_scheme: str) -> list[str]:
-    """Input ``tag_format`` (``iob1`` or ``iob2``) to the output ``tag_scheme`` (``BIO`` or ``BIOES``); ValueError on
-    a malformed tag."""
-    for tag in tags:
-        split_tag(tag)
-    tags = iob1_to_bio(tags) if tag_format == "iob1" else list(tags)
-    return bio_to_bioes(tags) if tag_scheme == "BIOES" else tags
-
-
-def label_order(tags: set[str]) -> list[str]:
-    """``O`` first, then by entity type and prefix (B, I, E, S): stable across runs and readable."""
-    rank = {"B": 0, "I": 1, "E": 2, "S": 3}
-    others = sorted((t for t in tags if t != "O"), key=lambda t: (split_tag(t)[1], rank[split_tag(t)[0]]))
-    return ["O"] + others
-
-
 def location(source: str, line: int, token: int) -> str:
     """``file:line`` of a token in a line-based file; ``file: row R, token K`` for row-based data (line 0)."""
     return f"{source}:{line + token}" if line > 0 else f"{source}, token {token + 1}"
-
-
-def unknown_tag_message(tag: str, known: list[str]) -> str:
-    """Name the entity type when the type itself is new (the tag may have been converted to BIOES)."""
-    types = {split_tag(t)[1] for t in known} - {""}
-    kind = split_tag(tag)[1]
-    if kind and kind not in types:
-        return f"entity type '{kind}' does not occur in the training data (types: {' '.join(sorted(types))})"
-    return f"tag '{tag}' does not occur in the training data (known: {' '.join(known)})"
 
 
 def _sentences(signature: tuple, reader: Reader, split: str, tag_format: str, tag_scheme: str):
     """The reader's sentences with their tags converted; a malformed tag makes the sentence a bad row."""
     for path, *_ in signature:
         for row in reader.rows(Path(path), split):
-            if row["tags"] and not row["error"]:
-                try:
-                    row["tags"] = convert_tags(row["tags"], tag_format, tag_scheme)
-                except ValueError as error:
-                    offset = next(i for i, t in enumerate(row["tags"]) if not _valid(t))
-                    row["error"] = f"{location(row['source'], row['line'], offset)}: {error}"
+            malformed = first_malformed(row["tags"])
+            if malformed is not None and not row["error"]:
+                row["error"] = f"{location(row['source'], row['line'], malformed[0])}: {malformed[1]}"
+            elif row["tags"] and not row["error"]:
+                row["tags"] = convert_tags(row["tags"], tag_format, tag_scheme)
             yield {name: row[name] for name in _FEATURES}
-
-
-def _valid(tag: str) -> bool:
-    try:
-        split_tag(tag)
-        return True
-    except ValueError:
-        return False
 
 
 class TokenClassificationData(WordVectorsData):
@@ -198,27 +164,18 @@ class TokenClassificationData(WordVectorsData):
                 return f"tag id out of range for {len(names)} tag names"
             return ""
 
-        def standardize(batch: dict, indices: list[int]) -> dict:
-            out = {name: [] for name in _FEATURES}
-            for row, tokens, tags in zip(indices, batch[tokens_field], batch[tags_field]):
-                where = f"{source}: row {row + 1}"
-                error = problem(tokens or [], tags or [])
-                if not error:
-                    try:
-                        tags = convert_tags([t if isinstance(t, str) else names[t] for t in tags], tag_format,
-                                            tag_scheme)
-                    except ValueError as bad:
-                        error = str(bad)
-                out["tokens"].append([] if error else list(tokens))
-                out["tags"].append([] if error else tags)
-                out["source"].append(where)
-                out["line"].append(0)  # rows have no line numbers: locations name the row and token
-                out["error"].append(f"{where}: {error}" if error else "")
-            return out
+        def convert(row: int, tokens: list, tags: list) -> dict:
+            where = f"{source}: row {row + 1}"
+            error = problem(tokens or [], tags or [])
+            if not error:
+                tags = [t if isinstance(t, str) else names[t] for t in tags]
+                error = (first_malformed(tags) or (0, ""))[1]
+                tags = tags if error else convert_tags(tags, tag_format, tag_scheme)
+            # rows have no line numbers (line 0): locations name the row and token
+            return {"tokens": [] if error else list(tokens), "tags": [] if error else tags, "source": where, "line": 0,
+                    "error": f"{where}: {error}" if error else ""}
 
-        return self.checked(split, dataset.map(
-            standardize, batched=True, with_indices=True, remove_columns=dataset.column_names, features=_FEATURES,
-            desc="standardizing"))
+        return self.map_rows(split, dataset, _FEATURES, (tokens_field, tags_field), convert)
 
     # ----------------------------------------------------------------- encoders
     @property

@@ -197,19 +197,9 @@ class TranslationData(SequenceDataModule):
         if "translation" in dataset.column_names:  # translation.de, translation.en -> de, en
             dataset = dataset.flatten()
             dataset = dataset.rename_columns({c: c.split(".", 1)[1] for c in dataset.column_names if "." in c})
-        for lang in (source, target):
-            if lang not in dataset.column_names:
-                keys = ", ".join(sorted(dataset.column_names))
-                raise SeqlabError(f"{at}: no language key '{lang}' (available keys: {keys}); "
-                                  "set --data.source_lang / --data.target_lang")
-
-        def standardize(batch: dict, indices: list[int]) -> dict:
-            pairs = zip(indices, batch[source], batch[target])
-            rows = [pair_row(f"{at}: row {i + 1}", s or "", t or "") for i, s, t in pairs]
-            return {name: [row[name] for row in rows] for name in FEATURES}
-
-        return self.checked(split, dataset.select_columns([source, target]).map(
-            standardize, batched=True, with_indices=True, features=FEATURES, remove_columns=[source, target]))
+        self.require_columns(dataset, at, source_lang=source, target_lang=target)
+        return self.map_rows(split, dataset, FEATURES, (source, target),
+                             lambda row, s, t: pair_row(f"{at}: row {row + 1}", s or "", t or ""))
 
     def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         source_encoder, target_encoder = self.source_encoder, self.target_encoder

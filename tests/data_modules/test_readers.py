@@ -89,7 +89,7 @@ def test_a_bad_line_marks_only_its_sentence(tmp_path):
     rows = list(ColumnReader().rows(path))
     assert [r["tokens"] for r in rows if not r["error"]] == [["Peter", "runs"], ["Paris"]]
     errors = [r["error"] for r in rows if r["error"]]
-    assert errors[0].endswith("train.txt:4: invalid UTF-8 (byte 3 of the line)")
+    assert errors[0].endswith("train.txt:4: invalid UTF-8 (byte 4 of the line)")
     assert f"{path}:7: expected 2 columns" in errors[1]
 
 

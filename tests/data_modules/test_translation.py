@@ -178,7 +178,7 @@ def test_long_training_pairs_are_dropped_and_counted(multi30k_dir, caplog):
 
 @pytest.mark.parametrize("bad_line,message", [
     (b"", r"train.de:2: empty source or target line"),
-    (b"Kaputt \xff", r"train.de:2: invalid UTF-8 \(byte 7 of the line\)"),
+    (b"Kaputt \xff", r"train.de:2: invalid UTF-8 \(byte 8 of the line\)"),
 ])
 def test_bad_rows_follow_on_bad_row(tmp_path, caplog, bad_line, message):
     """An empty side or an undecodable line: dropped and counted (``skip``, the default), dropped with a warning
@@ -243,7 +243,7 @@ def test_hub_layouts(fake_hub, tmp_path, hub_id):
     data.setup("fit")
     assert data.raw_split("train")["target_text"] == ENGLISH
     assert data.raw_split("validation")["source_text"] == GERMAN[:2]
-    with pytest.raises(SeqlabError, match=r"\[train\]: no language key 'cs' \(available keys: de, en\)"):
+    with pytest.raises(SeqlabError, match=r"\[train\]: no field 'cs' \(fields: de, en\); set --data.source_lang"):
         TranslationData(path=hub_id, source_lang="cs", cache_dir=str(tmp_path)).raw_split("train")
 
 
