@@ -55,7 +55,7 @@ bench: install
 clean:
 	rm -rf runs lightning_logs .pytest_cache
 
-# Train and test every entry of leaderboards/default.yaml (about 2 h 20 min on 2 CPU cores), then write LEADERBOARD.md,
+# Train and test every entry of leaderboards/default.yaml (about 2 h 35 min on 2 CPU cores), then write LEADERBOARD.md,
 # results/leaderboard.csv and the plots in results/leaderboard/; rows are appended to results/leaderboard.jsonl.
 .PHONY: leaderboard
 leaderboard: install
