@@ -235,3 +235,23 @@ def test_allowed_paths_are_exactly_the_well_formed_ones(labels, scheme):
             covered = {i for s in strict_spans(path, scheme) for i in range(s.start, s.end)}
             well_formed = covered == {i for i, t in enumerate(path) if t != "O"}
             assert allowed == well_formed, path
+
+
+def test_first_malformed_names_the_position_and_the_problem():
+    from seqlab.tagging import first_malformed
+
+    assert first_malformed(["O", "B-PER", "I-PER"]) is None
+    position, problem = first_malformed(["O", "B-PER", "X-PER", "PER"])
+    assert position == 2 and "X-PER" in problem
+
+
+def test_convert_tags_iob1_to_bioes_and_label_order():
+    from seqlab.tagging import convert_tags, label_order, unknown_tag_message
+
+    assert convert_tags(["I-ORG", "O", "I-PER", "I-PER", "B-PER"], "iob1", "BIOES") == [
+        "S-ORG", "O", "B-PER", "E-PER", "S-PER"]
+    assert convert_tags(["B-LOC", "I-LOC"], "iob2", "BIO") == ["B-LOC", "I-LOC"]
+    assert label_order({"S-PER", "B-ORG", "O", "E-ORG", "B-PER", "E-PER"}) == [
+        "O", "B-ORG", "E-ORG", "B-PER", "E-PER", "S-PER"]
+    assert "entity type 'GPE'" in unknown_tag_message("B-GPE", ["O", "B-PER"])
+    assert "tag 'I-PER' does not occur" in unknown_tag_message("I-PER", ["O", "B-PER"])

@@ -4,7 +4,7 @@ per-frame classifier; frame accuracy and phone error rate on the scoring label s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
@@ -19,6 +19,9 @@ from seqlab.models.encoders import BiLSTMEncoder, SequenceEncoder
 from seqlab.models.frames import IGNORE_INDEX, FrameClassifier, FrameStacking
 from seqlab.tasks.base import STAGES, SequenceTask
 from seqlab.tasks.speech_metrics import PhoneErrorRate, phone_sequence, write_confusion_matrix
+
+if TYPE_CHECKING:  # the Batch its data module's collator gives
+    from seqlab.data_modules.speech import FrameBatch
 
 
 class FrameClassification(SequenceTask):
@@ -91,7 +94,7 @@ class FrameClassification(SequenceTask):
         self.phone_error = nn.ModuleDict({f"{stage}_per": PhoneErrorRate() for stage in ("val", "test")})
         self.confusion = MulticlassConfusionMatrix(classes, ignore_index=IGNORE_INDEX)
 
-    def forward(self, batch: dict) -> torch.Tensor:
+    def forward(self, batch: FrameBatch) -> torch.Tensor:
         """Logits (B, T, K) for every input frame."""
         features, mask = batch["features"], batch["mask"]  # (B, T, F), (B, T)
         if self.augment is not None:
@@ -109,7 +112,7 @@ class FrameClassification(SequenceTask):
         """Label ids (any shape) -> scoring ids, -100 kept."""
         return torch.where(label_ids >= 0, self.fold[label_ids.clamp_min(0)], label_ids)
 
-    def shared_step(self, batch: dict, stage: str) -> torch.Tensor:
+    def shared_step(self, batch: FrameBatch, stage: str) -> torch.Tensor:
         logits = self(batch)
         mask, gold = batch["mask"], batch["label_ids"]
         loss = self.head.loss(logits, gold, mask)
@@ -132,7 +135,7 @@ class FrameClassification(SequenceTask):
             self.confusion.update(predicted[mask], reference[mask])
         return loss
 
-    def phone_sequences(self, predicted: torch.Tensor, batch: dict) -> tuple[list[list[int]], list[list[int]]]:
+    def phone_sequences(self, predicted: torch.Tensor, batch: FrameBatch) -> tuple[list[list[int]], list[list[int]]]:
         """Hypothesis and reference phone sequences (scoring ids, collapsed, without silence) of each utterance."""
         fold = self.fold.tolist()
         hypotheses, references = [], []
@@ -152,7 +155,7 @@ class FrameClassification(SequenceTask):
             csv_path, png_path = write_confusion_matrix(matrix, self.score_names, directory / "confusion_test")
             rank_zero_info(f"confusion matrix written to {csv_path} and {png_path}")
 
-    def predict_step(self, batch: dict, batch_idx: int = 0) -> list[dict]:
+    def predict_step(self, batch: FrameBatch, batch_idx: int = 0) -> list[dict]:
         """One record per utterance: its id, the label of every frame, and the phone segments (runs of equal frame
         labels) with start and end in seconds (boundaries halfway between frame centres; the first segment starts
         at 0 and the last ends with the audio)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,9 @@ from seqlab.models.embeddings import TokenEmbedder, WordEmbedder, WordEmbedding
 from seqlab.models.encoders import BiLSTMEncoder, SequenceEncoder
 from seqlab.models.pooling import MaxPooling, PooledOutput, Pooling
 from seqlab.tasks.base import SequenceTask
+
+if TYPE_CHECKING:  # the Batch its data module's collator gives
+    from seqlab.data_modules.text_classification import SentenceBatch
 
 
 class SentenceClassification(SequenceTask):
@@ -73,13 +76,13 @@ class SentenceClassification(SequenceTask):
         })
         self.test_class_f1 = MulticlassF1Score(classes, average="none")
 
-    def forward(self, batch: dict) -> tuple[torch.Tensor, PooledOutput]:
+    def forward(self, batch: SentenceBatch) -> tuple[torch.Tensor, PooledOutput]:
         """Logits (B, K) and the pooling's output (pooled (B, P), attention weights, penalty)."""
         embedded = self.embedder(batch["token_ids"], batch["mask"])  # (B, T, E)
         pooled = self.pooling(self.encoder(embedded, batch["mask"]))
         return self.head(pooled.pooled), pooled
 
-    def shared_step(self, batch: dict, stage: str) -> torch.Tensor:
+    def shared_step(self, batch: SentenceBatch, stage: str) -> torch.Tensor:
         logits, pooled = self(batch)
         targets = batch["label_ids"]
         if stage != "train" and bool((targets < 0).any()):  # training rows without a label fail when read
@@ -115,7 +118,7 @@ class SentenceClassification(SequenceTask):
         self.log_dict({f"test/f1_{label}": value for label, value in zip(self.labels, per_class)}, sync_dist=True)
         self.test_class_f1.reset()
 
-    def predict_step(self, batch: dict, batch_idx: int = 0) -> list[dict]:
+    def predict_step(self, batch: SentenceBatch, batch_idx: int = 0) -> list[dict]:
         """One record per text: tokens, label, class probabilities and, for attention poolings, each token's
         attention weight (``attention``; the mean over hops, with ``attention_hops`` per hop when r > 1)."""
         logits, pooled = self(batch)

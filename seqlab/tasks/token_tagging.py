@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
@@ -22,6 +22,9 @@ from seqlab.models import (
 from seqlab.tagging import detect_scheme, strict_spans
 from seqlab.tasks.base import SequenceTask
 from seqlab.tasks.metrics import EntityF1
+
+if TYPE_CHECKING:  # the Batch its data module's collator gives
+    from seqlab.data_modules.token_classification import TokenBatch
 
 
 class TokenTagging(SequenceTask):
@@ -66,7 +69,7 @@ class TokenTagging(SequenceTask):
         self.head = head(self.encoder.output_size, self.labels)
         self.metrics = nn.ModuleDict({stage: EntityF1(self.labels) for stage in ("val", "test")})
 
-    def forward(self, batch: dict) -> torch.Tensor:
+    def forward(self, batch: TokenBatch) -> torch.Tensor:
         """Emissions (B, T, K)."""
         embedded = self.embedder(batch["token_ids"], batch["mask"], batch.get("char_ids"))  # (B, T, E)
         encoded = self.encoder(embedded, batch["mask"])  # states (B, T, H)
@@ -74,7 +77,7 @@ class TokenTagging(SequenceTask):
             encoded = self.attention(encoded)
         return self.head(encoded.states)
 
-    def shared_step(self, batch: dict, stage: str) -> torch.Tensor:
+    def shared_step(self, batch: TokenBatch, stage: str) -> torch.Tensor:
         emissions = self(batch)
         loss = self.head.loss(emissions, batch["tag_ids"], batch["mask"])
         batch_size = batch["mask"].shape[0]
@@ -100,7 +103,7 @@ class TokenTagging(SequenceTask):
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test")
 
-    def predict_step(self, batch: dict, batch_idx: int = 0) -> list[dict]:
+    def predict_step(self, batch: TokenBatch, batch_idx: int = 0) -> list[dict]:
         """One record per sentence: tokens, tags and entity spans (token offsets, end exclusive)."""
         predicted = self.head.decode(self(batch), batch["mask"]).tolist()
         records = []

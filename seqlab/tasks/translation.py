@@ -3,7 +3,7 @@ cross-entropy; greedy / beam decoding; corpus BLEU and chrF (sacrebleu) over who
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -17,6 +17,9 @@ from seqlab.models.decoders import BeamSearch, GreedySearch, Hypotheses, LSTMDec
 from seqlab.models.embeddings import TokenEmbedder, WordEmbedder, WordEmbedding
 from seqlab.models.encoders import BiLSTMEncoder, EncoderOutput, SequenceEncoder
 from seqlab.tasks.base import SequenceTask
+
+if TYPE_CHECKING:  # the Batch its data module's collator gives
+    from seqlab.data_modules.translation import TranslationBatch
 
 
 def corpus_scores(hypotheses: list[str], references: list[str]):
@@ -105,15 +108,15 @@ class Seq2SeqTranslation(SequenceTask):
         self._outputs: dict[str, list[tuple[int, str, str]]] = {}
 
     # ----------------------------------------------------------------- model
-    def encode(self, batch: dict) -> EncoderOutput:
+    def encode(self, batch: TranslationBatch) -> EncoderOutput:
         embedded = self.embedder(batch["source_ids"], batch["source_mask"])  # (B, S, E)
         return self.encoder(embedded, batch["source_mask"])  # states (B, S, M)
 
-    def forward(self, batch: dict):
+    def forward(self, batch: TranslationBatch):
         """Teacher-forced logits (B, T + 1, V) for ``target_ids[:, 1:]`` and the attention (B, T + 1, S) or None."""
         return self.decoder(batch["target_ids"][:, :-1], self.encode(batch))
 
-    def translate(self, batch: dict, search: SearchStrategy, return_attention: bool = False) -> Hypotheses:
+    def translate(self, batch: TranslationBatch, search: SearchStrategy, return_attention: bool = False) -> Hypotheses:
         return search(self.decoder, self.encode(batch), self.bos_index, self.eos_index, return_attention)
 
     def _target(self) -> TextEncoder:
@@ -129,7 +132,7 @@ class Seq2SeqTranslation(SequenceTask):
         return [decode(row[:length]) for row, length in zip(tokens, lengths)]
 
     # ----------------------------------------------------------------- steps
-    def shared_step(self, batch: dict, stage: str) -> torch.Tensor:
+    def shared_step(self, batch: TranslationBatch, stage: str) -> torch.Tensor:
         gold = batch["target_ids"][:, 1:]  # (B, T + 1): y_1 .. y_T EOS, padded
         logits = self(batch).logits  # (B, T + 1, V)
         flat_logits, flat_gold = logits.reshape(-1, logits.shape[-1]), gold.reshape(-1)
@@ -149,7 +152,7 @@ class Seq2SeqTranslation(SequenceTask):
                 self._collect("test_beam", batch, self.translate(batch, self.beam_search))
         return loss
 
-    def _collect(self, key: str, batch: dict, hypotheses: Hypotheses) -> None:
+    def _collect(self, key: str, batch: TranslationBatch, hypotheses: Hypotheses) -> None:
         texts = self.detokenize(hypotheses)
         self._outputs.setdefault(key, []).extend(zip(batch["index"].tolist(), texts, batch["references"]))
 
@@ -181,7 +184,7 @@ class Seq2SeqTranslation(SequenceTask):
         else:
             self._score("test_greedy", ("test/bleu", "test/chrf"), announce=True)
 
-    def predict_step(self, batch: dict, batch_idx: int = 0) -> list[dict]:
+    def predict_step(self, batch: TranslationBatch, batch_idx: int = 0) -> list[dict]:
         """One record per source line: source, translation (the best hypothesis), score; with
         ``predict_attention`` also the source pieces, the output pieces and the attention (one row per output
         piece, one weight per source piece)."""
