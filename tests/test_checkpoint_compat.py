@@ -22,9 +22,10 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def same(new, old, path: str = "") -> None:
-    """Equal records: strings, labels and lists exactly, floats to the 6 decimals the writer keeps."""
+    """Equal records: strings, labels and lists exactly, floats within 1e-5 (the writer keeps 6 decimals; beam scores
+    move in the 6th with the batch a sentence is in)."""
     if isinstance(old, float) or isinstance(new, float):
-        assert math.isclose(new, old, rel_tol=0, abs_tol=2e-6), f"{path}: {new} != {old}"
+        assert math.isclose(new, old, rel_tol=0, abs_tol=1e-5), f"{path}: {new} != {old}"
     elif isinstance(old, dict):
         assert set(new) == set(old), f"{path}: keys {sorted(new)} != {sorted(old)}"
         for key in old:

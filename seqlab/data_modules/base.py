@@ -178,6 +178,10 @@ class SequenceDataModule(pl.LightningDataModule):
     def read_predict(self, path: Path) -> datasets.Dataset:
         raise NotImplementedError
 
+    def input_rows(self, inputs: list) -> datasets.Dataset:
+        """In-memory inputs of the Python API (texts; audio files for speech) -> the rows ``read_predict`` gives."""
+        raise NotImplementedError
+
     def from_hub(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         return self.standardize(split, dataset, source=f"{self.path}[{split}]")
 
@@ -276,6 +280,17 @@ class SequenceDataModule(pl.LightningDataModule):
     def encoded_split(self, split: str) -> ListDataset:
         encoded = self.encode(split, self.raw_split(split))
         return ListDataset({c: encoded[c] for c in self.batch_columns})
+
+    def encoded_inputs(self, inputs: Sequence) -> ListDataset:
+        """Inputs of the Python API encoded as the ``predict`` split is; a bad input stops with one line."""
+        self.require_encoders()
+        rows = self.input_rows(list(inputs))
+        bad = next((message for message in rows["error"] if message), None)
+        if bad is not None:
+            raise SeqlabError(bad)
+        self._raw["predict"] = rows
+        self._encoded.pop("predict", None)
+        return self.encoded("predict")
 
     def encoded(self, split: str) -> ListDataset:
         """The split encoded for the loaders (the encoders fitted first if need be), once."""

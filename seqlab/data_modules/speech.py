@@ -146,6 +146,15 @@ class SpeechFrameData(SequenceDataModule):
         relative to the list), a JSONL manifest or an utterance table (alignments, if any, are ignored)."""
         return self.rows([path], read_entry(path, None, self.split_column))
 
+    def input_rows(self, inputs: list) -> datasets.Dataset:
+        """Audio files (paths), each read as a predict input (a folder: its audio files)."""
+        files = [Path(item).expanduser() for item in inputs]
+        for number, path in enumerate(files, 1):
+            if not path.exists():
+                raise SeqlabError(f"input {number}: audio file not found: {path}")
+        rows = self.rows(files, [entry for path in files for entry in read_entry(path, None, self.split_column)])
+        return rows.add_column("error", [""] * len(rows))
+
     def from_hub(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         """Rows with ``audio`` and ``phonetic_detail`` (``start``, ``stop``, ``utterance``, in samples)."""
         for field in (self.audio_field, self.phonetic_field):

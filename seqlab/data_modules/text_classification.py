@@ -156,6 +156,11 @@ class TextClassificationData(WordVectorsData):
         text_field = "text" if isinstance(reader, LinesReader) else self.hparams.text_field
         return self._read_rows("predict", [path], reader, text_field, None)
 
+    def input_rows(self, inputs: list) -> datasets.Dataset:
+        rows = [{"text": str(text).strip(), "label": "", "source": "input", "line": number, "error": ""
+                 if str(text).strip() else f"input {number}: empty text"} for number, text in enumerate(inputs, 1)]
+        return datasets.Dataset.from_list(rows, features=_FEATURES)
+
     def standardize(self, split: str, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
         """Rows with ``text_field``/``label_field`` -> the reader's columns; ClassLabel ids become their names."""
         self.require_columns(dataset, source, text_field=self.hparams.text_field, label_field=self.hparams.label_field)

@@ -145,6 +145,11 @@ class TokenClassificationData(WordVectorsData):
             split="predict", tag_format=self.hparams.tag_format, tag_scheme=self.hparams.tag_scheme,
         ))
 
+    def input_rows(self, inputs: list) -> datasets.Dataset:
+        rows = [{"tokens": str(text).split(), "tags": [], "source": "input", "line": number, "error": ""
+                 if str(text).split() else f"input {number}: empty sentence"} for number, text in enumerate(inputs, 1)]
+        return datasets.Dataset.from_list(rows, features=_FEATURES)
+
     def standardize(self, split: str, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
         """Rows with ``tokens_field``/``tags_field`` -> the reader columns, tag ids turned into strings."""
         self.require_columns(dataset, source, tokens_field=self.hparams.tokens_field, tags_field=self.hparams.tags_field)

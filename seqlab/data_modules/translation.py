@@ -191,6 +191,12 @@ class TranslationData(SequenceDataModule):
     def read_predict(self, path: Path) -> datasets.Dataset:
         return generate_dataset(read_sources, FEATURES, self.cache_dir, signature=self.signature([path]))
 
+    def input_rows(self, inputs: list) -> datasets.Dataset:
+        rows = [{"source_text": " ".join(str(text).split()), "target_text": "", "where": f"input {number}", "error": ""
+                 if str(text).split() else f"input {number}: empty source sentence"}
+                for number, text in enumerate(inputs, 1)]
+        return datasets.Dataset.from_list(rows, features=FEATURES)
+
     def from_hub(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         """One column per language (Multi30k), or a ``translation`` dict per row (WMT)."""
         source, target, at = self.source_lang, self.target_lang, f"{self.path}[{split}]"

@@ -1,0 +1,71 @@
+"""``seqlab.load(path).predict(inputs)``: the Python API gives, without a Trainer, a config or the training data, the
+records ``seqlab predict`` writes, for every task, from a checkpoint moved to another directory."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+import seqlab
+from seqlab import SeqlabError
+from tests.conftest import repo_root, require_shared_data
+from tests.test_checkpoint_compat import same
+
+FIXTURES = repo_root() / "tests" / "fixtures" / "e463e89"
+
+
+def inputs_of(task: str) -> list[str]:
+    lines = (FIXTURES / f"{task}_input.txt").read_text().splitlines()
+    return [str(require_shared_data() / line) for line in lines] if task == "speech" else lines
+
+
+def expected(task: str) -> list[dict]:
+    records = [json.loads(line) for line in (FIXTURES / f"{task}_predictions.jsonl").read_text().splitlines()]
+    if task == "speech":  # ids are the audio paths as given
+        for record in records:
+            record["id"] = str(require_shared_data() / record["id"])
+    return records
+
+
+@pytest.mark.parametrize("task", ["ner", "sentiment", "translation", "speech"])
+def test_load_predicts_what_the_cli_predicts_from_a_moved_checkpoint(task, tmp_path):
+    moved = tmp_path / "elsewhere" / "model.ckpt"
+    moved.parent.mkdir()
+    shutil.copy(FIXTURES / f"{task}.ckpt", moved)
+    model = seqlab.load(moved, device="cpu")
+    inputs = inputs_of(task)
+    for batch_size in (1, 7):  # batching and length sorting change no record (beyond float rounding) nor the order
+        same(model.predict(inputs, batch_size=batch_size), expected(task), task)
+    assert model.predict([]) == []
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    model = seqlab.load(FIXTURES / "sentiment.ckpt")
+    with pytest.raises(SeqlabError, match="input 2: empty text"):
+        model.predict(["fine", "   "])
+    with pytest.raises(TypeError, match="a list of inputs"):
+        model.predict("a single string")
+    with pytest.raises(SeqlabError, match="checkpoint not found"):
+        seqlab.load(tmp_path / "missing.ckpt")
+    (tmp_path / "broken.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SeqlabError, match="cannot read checkpoint"):
+        seqlab.load(tmp_path / "broken.ckpt")
+    assert model.labels == ["negative", "positive"]
+
+
+def test_readme_python_api_example_runs(tmp_path, monkeypatch, capsys):
+    readme = (repo_root() / "README.md").read_text()
+    section = readme[readme.index("## Python API"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    checkpoint = re.search(r'seqlab\.load\("([^"]+)"', code).group(1)
+    target = tmp_path / checkpoint
+    target.parent.mkdir(parents=True)
+    shutil.copy(FIXTURES / "ner.ckpt", target)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "'type':" in printed and "'start':" in printed
