@@ -102,6 +102,16 @@ def test_quoted_multiline_csv_fields_keep_their_first_line(tmp_path):
     assert rows[2]["error"].startswith(f"{path}:5: ")
 
 
+def test_quoted_multiline_tsv_fields_when_declared(tmp_path):
+    path = tmp_path / "reviews.tsv"
+    path.write_text('text\tlabel\n"two\nlines"\tpos\nbare "quote\tneg\n')
+    quoted = list(DelimitedReader(quoting=True).rows(path))
+    assert quoted[0]["fields"] == {"text": "two\nlines", "label": "pos"} and quoted[0]["line"] == 2
+    assert quoted[1]["fields"] == {"text": 'bare "quote', "label": "neg"} and quoted[1]["line"] == 4
+    plain = list(DelimitedReader().rows(path))  # TSV default: quotes are text (SST-2 has bare quotes)
+    assert [r["fields"].get("text") for r in plain] == ['"two', 'lines"', 'bare "quote']
+
+
 def test_classification_from_multiline_csv_and_tsv_without_extension(tmp_path):
     (tmp_path / "train.csv").write_text('text,label\n"good,\nvery good",pos\nbad,neg\n')
     (tmp_path / "dev").write_text("text\tlabel\nfine\tpos\n")
