@@ -38,6 +38,20 @@ def same(new, old, path: str = "") -> None:
         assert new == old, f"{path}: {new!r} != {old!r}"
 
 
+def as_before(task: str, records: list[dict]) -> list[dict]:
+    """NER records in the schema of e463e89: entities with token offsets. Since then a record also holds its raw
+    ``text``, and an entity's ``start``/``end`` are character offsets into it (``token_start``/``token_end`` the
+    tokens); for the whitespace-separated inputs of the fixtures the entity texts are the same."""
+    if task != "ner":
+        return records
+    for record in records:
+        text = record.pop("text")
+        for entity in record["entities"]:
+            assert text[entity["start"]:entity["end"]] == entity["text"]
+            entity["start"], entity["end"] = entity.pop("token_start"), entity.pop("token_end")
+    return records
+
+
 def run(*args: str) -> None:
     try:
         main(list(args))
@@ -60,7 +74,7 @@ def test_old_checkpoint_predicts_as_it_did(task, tmp_path):
     run("predict", "--ckpt_path", str(FIXTURES / f"{task}.ckpt"), "--data.predict_path", str(predict_input(task, tmp_path)),
         "--prediction_writer.output_path", str(output), "--trainer.logger", "false",
         "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path))
-    new, old = read_jsonl(output), read_jsonl(FIXTURES / f"{task}_predictions.jsonl")
+    new, old = as_before(task, read_jsonl(output)), read_jsonl(FIXTURES / f"{task}_predictions.jsonl")
     if task == "speech":  # the ids are the audio paths as listed: absolute here, relative to the data root then
         for record in old:
             record["id"] = str(require_shared_data() / record["id"])

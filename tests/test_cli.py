@@ -55,7 +55,7 @@ def test_checkpoint_round_trip_and_predict_without_config(tmp_path, conll_slice)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_rows(out)
     assert [r["tags"] for r in rows] == [r["tags"] for r in expected]
-    assert all(set(r) == {"tokens", "tags", "entities"} for r in rows)
+    assert all(set(r) == {"text", "tokens", "tags", "entities"} for r in rows)
 
     # a model option on the command line wins over the checkpoint's hyperparameters
     override = SeqlabCLI(args=["validate", "--ckpt_path", str(moved), *run_options(tmp_path, conll_slice),

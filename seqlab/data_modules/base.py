@@ -104,8 +104,9 @@ class SequenceDataModule(pl.LightningDataModule):
     by the CLI before it links sizes into the model), or restored from a checkpoint: ``from_checkpoint``.
     """
 
-    #: columns that ``encode`` produces and the loaders serve
+    #: columns that ``encode`` produces and the loaders serve (and those served when a split has them)
     batch_columns: Sequence[str] = ()
+    optional_columns: Sequence[str] = ()
     #: renamed options of checkpoints written by older versions: old name -> (new name, value -> new value)
     renamed_options: dict[str, tuple[str, Callable[[Any], Any]]] = {}
 
@@ -279,7 +280,8 @@ class SequenceDataModule(pl.LightningDataModule):
 
     def encoded_split(self, split: str) -> ListDataset:
         encoded = self.encode(split, self.raw_split(split))
-        return ListDataset({c: encoded[c] for c in self.batch_columns})
+        optional = [c for c in self.optional_columns if c in encoded.column_names]
+        return ListDataset({c: encoded[c] for c in (*self.batch_columns, *optional)})
 
     def encoded_inputs(self, inputs: Sequence) -> ListDataset:
         """Inputs of the Python API encoded as the ``predict`` split is; a bad input stops with one line."""

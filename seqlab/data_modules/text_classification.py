@@ -22,6 +22,7 @@ from seqlab.data_modules.readers import (
     choose_reader,
     is_parquet,
 )
+from seqlab.encoders.pretokenizers import PreTokenizer, WhitespacePreTokenizer
 from seqlab.encoders.text import SubwordEncoder, TextEncoder, WhitespaceEncoder
 from seqlab.encoders.vocab import Vocabulary
 
@@ -89,7 +90,9 @@ class TextClassificationData(WordVectorsData):
 
     Tokens: whitespace words looked up in a vocabulary fitted on ``vocab_splits`` (default train; adding the words,
     never the labels, of validation/test lets pretrained vectors cover them), with ``min_freq`` and ``lowercase``; or
-    ``tokenizer``, a ``tokenizers`` JSON file or a transformers model name/directory. ``max_length`` truncates
+    ``tokenizer``, a ``tokenizers`` JSON file or a transformers model name/directory. ``pre_tokenizer`` splits raw text
+    into words the same way at training and prediction (``TreebankPreTokenizer``: PTB conventions, as SST is
+    tokenized; default whitespace), and travels in the checkpoint. ``max_length`` truncates
     longer texts (the number truncated is logged per split). ``vectors`` gives the model pretrained word rows.
     """
 
@@ -106,6 +109,7 @@ class TextClassificationData(WordVectorsData):
         reader: Optional[Reader] = None,
         label_names: Optional[list[str]] = None,
         tokenizer: Optional[str] = None,
+        pre_tokenizer: Optional[PreTokenizer] = None,
         lowercase: bool = False,
         min_freq: int = 1,
         vocab_splits: list[str] = ["train"],
@@ -116,6 +120,10 @@ class TextClassificationData(WordVectorsData):
         super().__init__(path, name=name, **kwargs)
         self.save_hyperparameters()  # the options are read from self.hparams
         self.reader = reader
+        if pre_tokenizer is not None and tokenizer:
+            raise SeqlabError("--data.pre_tokenizer splits words for the word vocabulary; a sub-word --data.tokenizer "
+                              "splits the text itself: give one of them")
+        self.pre_tokenizer = pre_tokenizer or WhitespacePreTokenizer()
         self.vectors = vectors
         self.class_label_names: Optional[list[str]] = None  # a hub ClassLabel's, read with train
         self.text_encoder: Optional[TextEncoder] = None
@@ -184,7 +192,8 @@ class TextClassificationData(WordVectorsData):
     def fit_encoders(self, train: datasets.Dataset) -> None:
         encoder = SubwordEncoder.load(self.hparams.tokenizer) if self.hparams.tokenizer else WhitespaceEncoder(
             min_freq=self.hparams.min_freq, lowercase=self.hparams.lowercase)
-        encoder.fit(text for split in dict.fromkeys(["train", *self.hparams.vocab_splits])
+        words = self.pre_tokenizer.words
+        encoder.fit(" ".join(words(text)) for split in dict.fromkeys(["train", *self.hparams.vocab_splits])
                     for text in (train if split == "train" else self.raw_split(split))["text"])
         label_names = self.hparams.label_names or self.class_label_names
         if label_names is None:
@@ -198,12 +207,16 @@ class TextClassificationData(WordVectorsData):
     def state_dict(self) -> dict:
         if not self.encoders_ready:
             return {}
-        return {"text_encoder": self.text_encoder.state_dict(), "labels": self.label_vocab.state_dict()}
+        return {"text_encoder": self.text_encoder.state_dict(), "labels": self.label_vocab.state_dict(),
+                "pre_tokenizer": self.pre_tokenizer.state_dict()}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """A checkpoint's encoders; its pre-tokenizer wins over the option (none before 0.1: whitespace)."""
         if state_dict:
             self.text_encoder = TextEncoder.from_state_dict(state_dict["text_encoder"])
             self.label_vocab = Vocabulary.from_state_dict(state_dict["labels"])
+            if "pre_tokenizer" in state_dict:
+                self.pre_tokenizer = PreTokenizer.from_state_dict(state_dict["pre_tokenizer"])
 
     # ----------------------------------------------------------------- encoding and batching
     def label_id(self, label: str) -> int:
@@ -218,6 +231,7 @@ class TextClassificationData(WordVectorsData):
 
     def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         text_encoder, max_length, label_id = self.text_encoder, self.hparams.max_length, self.label_id
+        pre_tokenizer = self.pre_tokenizer if isinstance(text_encoder, WhitespaceEncoder) else None  # sub-words: raw
         labels = ", ".join(self.label_vocab.itos)
         hint = f" (ids 0..{len(self.label_vocab) - 1} index them)" if self.hparams.label_names else ""
 
@@ -227,7 +241,7 @@ class TextClassificationData(WordVectorsData):
             for index, text, label, source, line in zip(
                 indices, batch["text"], batch["label"], batch["source"], batch["line"]
             ):
-                tokens, ids = text_encoder.encode(text)
+                tokens, ids = text_encoder.encode(" ".join(pre_tokenizer.words(text)) if pre_tokenizer else text)
                 error = "" if ids else f"{where(source, line)}: no tokens in the text"
                 truncated = max_length is not None and len(ids) > max_length
                 target = -1

@@ -22,6 +22,7 @@ from seqlab.data_modules.readers import (
     head_lines,
     is_parquet,
 )
+from seqlab.encoders.pretokenizers import PreTokenizer, WhitespacePreTokenizer
 from seqlab.encoders.vocab import Vocabulary
 from seqlab.tagging import convert_tags, first_malformed, label_order, unknown_tag_message
 
@@ -32,11 +33,16 @@ _FEATURES = datasets.Features({
     "line": datasets.Value("int64"),
     "error": datasets.Value("string"),
 })
+#: raw text to tag (predict): the text and each token's character span in it
+_RAW_FEATURES = datasets.Features({**_FEATURES, "text": datasets.Value("string"),
+                                   "starts": datasets.Sequence(datasets.Value("int64")),
+                                   "ends": datasets.Sequence(datasets.Value("int64"))})
 
 
 class TokenBatch(TypedDict):
     """token_ids (B, T); char_ids (B, T, L), 0 = padding; mask (B, T) bool, True = real token; lengths (B,);
-    tag_ids (B, T), 0 on padding; index (B,) example positions in their split; tokens: the words."""
+    tag_ids (B, T), 0 on padding; index (B,) example positions in their split; tokens: the words; text: the raw
+    input (the tokens joined by spaces for pre-tokenized data); offsets: each token's (start, end) in text."""
 
     token_ids: torch.Tensor
     char_ids: torch.Tensor
@@ -45,6 +51,8 @@ class TokenBatch(TypedDict):
     tag_ids: torch.Tensor
     index: torch.Tensor
     tokens: list[list[str]]
+    text: list[str]
+    offsets: list[list[tuple[int, int]]]
 
 
 def location(source: str, line: int, token: int) -> str:
@@ -64,6 +72,21 @@ def _sentences(signature: tuple, reader: Reader, split: str, tag_format: str, ta
             yield {name: row[name] for name in _FEATURES}
 
 
+def raw_sentence(text: str, pre_tokenizer: PreTokenizer, source: str, line: int) -> dict:
+    """A raw text to tag: its tokens and their character spans (``pre_tokenizer``)."""
+    tokens = pre_tokenizer.tokenize(text)
+    return {"tokens": [t.text for t in tokens], "tags": [], "source": source, "line": line, "text": text,
+            "starts": [t.start for t in tokens], "ends": [t.end for t in tokens],
+            "error": "" if tokens else f"{source}:{line}: empty sentence"}
+
+
+def _raw_sentences(signature: tuple, pre_tokenizer: PreTokenizer):
+    for path, *_ in signature:
+        for row in LinesReader().rows(Path(path)):
+            sentence = raw_sentence(row["fields"].get("text", ""), pre_tokenizer, row["source"], row["line"])
+            yield {**sentence, "error": row["error"] or sentence["error"]}
+
+
 class TokenClassificationData(WordVectorsData):
     """Sentences with one tag per token.
 
@@ -79,6 +102,7 @@ class TokenClassificationData(WordVectorsData):
     """
 
     batch_columns = ("token_ids", "char_ids", "tag_ids", "length", "index", "tokens")
+    optional_columns = ("text", "starts", "ends")  # raw text to tag
 
     def __init__(
         self,
@@ -97,6 +121,7 @@ class TokenClassificationData(WordVectorsData):
         vocab_splits: list[str] = ["train"],
         max_word_length: int = 30,
         vectors: Optional[str] = None,
+        pre_tokenizer: Optional[PreTokenizer] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(path, **kwargs)
@@ -106,6 +131,7 @@ class TokenClassificationData(WordVectorsData):
                 raise SeqlabError(f"--data.{option} must be {' or '.join(allowed)}, got {value!r}")
         self.save_hyperparameters()  # the options are read from self.hparams
         self.reader = reader
+        self.pre_tokenizer = pre_tokenizer or WhitespacePreTokenizer()
         self.column_reader = ColumnReader(token_column, tag_column)
         self.vectors = vectors
         self.words: Optional[Vocabulary] = None
@@ -140,15 +166,14 @@ class TokenClassificationData(WordVectorsData):
         return "json" if self.reader is None and JsonlReader().accepts(head_lines(path, 1) or [""]) else None
 
     def read_predict(self, path: Path) -> datasets.Dataset:
-        return self.checked("predict", generate_dataset(
-            _sentences, _FEATURES, self.cache_dir, signature=self.signature([path]), reader=LinesReader(),
-            split="predict", tag_format=self.hparams.tag_format, tag_scheme=self.hparams.tag_scheme,
-        ))
+        """Raw text, one sentence per line, split into tokens by the pre-tokenizer (with character spans)."""
+        return self.checked("predict", generate_dataset(_raw_sentences, _RAW_FEATURES, self.cache_dir,
+                                                        signature=self.signature([path]),
+                                                        pre_tokenizer=self.pre_tokenizer))
 
     def input_rows(self, inputs: list) -> datasets.Dataset:
-        rows = [{"tokens": str(text).split(), "tags": [], "source": "input", "line": number, "error": ""
-                 if str(text).split() else f"input {number}: empty sentence"} for number, text in enumerate(inputs, 1)]
-        return datasets.Dataset.from_list(rows, features=_FEATURES)
+        rows = [raw_sentence(str(text), self.pre_tokenizer, "input", number) for number, text in enumerate(inputs, 1)]
+        return datasets.Dataset.from_list(rows, features=_RAW_FEATURES)
 
     def standardize(self, split: str, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
         """Rows with ``tokens_field``/``tags_field`` -> the reader columns, tag ids turned into strings."""
@@ -199,13 +224,16 @@ class TokenClassificationData(WordVectorsData):
     def state_dict(self) -> dict:
         if not self.encoders_ready:
             return {}
-        return {"words": self.words.state_dict(), "chars": self.chars.state_dict(), "tags": self.tags.state_dict()}
+        return {"words": self.words.state_dict(), "chars": self.chars.state_dict(), "tags": self.tags.state_dict(),
+                "pre_tokenizer": self.pre_tokenizer.state_dict()}
 
     def load_state_dict(self, state_dict: dict) -> None:
         if state_dict:
             self.words = Vocabulary.from_state_dict(state_dict["words"])
             self.chars = Vocabulary.from_state_dict(state_dict["chars"])
             self.tags = Vocabulary.from_state_dict(state_dict["tags"])
+            if "pre_tokenizer" in state_dict:  # checkpoints before it: whitespace
+                self.pre_tokenizer = PreTokenizer.from_state_dict(state_dict["pre_tokenizer"])
 
     # ----------------------------------------------------------------- encoding and batching
     def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
@@ -245,6 +273,7 @@ class TokenClassificationData(WordVectorsData):
             for position, chars in enumerate(example["char_ids"]):
                 char_ids[row, position, : len(chars)] = chars
         lengths = torch.tensor([e["length"] for e in examples])
+        texts, offsets = zip(*(spans(e) for e in examples))
         return TokenBatch(
             token_ids=torch.from_numpy(token_ids),
             char_ids=torch.from_numpy(char_ids),
@@ -253,5 +282,17 @@ class TokenClassificationData(WordVectorsData):
             tag_ids=torch.from_numpy(tag_ids),
             index=torch.tensor([e["index"] for e in examples]),
             tokens=[e["tokens"] for e in examples],
+            text=list(texts),
+            offsets=list(offsets),
         )
 
+
+def spans(example: dict) -> tuple[str, list[tuple[int, int]]]:
+    """(text, each token's (start, end) in it): the raw input's, or the tokens joined by single spaces."""
+    if example.get("starts") is not None:
+        return example["text"], list(zip(example["starts"], example["ends"]))
+    offsets, start = [], 0
+    for token in example["tokens"]:
+        offsets.append((start, start + len(token)))
+        start += len(token) + 1
+    return " ".join(example["tokens"]), offsets

@@ -104,14 +104,17 @@ class TokenTagging(SequenceTask):
         self._log_metrics("test")
 
     def predict_step(self, batch: TokenBatch, batch_idx: int = 0) -> list[dict]:
-        """One record per sentence: tokens, tags and entity spans (token offsets, end exclusive)."""
+        """One record per sentence: its text, tokens, tags and entities: ``start``/``end`` character offsets into the
+        text (end exclusive), ``text`` the original characters, ``token_start``/``token_end`` the tokens."""
         predicted = self.head.decode(self(batch), batch["mask"]).tolist()
         records = []
-        for index, tokens, tag_ids in zip(batch["index"].tolist(), batch["tokens"], predicted):
+        for index, tokens, text, offsets, tag_ids in zip(batch["index"].tolist(), batch["tokens"], batch["text"],
+                                                         batch["offsets"], predicted):
             tags = [self.labels[i] for i in tag_ids[: len(tokens)]]
-            entities = [
-                {"type": span.label, "start": span.start, "end": span.end, "text": " ".join(tokens[span.start:span.end])}
-                for span in strict_spans(tags, self.scheme)
-            ]
-            records.append({"index": index, "tokens": tokens, "tags": tags, "entities": entities})
+            entities = []
+            for span in strict_spans(tags, self.scheme):
+                start, end = offsets[span.start][0], offsets[span.end - 1][1]
+                entities.append({"type": span.label, "start": start, "end": end, "text": text[start:end],
+                                 "token_start": span.start, "token_end": span.end})
+            records.append({"index": index, "text": text, "tokens": tokens, "tags": tags, "entities": entities})
         return records

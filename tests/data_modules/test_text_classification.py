@@ -261,3 +261,23 @@ def test_single_label_training_data_is_rejected(tmp_path):
     write(tmp_path / "train.tsv", "sentence\tlabel\ngood\t1\nnice\t1\n")
     with pytest.raises(SeqlabError, match="fewer than two labels"):
         data_for(tmp_path).prepare_encoders()
+
+
+def test_pre_tokenizer_splits_raw_text_like_the_training_data_and_travels_in_the_state(sst_dir, tmp_path):
+    from seqlab.encoders import PreTokenizer, TreebankPreTokenizer
+
+    data = data_for(sst_dir, pre_tokenizer=TreebankPreTokenizer(lowercase=True))
+    data.prepare_encoders()
+    assert data.words.index("gripping") != data.words.unk_index
+    state = data.state_dict()
+    assert PreTokenizer.from_state_dict(state["pre_tokenizer"]) == TreebankPreTokenizer(lowercase=True)
+    restored = data_for(sst_dir)  # whitespace by option: the checkpoint's pre-tokenizer wins
+    restored.load_state_dict(state)
+    (row,) = restored.encoded_inputs(["A gripping, funny movie!"]).columns["tokens"]
+    assert row == ["a", "gripping", ",", "funny", "movie", "!"]
+    plain = data_for(sst_dir)  # today's default: whitespace, so "movie!" is one unknown word
+    plain.prepare_encoders()
+    (ids,) = plain.encoded_inputs(["funny movie!"]).columns["token_ids"]
+    assert ids[-1] == plain.words.unk_index
+    with pytest.raises(SeqlabError, match="give one of them"):
+        data_for(sst_dir, tokenizer="bert-base-uncased", pre_tokenizer=TreebankPreTokenizer())

@@ -131,7 +131,8 @@ def test_collate_pads_and_masks(make_data, conll_dir, conll_expected):
     train = data.encoded("train")
     examples = [train[3], train[1]]  # lengths 12 and 2
     batch = data.collate(examples)
-    assert set(batch) == {"token_ids", "char_ids", "mask", "lengths", "tag_ids", "index", "tokens"}
+    assert set(batch) == {"token_ids", "char_ids", "mask", "lengths", "tag_ids", "index", "tokens", "text", "offsets"}
+    assert batch["text"][1] == "Peter Blackburn" and batch["offsets"][1] == [(0, 5), (6, 15)]
     assert batch["lengths"].tolist() == [12, 2]
     assert batch["index"].tolist() == [3, 1]
     assert batch["tokens"] == [conll_expected.train[3][0], conll_expected.train[1][0]]
@@ -277,7 +278,7 @@ def test_state_dict_round_trip(make_data, conll_dir, tmp_path):
     assert data.state_dict() == {}  # nothing fitted yet
     data.prepare_encoders()
     state = data.state_dict()
-    assert set(state) == {"words", "chars", "tags"}
+    assert set(state) == {"words", "chars", "tags", "pre_tokenizer"}
     state = pickle.loads(pickle.dumps(state))  # what a checkpoint does to it
     other_dir = tmp_path / "other"
     other_dir.mkdir()

@@ -7,6 +7,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import Logger
 
+from seqlab.data_modules.token_classification import spans
 from seqlab.models import (
     BiGRUEncoder,
     BiLSTMEncoder,
@@ -31,8 +32,9 @@ def make_batch(generator):
     char_ids = torch.randint(1, 20, (3, 5, 4), generator=generator) * mask.unsqueeze(2)
     tag_ids = torch.randint(0, len(LABELS), (3, 5), generator=generator) * mask
     tokens = [[f"w{i}" for i in range(n)] for n in lengths.tolist()]
+    texts, offsets = zip(*(spans({"tokens": t}) for t in tokens))  # as the collator gives them
     return dict(token_ids=token_ids, char_ids=char_ids, mask=mask, lengths=lengths, tag_ids=tag_ids,
-                index=torch.arange(3), tokens=tokens)
+                index=torch.arange(3), tokens=tokens, text=list(texts), offsets=list(offsets))
 
 
 VARIANTS = {
@@ -80,7 +82,9 @@ def test_training_a_few_steps_fits_a_batch_and_predict_records_are_consistent():
         assert record["tags"] == [LABELS[i] for i in ids[:length]]
         assert len(record["tokens"]) == length
         for entity in record["entities"]:
-            assert record["tags"][entity["start"]].startswith("B-")
+            assert record["tags"][entity["token_start"]].startswith("B-")
+            assert record["text"][entity["start"]:entity["end"]] == entity["text"]
+            assert entity["text"] == " ".join(record["tokens"][entity["token_start"]:entity["token_end"]])
 
 
 class _CaptureLogger(Logger):
