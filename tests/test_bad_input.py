@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from seqlab import SeqlabError
-from seqlab.cli import check_trainer_options, main
+from seqlab.cli import main
+from seqlab.config_checks import check_trainer_options
 from tests.cli_helpers import CONFIGS
 from tests.conftest import require_shared_data
 

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from seqlab.cli import SeqlabCLI, condense_config_error
+from seqlab.cli import SeqlabCLI
+from seqlab.config_checks import condense_config_error
 from seqlab.tasks import TokenTagging
 from tests.cli_helpers import CONFIGS, read_rows, run_options, seqlab
 

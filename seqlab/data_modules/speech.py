@@ -5,7 +5,7 @@ phone maps, labels)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, TypedDict
+from typing import Any, Literal, Optional, TypedDict
 
 import datasets
 import numpy as np
