@@ -8,7 +8,7 @@ TORCH_CONSTRAINT := $(shell command -v nvidia-smi >/dev/null 2>&1 || echo "-c co
 CONLL := $(DATA)/ner/conll2003/iob2
 DEMO_RUN := runs/demo
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench clean fixtures
 
 install: $(VENV)/.installed
 
@@ -27,13 +27,22 @@ demo: install
 	$(BIN)/seqlab test --config configs/ner/conll2003_bilstm_crf.yaml --data.path $(CONLL) \
 		--trainer.logger.init_args.save_dir $(DEMO_RUN) --trainer.logger.init_args.name ner --ckpt_path best
 
+# Checkpoints written by the code of e463e89 (before the data modules were rebuilt), for tests/test_checkpoint_compat.py
+# and tests/test_inference.py: built once (about 5 min) in a git worktree of that commit, never committed.
+FIXTURES := tests/fixtures/e463e89
+fixtures: $(FIXTURES)/ner.ckpt
+$(FIXTURES)/ner.ckpt: $(VENV)/.installed $(FIXTURES)/make_fixtures.sh $(FIXTURES)/make_slices.py
+	WORK=$$(mktemp -d) && git worktree add -q --detach $$WORK/e463e89 e463e89 && \
+	  bash $(FIXTURES)/make_fixtures.sh $$WORK/e463e89 $(abspath $(BIN))/python $(abspath $(DATA)) $$WORK/build && \
+	  git worktree remove --force $$WORK/e463e89 && rm -rf $$WORK
+
 # One pytest worker per core (pytest-xdist, a test file per worker at a time), one torch thread each.
 TEST_WORKERS ?= 2
-test: install
+test: install fixtures
 	SEQLAB_DATA=$(abspath $(DATA)) OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
 		--durations=20 tests
 
-test-fast: install
+test-fast: install fixtures
 	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q tests -m "not slow"
 
 # Speed ratios measured in one run (never asserted), each script's rows appended to results/bench/<script>.jsonl:
