@@ -30,7 +30,29 @@ class Predictor:
     def labels(self) -> list[str]:
         return list(getattr(self.task, "labels", []) or [])
 
-    def predict(self, inputs: Sequence, batch_size: int = 32) -> list[dict]:
+    @property
+    def optional_outputs(self) -> list[str]:
+        """The extra outputs ``predict`` can add: ``marginals`` (NER), ``attention`` (translation), ``posteriors``
+        (speech)."""
+        return sorted(self.task.optional_outputs)
+
+    def predict(self, inputs: Sequence, batch_size: int = 32, **outputs: bool) -> list[dict]:
+        """``outputs``: extra outputs by name (``optional_outputs``), e.g. ``predict(texts, marginals=True)``."""
+        unknown = sorted(set(outputs) - set(self.task.optional_outputs))
+        if unknown:
+            offered = ", ".join(self.optional_outputs) or "none"
+            raise SeqlabError(f"predict: no output {', '.join(unknown)} for {type(self.task).__name__} "
+                              f"(optional outputs: {offered})")
+        saved = {name: getattr(self.task, self.task.optional_outputs[name]) for name in outputs}
+        try:
+            for name, wanted in outputs.items():
+                setattr(self.task, self.task.optional_outputs[name], bool(wanted))
+            return self._predict(inputs, batch_size)
+        finally:
+            for name, value in saved.items():
+                setattr(self.task, self.task.optional_outputs[name], value)
+
+    def _predict(self, inputs: Sequence, batch_size: int) -> list[dict]:
         if isinstance(inputs, (str, Path)):
             raise TypeError("predict takes a list of inputs: predict([text]), not predict(text)")
         if batch_size < 1:

@@ -128,6 +128,12 @@ def strict_spans(tags: Sequence[str], scheme: str = "BIO") -> list[Span]:
     return spans
 
 
+def continuation_tags(label: str, scheme: str = "BIO") -> list[str]:
+    """The tags that, right after an entity of type ``label``, would extend it (so it is not that entity): ``I-X``
+    under BIO; none under BIOES, where ``E-``/``S-`` close an entity."""
+    return [f"I-{label}"] if scheme == "BIO" else []
+
+
 def allowed_transitions(labels: Sequence[str]) -> tuple[list[bool], list[list[bool]], list[bool]]:
     """Which tag sequences are well formed under the labels' scheme: ``(start[j], transition[i][j], end[i])``."""
     scheme = detect_scheme(labels)

@@ -41,13 +41,17 @@ def same(new, old, path: str = "") -> None:
 def as_before(task: str, records: list[dict]) -> list[dict]:
     """NER records in the schema of e463e89: entities with token offsets. Since then a record also holds its raw
     ``text``, and an entity's ``start``/``end`` are character offsets into it (``token_start``/``token_end`` the
-    tokens); for the whitespace-separated inputs of the fixtures the entity texts are the same."""
+    tokens) with its ``confidence``; for the whitespace-separated inputs of the fixtures the entity texts are the
+    same. A translation also holds its ``log_prob``."""
+    if task == "translation":
+        for record in records:
+            assert record.pop("log_prob") <= 0.0
     if task != "ner":
         return records
     for record in records:
         text = record.pop("text")
         for entity in record["entities"]:
-            assert text[entity["start"]:entity["end"]] == entity["text"]
+            assert text[entity["start"]:entity["end"]] == entity["text"] and 0.0 <= entity.pop("confidence") <= 1.0
             entity["start"], entity["end"] = entity.pop("token_start"), entity.pop("token_end")
     return records
 

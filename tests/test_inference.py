@@ -82,3 +82,38 @@ def test_readme_python_api_example_runs(tmp_path, monkeypatch, capsys):
     exec(compile(code, "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert "'type':" in printed and "'start':" in printed
+
+
+def test_optional_outputs_agree_with_the_records():
+    ner = seqlab.load(FIXTURES / "ner.ckpt")
+    assert ner.optional_outputs == ["marginals"]
+    plain = ner.predict(inputs_of("ner"))
+    detailed = ner.predict(inputs_of("ner"), batch_size=4, marginals=True)
+    assert not any("marginals" in record for record in plain)
+    single_token_entities = 0
+    for before, record in zip(plain, detailed):
+        assert record["entities"] == before["entities"] and len(record["marginals"]) == len(record["tokens"])
+        for token in record["marginals"]:
+            assert sum(token.values()) == pytest.approx(1.0, abs=1e-4)
+        for entity in record["entities"]:
+            assert 0.0 <= entity["confidence"] <= 1.0
+            if entity["token_end"] - entity["token_start"] == 1:  # BIOES: P(S-X at that token) is the entity's
+                tag = record["tags"][entity["token_start"]]
+                assert entity["confidence"] == pytest.approx(record["marginals"][entity["token_start"]][tag], abs=1e-4)
+                single_token_entities += 1
+    assert single_token_entities > 0
+    with pytest.raises(SeqlabError, match="no output posteriors for TokenTagging"):
+        ner.predict(["Peter"], posteriors=True)
+    assert ner.task.predict_marginals is False  # an option of one call only
+
+    speech = seqlab.load(FIXTURES / "speech.ckpt")
+    (record,) = speech.predict(inputs_of("speech")[:1], posteriors=True)
+    assert len(record["posteriors"]) == len(record["frames"])
+    for label, posterior in zip(record["frames"], record["posteriors"]):
+        assert max(posterior, key=posterior.get) == label and sum(posterior.values()) == pytest.approx(1.0, abs=1e-4)
+
+    translation = seqlab.load(FIXTURES / "translation.ckpt")
+    for record in translation.predict(inputs_of("translation")[:3], attention=True):
+        assert record["log_prob"] <= 0.0 and len(record["attention"]) == len(record["tokens"])
+        for weights in record["attention"]:
+            assert sum(weights) == pytest.approx(1.0, abs=1e-3)

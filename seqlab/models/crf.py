@@ -50,16 +50,7 @@ class _LogPartition(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, emissions, mask, start, trans, end):  # (B, T, K), (B, T), (K,), (K, K), (K,)
-        trans_max = trans.max()
-        exp_trans = torch.exp(trans - trans_max)
-        full = int(mask.sum(dim=1).min())  # steps 0..full-1 are real in every row
-        steps = (emissions + trans_max).unbind(1)  # T x (B, K), the transition shift folded in
-        step_masks = mask.unsqueeze(2).unbind(1)  # T x (B, 1)
-        alphas = [start + emissions[:, 0]]
-        for t in range(1, len(steps)):
-            alpha = _log_matmul(alphas[-1], exp_trans) + steps[t]
-            alphas.append(alpha if t < full else torch.where(step_masks[t], alpha, alphas[-1]))
-        alpha = torch.stack(alphas, dim=1)  # (B, T, K); padding steps repeat the last real alpha
+        alpha = _alphas(emissions, mask, start, trans)
         log_z = torch.logsumexp(alpha[:, -1] + end, dim=1)  # (B,)
         ctx.save_for_backward(emissions, mask, trans, end, alpha, log_z)
         return log_z
@@ -67,19 +58,7 @@ class _LogPartition(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_log_z):
         emissions, mask, trans, end, alpha, log_z = ctx.saved_tensors
-        trans_max = trans.max()
-        exp_trans_t = torch.exp(trans - trans_max).T.contiguous()  # (K_to, K_from)
-        full = int(mask.sum(dim=1).min())
-        steps = (emissions + trans_max).unbind(1)
-        step_masks = mask.unsqueeze(2).unbind(1)
-        time = emissions.shape[1]
-        beta = end.expand_as(steps[0])  # (B, K): beta at the last step; padding steps pass it through
-        betas = [beta]
-        for t in range(time - 1, 0, -1):
-            stepped = _log_matmul(steps[t] + beta, exp_trans_t)  # sum over next tags j
-            beta = stepped if t < full else torch.where(step_masks[t], stepped, beta)
-            betas.append(beta)
-        beta_all = torch.stack(betas[::-1], dim=1)  # (B, T, K)
+        beta_all = _betas(emissions, mask, trans, end)
         scale = grad_log_z.view(-1, 1, 1)
         node = torch.exp(alpha + beta_all - log_z.view(-1, 1, 1)) * mask.unsqueeze(2)  # (B, T, K) marginals
         grad_emissions = node * scale
@@ -90,6 +69,69 @@ class _LogPartition(torch.autograd.Function):
         final = torch.softmax(alpha[:, -1] + end, dim=1)  # (B, K): end-tag marginals
         grad_end = final * scale[:, 0]
         return grad_emissions, None, grad_start.sum(0), grad_trans, grad_end.sum(0)
+
+
+def _alphas(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
+    """Forward scores ``alpha[b, t, j] = log sum over tag prefixes ending in j at t`` (start and emissions included):
+    (B, T, K), one (B, K) x (K, K) product per step; padding steps repeat the last real alpha."""
+    trans_max = trans.max()
+    exp_trans = torch.exp(trans - trans_max)
+    full = int(mask.sum(dim=1).min())  # steps 0..full-1 are real in every row
+    steps = (emissions + trans_max).unbind(1)  # T x (B, K), the transition shift folded in
+    step_masks = mask.unsqueeze(2).unbind(1)  # T x (B, 1)
+    alphas = [start + emissions[:, 0]]
+    for t in range(1, len(steps)):
+        alpha = _log_matmul(alphas[-1], exp_trans) + steps[t]
+        alphas.append(alpha if t < full else torch.where(step_masks[t], alpha, alphas[-1]))
+    return torch.stack(alphas, dim=1)
+
+
+def _betas(emissions: torch.Tensor, mask: torch.Tensor, trans: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """Backward scores ``beta[b, t, i] = log sum over tag suffixes after i at t`` (end included, the emission at t
+    not): (B, T, K); at the last real step and on padding, ``end``."""
+    trans_max = trans.max()
+    exp_trans_t = torch.exp(trans - trans_max).T.contiguous()  # (K_to, K_from)
+    full = int(mask.sum(dim=1).min())
+    steps = (emissions + trans_max).unbind(1)
+    step_masks = mask.unsqueeze(2).unbind(1)
+    beta = end.expand_as(steps[0])  # (B, K): beta at the last step; padding steps pass it through
+    betas = [beta]
+    for t in range(emissions.shape[1] - 1, 0, -1):
+        stepped = _log_matmul(steps[t] + beta, exp_trans_t)  # sum over next tags j
+        beta = stepped if t < full else torch.where(step_masks[t], stepped, beta)
+        betas.append(beta)
+    return torch.stack(betas[::-1], dim=1)
+
+
+class ChainPosterior:
+    """The posterior of a linear-chain CRF over tag paths given the emissions, from one forward-backward pass:
+    token marginals and the probability of any tag segment. Computed in float32."""
+
+    def __init__(self, emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, trans: torch.Tensor,
+                 end: torch.Tensor) -> None:
+        self.emissions, self.mask, self.trans = emissions, mask, trans  # (B, T, K), (B, T), (K, K)
+        self.alpha = _alphas(emissions, mask, start, trans)  # (B, T, K)
+        self.beta = _betas(emissions, mask, trans, end)  # (B, T, K)
+        self.log_z = torch.logsumexp(self.alpha[:, -1] + end, dim=1)  # (B,)
+
+    def marginals(self) -> torch.Tensor:
+        """``P(y_t = k | x)``: (B, T, K), 0 on padding steps."""
+        return torch.exp(self.alpha + self.beta - self.log_z.view(-1, 1, 1)) * self.mask.unsqueeze(2)
+
+    def segment_probability(self, row: int, start: int, tags: Sequence[int], not_next: Sequence[int] = ()) -> float:
+        """``P(y[start : start + n] = tags, and y[start + n] not in not_next)`` for sentence ``row`` (the second
+        condition only where step ``start + n`` is real): the probability that a decoded entity is in the path."""
+        emissions, trans, alpha, beta = self.emissions[row], self.trans, self.alpha[row], self.beta[row]
+        inside = alpha[start, tags[0]]  # every path prefix ending in tags[0] at start
+        for offset in range(1, len(tags)):
+            inside = inside + trans[tags[offset - 1], tags[offset]] + emissions[start + offset, tags[offset]]
+        last, following = start + len(tags) - 1, start + len(tags)
+        probability = torch.exp(inside + beta[last, tags[-1]] - self.log_z[row])
+        if not_next and following < int(self.mask[row].sum()):
+            cont = torch.tensor(list(not_next), device=emissions.device)
+            leaked = inside + trans[tags[-1], cont] + emissions[following, cont] + beta[following, cont]
+            probability = probability - torch.exp(torch.logsumexp(leaked, 0) - self.log_z[row])
+        return float(probability.clamp(0.0, 1.0))
 
 
 class LinearChainCRF(nn.Module):
@@ -148,6 +190,11 @@ class LinearChainCRF(nn.Module):
         marginals (``_LogPartition``), not from autograd through every time step."""
         start, trans, end = self._potentials()
         return _LogPartition.apply(emissions, mask, start, trans, end)
+
+    def posterior(self, emissions: torch.Tensor, mask: torch.Tensor) -> ChainPosterior:
+        """Marginals and segment probabilities (forward-backward, float32) for emissions (B, T, K), mask (B, T)."""
+        start, trans, end = (p.float() for p in self._potentials())
+        return ChainPosterior(emissions.float(), mask, start, trans, end)
 
     def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood per sequence: (B,)."""

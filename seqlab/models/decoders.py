@@ -193,12 +193,14 @@ class LSTMDecoder(nn.Module):
 class Hypotheses(NamedTuple):
     """tokens (B, N, L): each sentence's N hypotheses, best first, without BOS/EOS, padded; lengths (B, N) tokens
     before EOS; scores (B, N) sum of token log-probabilities (EOS included), divided by the length penalty (beam
-    search), in descending order; attention (B, N, L, S) weights of each output token, or None."""
+    search), in descending order; attention (B, N, L, S) weights of each output token, or None; log_probs (B, N)
+    the sequence log-probabilities (EOS included) before the length penalty."""
 
     tokens: torch.Tensor
     lengths: torch.Tensor
     scores: torch.Tensor
     attention: Optional[torch.Tensor]
+    log_probs: Optional[torch.Tensor] = None
 
 
 class LengthPenalty:
@@ -294,7 +296,7 @@ class GreedySearch(SearchStrategy):
             previous, state = best, out.state
         width = max(int(lengths.max()), 1)
         return Hypotheses(tokens[:, None, :width], lengths[:, None], scores[:, None],
-                          None if attention is None else attention[:, None, :width])
+                          None if attention is None else attention[:, None, :width], scores[:, None])
 
 
 class BeamSearch(SearchStrategy):
@@ -366,7 +368,7 @@ class BeamSearch(SearchStrategy):
             ending = is_eos & (rank < beam) & torch.isfinite(top_scores)
             penalty = self.length_penalty(torch.tensor(float(t + 1), device=device))
             final.add(ids, torch.where(ending, top_scores / penalty, torch.full_like(top_scores, neg_inf)),
-                      origin_history, torch.full_like(origin, t), origin_weights)
+                      top_scores, origin_history, torch.full_like(origin, t), origin_weights)
             # the K best extensions not ending in EOS carry on (at most K of the 2K end in EOS, one per beam)
             carry_scores, carry = torch.where(is_eos, torch.full_like(top_scores, neg_inf), top_scores).topk(beam, 1)
             carry_origin, carry_token = origin.gather(1, carry), token.gather(1, carry)  # (A, K)
@@ -380,8 +382,8 @@ class BeamSearch(SearchStrategy):
             at_limit = t + 1 >= limits[ids]  # (A,)
             if bool(at_limit.any()):
                 truncated = at_limit.unsqueeze(1) & torch.isfinite(scores)
-                final.add(ids, torch.where(truncated, scores / penalty, torch.full_like(scores, neg_inf)), history,
-                          torch.full_like(carry, t + 1), weights_history)
+                final.add(ids, torch.where(truncated, scores / penalty, torch.full_like(scores, neg_inf)), scores,
+                          history, torch.full_like(carry, t + 1), weights_history)
             done = at_limit | final.full(ids)  # (A,)
             if bool(done.all()):
                 break
@@ -408,6 +410,7 @@ class _Finished:
         device = like.device
         self.beam, self.longest = beam, longest
         self.scores = torch.full((batch, beam), float("-inf"), device=device)
+        self.log_probs = torch.full((batch, beam), float("-inf"), device=device)
         self.tokens = torch.full((batch, beam, longest), pad, dtype=torch.int64, device=device)
         self.lengths = torch.zeros((batch, beam), dtype=torch.int64, device=device)
         self.weights = like.new_zeros(batch, beam, longest, source_len) if source_len else None
@@ -416,12 +419,14 @@ class _Finished:
         """(A,) whether each of the sentences ``ids`` has K finished hypotheses."""
         return torch.isfinite(self.scores[ids]).all(dim=1)
 
-    def add(self, ids: torch.Tensor, scores: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
-            weights: Optional[torch.Tensor]) -> None:
-        """Merge candidates of sentences ``ids`` (A,): scores (A, C) (-inf: not a candidate), tokens (A, C, L),
-        lengths (A, C), weights (A, C, L, S) or None; each sentence keeps its K best."""
+    def add(self, ids: torch.Tensor, scores: torch.Tensor, log_probs: torch.Tensor, tokens: torch.Tensor,
+            lengths: torch.Tensor, weights: Optional[torch.Tensor]) -> None:
+        """Merge candidates of sentences ``ids`` (A,): scores (A, C) (-inf: not a candidate), their log-probabilities
+        before the length penalty (A, C), tokens (A, C, L), lengths (A, C), weights (A, C, L, S) or None; each
+        sentence keeps its K best."""
         merged, keep = torch.cat([self.scores[ids], scores], dim=1).topk(self.beam, dim=1)  # (A, K)
         self.scores[ids] = merged
+        self.log_probs[ids] = torch.cat([self.log_probs[ids], log_probs], dim=1).gather(1, keep)
         self.tokens[ids] = torch.cat([self.tokens[ids], tokens], dim=1).gather(
             1, keep.unsqueeze(2).expand(-1, -1, self.longest))
         self.lengths[ids] = torch.cat([self.lengths[ids], lengths], dim=1).gather(1, keep)
@@ -432,4 +437,5 @@ class _Finished:
     def hypotheses(self, n_best: int) -> Hypotheses:
         width = max(int(self.lengths[:, :n_best].max()), 1)
         return Hypotheses(self.tokens[:, :n_best, :width], self.lengths[:, :n_best], self.scores[:, :n_best],
-                          None if self.weights is None else self.weights[:, :n_best, :width])
+                          None if self.weights is None else self.weights[:, :n_best, :width],
+                          self.log_probs[:, :n_best])

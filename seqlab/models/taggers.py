@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqlab.models.crf import LinearChainCRF
+from seqlab.models.crf import ChainPosterior, LinearChainCRF
 from seqlab.models.dropout import Dropout
+
+
+class IndependentPosterior:
+    """The posterior of independent per-token softmaxes, with the interface of ``ChainPosterior``."""
+
+    def __init__(self, emissions: torch.Tensor, mask: torch.Tensor) -> None:
+        self.mask = mask  # (B, T)
+        self.probabilities = emissions.float().softmax(dim=-1) * mask.unsqueeze(2)  # (B, T, K)
+
+    def marginals(self) -> torch.Tensor:
+        """``P(y_t = k | x)``: (B, T, K), 0 on padding steps."""
+        return self.probabilities
+
+    def segment_probability(self, row: int, start: int, tags: Sequence[int], not_next: Sequence[int] = ()) -> float:
+        """``P(y[start : start + n] = tags, and y[start + n] not in not_next)``: a product over the tokens."""
+        p = self.probabilities[row]
+        probability = float(p[torch.arange(start, start + len(tags)), torch.tensor(list(tags))].prod())
+        following = start + len(tags)
+        if not_next and following < int(self.mask[row].sum()):
+            probability *= 1.0 - float(p[following, list(not_next)].sum())
+        return min(max(probability, 0.0), 1.0)
+
+
+TagPosterior = Union[ChainPosterior, IndependentPosterior]
 
 
 class TaggerHead(nn.Module):
@@ -32,6 +56,10 @@ class TaggerHead(nn.Module):
         """Tag ids (B, T), 0 on padding."""
         raise NotImplementedError
 
+    def posterior(self, emissions: torch.Tensor, mask: torch.Tensor) -> TagPosterior:
+        """Token marginals and tag-segment probabilities given the emissions (B, T, K)."""
+        raise NotImplementedError
+
 
 class SoftmaxTagger(TaggerHead):
     """Independent per-token softmax; loss is the summed token cross-entropy per sentence, averaged over the batch."""
@@ -42,6 +70,9 @@ class SoftmaxTagger(TaggerHead):
 
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return emissions.argmax(dim=-1).masked_fill(~mask, 0)
+
+    def posterior(self, emissions: torch.Tensor, mask: torch.Tensor) -> IndependentPosterior:
+        return IndependentPosterior(emissions, mask)
 
 
 class CRFTagger(TaggerHead):
@@ -58,3 +89,6 @@ class CRFTagger(TaggerHead):
 
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.crf.viterbi(emissions, mask)[0]
+
+    def posterior(self, emissions: torch.Tensor, mask: torch.Tensor) -> ChainPosterior:
+        return self.crf.posterior(emissions, mask)

@@ -28,6 +28,8 @@ class SequenceTask(pl.LightningModule):
 
     monitor: str = "val/loss"
     monitor_mode: str = "min"
+    #: extra outputs a prediction can ask for: ``Predictor.predict(inputs, <name>=True)`` -> the task's attribute
+    optional_outputs: dict[str, str] = {}
     train_log_every: int = 10  # training steps per self.log of each training value (see log_train)
 
     def __init__(

@@ -41,6 +41,7 @@ class FrameClassification(SequenceTask):
     ``head(encoder.output_size, labels)``.
     """
 
+    optional_outputs = {"posteriors": "predict_posteriors"}
     monitor = "val/frame_accuracy"
     monitor_mode = "max"
 
@@ -59,6 +60,7 @@ class FrameClassification(SequenceTask):
         attention: Optional[Callable[[int], MultiHeadSelfAttention]] = None,
         head: Callable[[int, list[str]], FrameClassifier] = FrameClassifier,
         write_confusion: bool = True,
+        predict_posteriors: bool = False,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: Optional[LRSchedulerCallable] = None,
         checkpoint_every_n_steps: int = 200,
@@ -75,6 +77,7 @@ class FrameClassification(SequenceTask):
         self.frame_shift = frame_shift
         self.frame_length = frame_length
         self.write_confusion = write_confusion
+        self.predict_posteriors = predict_posteriors
 
         self.augment = augment(feature_size) if augment is not None else None
         self.stacking = stacking(feature_size) if stacking is not None else None
@@ -158,8 +161,11 @@ class FrameClassification(SequenceTask):
     def predict_step(self, batch: FrameBatch, batch_idx: int = 0) -> list[dict]:
         """One record per utterance: its id, the label of every frame, and the phone segments (runs of equal frame
         labels) with start and end in seconds (boundaries halfway between frame centres; the first segment starts
-        at 0 and the last ends with the audio)."""
-        predicted = self.head.decode(self(batch), batch["mask"])
+        at 0 and the last ends with the audio). With ``predict_posteriors``, ``posteriors``: per frame, each label's
+        probability."""
+        logits = self(batch)
+        predicted = self.head.decode(logits, batch["mask"])
+        posteriors = logits.float().softmax(dim=-1).tolist() if self.predict_posteriors else None
         offset = (self.frame_length - self.frame_shift) / 2  # frame i's span is centred on i * shift + length / 2
         records = []
         for row, (index, length) in enumerate(zip(batch["index"].tolist(), batch["lengths"].tolist())):
@@ -173,6 +179,10 @@ class FrameClassification(SequenceTask):
                     segments.append({"label": self.labels[ids[start]], "start": round(begin, 4),
                                      "end": round(min(end, duration), 4)})
                     start = position
-            records.append({"index": index, "id": batch["ids"][row], "frame_shift": self.frame_shift,
-                            "frames": [self.labels[i] for i in ids], "segments": segments})
+            record = {"index": index, "id": batch["ids"][row], "frame_shift": self.frame_shift,
+                      "frames": [self.labels[i] for i in ids], "segments": segments}
+            if posteriors is not None:
+                record["posteriors"] = [{label: round(p, 6) for label, p in zip(self.labels, frame)}
+                                        for frame in posteriors[row][:length]]
+            records.append(record)
         return records

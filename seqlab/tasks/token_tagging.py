@@ -19,7 +19,7 @@ from seqlab.models import (
     WordEmbedder,
     WordEmbedding,
 )
-from seqlab.tagging import detect_scheme, strict_spans
+from seqlab.tagging import continuation_tags, detect_scheme, strict_spans
 from seqlab.tasks.base import SequenceTask
 from seqlab.tasks.metrics import EntityF1
 
@@ -37,6 +37,7 @@ class TokenTagging(SequenceTask):
     the hyperparameters: the checkpoint's weights hold them).
     """
 
+    optional_outputs = {"marginals": "predict_marginals"}
     monitor = "val/f1"
     monitor_mode = "max"
 
@@ -56,11 +57,13 @@ class TokenTagging(SequenceTask):
         lr_scheduler: Optional[LRSchedulerCallable] = None,
         checkpoint_every_n_steps: int = 200,
         word_vectors: Optional[torch.Tensor] = None,
+        predict_marginals: bool = False,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
         self.save_hyperparameters(ignore=["word_vectors"])
         self.labels = list(labels)
         self.scheme = detect_scheme(self.labels)
+        self.predict_marginals = predict_marginals
         chars = char_encoder(char_vocab_size, padding_idx) if char_encoder is not None else None
         self.embedder = TokenEmbedder(word_embedding(vocab_size, padding_idx), chars, embedding_dropout)
         self.load_word_vectors(self.embedder.words, word_vectors)
@@ -105,16 +108,30 @@ class TokenTagging(SequenceTask):
 
     def predict_step(self, batch: TokenBatch, batch_idx: int = 0) -> list[dict]:
         """One record per sentence: its text, tokens, tags and entities: ``start``/``end`` character offsets into the
-        text (end exclusive), ``text`` the original characters, ``token_start``/``token_end`` the tokens."""
-        predicted = self.head.decode(self(batch), batch["mask"]).tolist()
+        text (end exclusive), ``text`` the original characters, ``token_start``/``token_end`` the tokens, and
+        ``confidence``, the model's probability of exactly this entity (for a CRF, from forward-backward: the
+        probability that the tag path holds the entity's tags and does not extend it). With ``predict_marginals``,
+        ``marginals``: per token, each label's marginal probability."""
+        emissions = self(batch)
+        predicted = self.head.decode(emissions, batch["mask"]).tolist()
+        posterior = self.head.posterior(emissions, batch["mask"])
+        marginals = posterior.marginals().tolist() if self.predict_marginals else None
+        tag_ids = {label: i for i, label in enumerate(self.labels)}
         records = []
-        for index, tokens, text, offsets, tag_ids in zip(batch["index"].tolist(), batch["tokens"], batch["text"],
-                                                         batch["offsets"], predicted):
-            tags = [self.labels[i] for i in tag_ids[: len(tokens)]]
+        for row, (index, tokens, text, offsets) in enumerate(zip(batch["index"].tolist(), batch["tokens"],
+                                                                 batch["text"], batch["offsets"])):
+            path = predicted[row][: len(tokens)]
+            tags = [self.labels[i] for i in path]
             entities = []
             for span in strict_spans(tags, self.scheme):
                 start, end = offsets[span.start][0], offsets[span.end - 1][1]
+                not_next = [tag_ids[t] for t in continuation_tags(span.label, self.scheme) if t in tag_ids]
+                confidence = posterior.segment_probability(row, span.start, path[span.start:span.end], not_next)
                 entities.append({"type": span.label, "start": start, "end": end, "text": text[start:end],
-                                 "token_start": span.start, "token_end": span.end})
-            records.append({"index": index, "text": text, "tokens": tokens, "tags": tags, "entities": entities})
+                                 "token_start": span.start, "token_end": span.end, "confidence": round(confidence, 6)})
+            record = {"index": index, "text": text, "tokens": tokens, "tags": tags, "entities": entities}
+            if marginals is not None:
+                record["marginals"] = [{label: round(p, 6) for label, p in zip(self.labels, token)}
+                                       for token in marginals[row][: len(tokens)]]
+            records.append(record)
         return records

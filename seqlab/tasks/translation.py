@@ -65,6 +65,7 @@ class Seq2SeqTranslation(SequenceTask):
     ``search``); ``predict_attention`` adds each output token's attention over the source pieces.
     """
 
+    optional_outputs = {"attention": "predict_attention"}
     monitor = "val/bleu"
     monitor_mode = "max"
 
@@ -185,7 +186,8 @@ class Seq2SeqTranslation(SequenceTask):
             self._score("test_greedy", ("test/bleu", "test/chrf"), announce=True)
 
     def predict_step(self, batch: TranslationBatch, batch_idx: int = 0) -> list[dict]:
-        """One record per source line: source, translation (the best hypothesis), score; with
+        """One record per source line: source, translation (the best hypothesis), score (its log-probability
+        divided by the search's length penalty), log_prob (the sequence log-probability, EOS included); with
         ``predict_attention`` also the source pieces, the output pieces and the attention (one row per output
         piece, one weight per source piece)."""
         search = self.beam_search if self.beam_search is not None else self.search
@@ -193,10 +195,11 @@ class Seq2SeqTranslation(SequenceTask):
         hypotheses = self.translate(batch, search, return_attention=attention)
         texts = self.detokenize(hypotheses)
         scores = hypotheses.scores[:, 0].tolist()
+        log_probs = hypotheses.log_probs[:, 0].tolist()
         records = []
         for row, index in enumerate(batch["index"].tolist()):
             record = {"index": index, "source": batch["source_text"][row], "translation": texts[row],
-                      "score": round(scores[row], 6)}
+                      "score": round(scores[row], 6), "log_prob": round(log_probs[row], 6)}
             if attention:
                 length = int(hypotheses.lengths[row, 0])
                 source_length = len(batch["source_tokens"][row])

@@ -143,6 +143,7 @@ def test_beam_size_one_equals_greedy(name):
         gold = tokens[row, :n].tolist() + ([EOS] if ended else [])
         expected = sum(float(log_probs[row, t, g]) for t, g in enumerate(gold))
         assert greedy.scores[row, 0].item() == pytest.approx(expected, abs=1e-4)
+        assert greedy.log_probs[row, 0].item() == pytest.approx(expected, abs=1e-4)
     assert bool((lengths < limits).any()), "the EOS bias should end some sentences early"
 
 
@@ -214,6 +215,7 @@ def test_beam_hypotheses_are_sorted_by_score_and_within_the_maximum_length(penal
         raw = float(sum(log_probs[t, g] for t, g in enumerate(gold)))
         expected = raw / float(penalty(torch.tensor(float(len(gold)))))
         assert found.scores[row, hypothesis].item() == pytest.approx(expected, abs=1e-4)
+        assert found.log_probs[row, hypothesis].item() == pytest.approx(raw, abs=1e-4)
         weights = found.attention[row, hypothesis, :n]
         assert torch.allclose(weights.sum(-1), torch.ones(n), atol=1e-5)
         assert torch.all(weights[:, ~mask[row]] == 0)
