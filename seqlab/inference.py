@@ -4,27 +4,82 @@ a config file or the training data, and ``predict(inputs)`` gives the records ``
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Iterable, Optional, Sequence, Union
 
 import datasets
+import numpy as np
 import torch
 
 from seqlab import SeqlabError
 from seqlab.checkpoints import class_of, migrate_checkpoint, read_checkpoint
 from seqlab.data_modules.base import SequenceDataModule
 from seqlab.data_modules.sampler import BucketBatchSampler
+from seqlab.encoders.vectors import PretrainedVectors
+from seqlab.encoders.vocab import Vocabulary
+from seqlab.models.embeddings import WordEmbedder
 from seqlab.tasks.base import SequenceTask
+
+log = logging.getLogger(__name__)
+
+
+class OpenVocabulary:
+    """Words that training never saw but the pretrained vectors know get their vectors at predict time: ``admit``
+    adds each to the data module's word vocabulary and a row to the model's word embedding (through the linear map
+    that fine-tuning implies, see ``append_rows``), instead of leaving it UNK. The vectors are those the model was
+    trained with (the data module's ``vectors``: the installed package or file, never the network)."""
+
+    def __init__(self, vocabulary: Vocabulary, vectors: PretrainedVectors, embedding: WordEmbedder,
+                 device: torch.device) -> None:
+        self.vocabulary, self.vectors, self.embedding, self.device = vocabulary, vectors, embedding, device
+        self.vectors.vector(Vocabulary.PAD)  # index every word of the vectors once
+        reference, known = vectors.rows(vocabulary.itos, vocabulary.pad_index)  # (V, D), (V,) of the training words
+        self.reference, self.known = reference.to(device), known.to(device)
+        self.admitted = 0
+
+    def admit(self, tokens: Iterable[str]) -> int:
+        """Add the tokens that are new to the vocabulary and have a pretrained vector; returns how many."""
+        new_words, rows = [], []
+        for token in tokens:
+            if token in self.vocabulary or self.vocabulary.normalize(token) in new_words:
+                continue
+            vector = self.vectors.vector(token)
+            if vector is not None:
+                new_words.append(self.vocabulary.normalize(token))
+                rows.append(np.asarray(vector, dtype=np.float32))
+        if new_words:
+            self.embedding.append_rows(torch.from_numpy(np.stack(rows)).to(self.device), self.reference, self.known)
+            for word in new_words:
+                self.vocabulary.add(word)
+            self.admitted += len(new_words)
+        return len(new_words)
+
+
+def open_vocabulary_of(task: SequenceTask, data: SequenceDataModule, device: torch.device) -> Optional[OpenVocabulary]:
+    """The open vocabulary of a model trained with pretrained vectors over a word vocabulary, else None (also when
+    the vectors are not installed here: then unseen words stay UNK, with a warning)."""
+    name, words = getattr(data, "vectors", None), getattr(data, "words", None)
+    embedder = getattr(getattr(task, "embedder", None), "words", None)
+    if not name or words is None or not isinstance(embedder, WordEmbedder):
+        return None
+    try:
+        return OpenVocabulary(words, PretrainedVectors(name), embedder, device)
+    except SeqlabError as error:
+        log.warning("words unseen in training stay unknown: %s", error)
+        return None
 
 
 class Predictor:
     """A trained model with its data module's encoders. ``predict(inputs, batch_size)``: texts (NER, sentiment,
     translation) or audio files (speech) -> one record per input, in input order, as ``seqlab predict`` writes them."""
 
-    def __init__(self, task: SequenceTask, data: SequenceDataModule, device: Union[str, torch.device] = "cpu") -> None:
+    def __init__(self, task: SequenceTask, data: SequenceDataModule, device: Union[str, torch.device] = "cpu",
+                 open_vocabulary: Optional[OpenVocabulary] = None) -> None:
         self.device = torch.device(device)
         self.task = task.to(self.device).eval()
         self.data = data
+        self.open_vocabulary = open_vocabulary
 
     @property
     def labels(self) -> list[str]:
@@ -63,6 +118,9 @@ class Predictor:
         datasets.disable_progress_bars()  # a library call prints nothing
         try:
             encoded = self.data.encoded_inputs(inputs)
+            if self.open_vocabulary is not None and self.open_vocabulary.admit(
+                    token for tokens in encoded.columns["tokens"] for token in tokens):
+                encoded = self.data.encoded_inputs(inputs)  # again, with the words just admitted
         finally:
             if bars:
                 datasets.enable_progress_bars()
@@ -78,9 +136,10 @@ class Predictor:
         return [{key: value for key, value in record.items() if key != "index"} for record in records]
 
 
-def load(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Predictor:
+def load(path: Union[str, Path], device: Union[str, torch.device] = "cpu", open_vocabulary: bool = True) -> Predictor:
     """The predictor of a checkpoint written by ``seqlab fit`` (any of the four tasks; older checkpoints migrated).
-    The file is read once; nothing else is needed: no config, no training data, no network."""
+    The file is read once; nothing else is needed: no config, no training data, no network. ``open_vocabulary``:
+    for a model trained with pretrained vectors, words unseen in training get their vectors (``OpenVocabulary``)."""
     checkpoint = migrate_checkpoint(read_checkpoint(path))
     task_class = class_of(str((checkpoint.get("hyper_parameters") or {}).get("_class_path", "")))
     if task_class is None or not issubclass(task_class, SequenceTask):
@@ -92,4 +151,6 @@ def load(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Pr
     task = task_class.load_from_checkpoint(buffer, map_location=torch.device(device), weights_only=True)
     if hasattr(task, "target_encoder") and hasattr(data, "target_encoder"):
         task.target_encoder = data.target_encoder  # the detokenizer of translation, linked as in the CLI
-    return Predictor(task, data, device)
+    device = torch.device(device)
+    task = task.to(device)
+    return Predictor(task, data, device, open_vocabulary_of(task, data, device) if open_vocabulary else None)

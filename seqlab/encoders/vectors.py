@@ -29,6 +29,7 @@ class PretrainedVectors:
 
     def __init__(self, name: str) -> None:
         self.name, self._dim = name, None
+        self._index: Optional[dict[str, np.ndarray]] = None  # every word -> its vector, built by ``vector``
 
     @property
     def dim(self) -> int:
@@ -38,25 +39,41 @@ class PretrainedVectors:
 
     def lookup(self, words: Iterable[str]) -> dict[str, np.ndarray]:
         """Word -> its vector (D,) float32, for the ``words`` that have one."""
+        if self._index is not None:
+            return {word: np.asarray(self._index[word], dtype=np.float32) for word in set(words) if word in self._index}
         return dict((self._kumo_rows if self.name == KUMO else self._text_rows)(set(words)))
 
     def matrix(self, tokens: Sequence[str], padding_idx: Optional[int] = 0, seed: int = 0) -> tuple[torch.Tensor, int]:
-        """The embedding rows of a vocabulary (id -> token): ``(weight (V, D) float32, rows found)``. A token is looked
-        up as written, lower-cased, then lower-cased with digits as 0; rows not found are random normal at the std
-        of the found vectors (a generator seeded with ``seed``, so the same every run); the padding row is 0."""
+        """The embedding rows of a vocabulary (id -> token): ``(weight (V, D) float32, rows found)``; see ``rows``."""
+        weight, known = self.rows(tokens, padding_idx, seed)
+        return weight, int(known.sum())
+
+    def rows(self, tokens: Sequence[str], padding_idx: Optional[int] = 0, seed: int = 0) -> tuple[torch.Tensor,
+                                                                                                   torch.Tensor]:
+        """``(weight (V, D) float32, known (V,) bool)`` for a vocabulary (id -> token). A token is looked up as
+        written, lower-cased, then lower-cased with digits as 0; rows not found (``known`` False) are random normal
+        at the std of the found vectors (a generator seeded with ``seed``, so the same every run); the padding row
+        is 0."""
         found = self.lookup(key for i, token in enumerate(tokens) if i != padding_idx for key in candidates(token))
         if not found:
             raise SeqlabError(f"{self.name}: none of the {len(tokens)} vocabulary words has a pretrained vector")
         scale = float(np.stack(list(found.values())).std())
         weight = torch.randn(len(tokens), self.dim, generator=torch.Generator().manual_seed(seed)) * scale  # (V, D)
-        rows = 0
+        known = torch.zeros(len(tokens), dtype=torch.bool)
         for index, token in enumerate(tokens):
             key = next((k for k in candidates(token) if k in found), None)
             if key is not None and index != padding_idx:
-                weight[index], rows = torch.from_numpy(found[key]), rows + 1
+                weight[index], known[index] = torch.from_numpy(found[key]), True
         if padding_idx is not None:
             weight[padding_idx] = 0.0
-        return weight, rows
+        return weight, known
+
+    def vector(self, token: str) -> Optional[np.ndarray]:
+        """The vector (D,) of one word (looked up as ``rows`` does), or None. After the first call every word of
+        the vectors is indexed in memory, so later calls cost a dictionary lookup."""
+        if self._index is None:
+            self._index = dict(self._kumo_rows(None) if self.name == KUMO else self._text_rows(None))
+        return next((self._index[k] for k in candidates(token) if k in self._index), None)
 
     def _kumo(self) -> tuple[np.ndarray, Path]:
         try:
@@ -69,12 +86,15 @@ class PretrainedVectors:
         except OSError as error:
             raise SeqlabError(f"{root}: the {KUMO} package is incomplete ({error}); reinstall it") from None
 
-    def _kumo_rows(self, wanted: set[str]) -> Iterator[tuple[str, np.ndarray]]:
+    def _kumo_rows(self, wanted: Optional[set[str]]) -> Iterator[tuple[str, np.ndarray]]:
+        """(word, vector) for the ``wanted`` words, or for every word (None: rows stay views of the mapped file)."""
         import pyarrow.parquet as pq
 
         matrix, index_path = self._kumo()
         for row, word in enumerate(pq.read_table(index_path).column(0).to_pylist()):
-            if word in wanted:
+            if wanted is None:
+                yield word, matrix[row]
+            elif word in wanted:
                 yield word, np.array(matrix[row], dtype=np.float32)
 
     def _header(self) -> tuple[Path, int, bool]:  # the file, dim, whether line 1 is a word2vec "count dim" header
@@ -90,11 +110,12 @@ class PretrainedVectors:
             return path, len(fields) - 1, False
         raise SeqlabError(f"{path}: empty pretrained vectors file")
 
-    def _text_rows(self, wanted: set[str]) -> Iterator[tuple[str, np.ndarray]]:
+    def _text_rows(self, wanted: Optional[set[str]]) -> Iterator[tuple[str, np.ndarray]]:
+        """(word, vector) for the ``wanted`` words, or for every word (None)."""
         path, dim, header = self._header()
         for number, line in iter_lines(path):
             word, _, rest = line.partition(" ")
-            if word not in wanted or (header and number == 1):
+            if (wanted is not None and word not in wanted) or (header and number == 1):
                 continue
             try:
                 values = np.array(rest.split(), dtype=np.float32)

@@ -76,6 +76,14 @@ class Vocabulary:
     def encode(self, tokens: Iterable[str]) -> list[int]:
         return [self.index(t) for t in tokens]
 
+    def add(self, token: str) -> int:
+        """The id of ``token`` (normalised), appended after the others when new."""
+        token = self.normalize(token)
+        if token not in self.stoi:
+            self.stoi[token] = len(self.itos)
+            self.itos.append(token)
+        return self.stoi[token]
+
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.itos[i] for i in ids]
 
