@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from seqlab.models.encoders import EncoderOutput
@@ -27,9 +28,25 @@ class MultiHeadSelfAttention(nn.Module):
 
     def forward(self, encoded: EncoderOutput) -> EncoderOutput:
         states, mask = encoded.states, encoded.mask
-        attended, _ = self.attention(states, states, states, key_padding_mask=~mask, need_weights=False)  # (B, T, H)
+        if torch.jit.is_tracing():
+            attended = self.traceable_attention(states, mask)
+        else:  # (B, T, H)
+            attended, _ = self.attention(states, states, states, key_padding_mask=~mask, need_weights=False)
         states = self.norm(states + self.dropout(attended)) * mask.unsqueeze(-1)
         return EncoderOutput(states, mask, encoded.final)
+
+    def traceable_attention(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``self.attention(states, states, states, key_padding_mask=~mask)`` in ops whose shapes follow the input,
+        so that a traced graph (TorchScript, ONNX) holds for any length: the graph traced through
+        ``nn.MultiheadAttention`` fixes the example's length. (B, T, H) -> (B, T, H); the same values."""
+        attention = self.attention
+        heads = attention.num_heads
+        projected = F.linear(states, attention.in_proj_weight, attention.in_proj_bias)  # (B, T, 3H)
+        query, key, value = (part.unflatten(-1, (heads, -1)).transpose(1, 2)  # (B, heads, T, H / heads)
+                             for part in projected.chunk(3, dim=-1))
+        context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask[:, None, None, :],
+                                                 dropout_p=attention.dropout if self.training else 0.0)
+        return attention.out_proj(context.transpose(1, 2).flatten(2))  # (B, T, H)
 
 
 class AttentionOutput(NamedTuple):
@@ -66,9 +83,9 @@ class DecoderAttention(nn.Module):
         single = query.dim() == 2
         queries = query.unsqueeze(1) if single else query  # (B, T, Q)
         keys = self.prepare(memory) if keys is None else keys
-        scores = self.score(queries, keys).masked_fill(~mask.unsqueeze(1), float("-inf"))  # (B, T, S)
-        weights = torch.softmax(scores, dim=-1)  # exactly 0 where the mask is False
-        context = torch.bmm(weights, memory)  # (B, T, M)
+        scores = self.score(queries, keys).float().masked_fill(~mask.unsqueeze(1), float("-inf"))  # (B, T, S)
+        weights = torch.softmax(scores, dim=-1)  # float32 under autocast too; exactly 0 where the mask is False
+        context = torch.bmm(weights.to(memory.dtype), memory)  # (B, T, M)
         if single:
             return AttentionOutput(context.squeeze(1), weights.squeeze(1))
         return AttentionOutput(context, weights)

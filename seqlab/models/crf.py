@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Optional, Sequence
 
 import torch
@@ -134,6 +135,35 @@ class ChainPosterior:
         return float(probability.clamp(0.0, 1.0))
 
 
+def viterbi_paths(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, trans: torch.Tensor,
+                  end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best tag paths (B, T) (0 on padding) and their scores (B,) for emissions (B, T, K), mask (B, T) and the
+    potentials start (K,), trans (K, K) (from, to), end (K,). In the TorchScript subset (index loops, no list slices
+    or reversal), so ``torch.jit.script`` compiles it to a loop over any number of steps."""
+    batch, time, num_tags = emissions.shape
+    steps = emissions.unbind(1)
+    step_masks = mask.unsqueeze(2).unbind(1)
+    score = start + steps[0]  # (B, K)
+    identity = torch.arange(num_tags, device=emissions.device).expand(batch, num_tags)
+    backpointers: list[torch.Tensor] = []
+    for t in range(1, len(steps)):
+        best, best_prev = (score.unsqueeze(2) + trans).max(dim=1)  # (B, K) over previous tags
+        score = torch.where(step_masks[t], best + steps[t], score)
+        backpointers.append(torch.where(step_masks[t], best_prev, identity))  # padding keeps the tag
+    best_score, last = (score + end).max(dim=1)  # (B,)
+    path = [last]
+    for t in range(len(backpointers) - 1, -1, -1):
+        last = backpointers[t].gather(1, last.unsqueeze(1)).squeeze(1)
+        path.append(last)
+    tags = torch.stack(path, dim=1).flip(1)  # (B, T), built last step first
+    return tags.masked_fill(~mask, 0), best_score
+
+
+@functools.lru_cache(maxsize=1)
+def _scripted_viterbi() -> torch.jit.ScriptFunction:
+    return torch.jit.script(viterbi_paths)
+
+
 class LinearChainCRF(nn.Module):
     """Scores ``s(y) = start[y_0] + sum_t emit[t, y_t] + sum_t trans[y_{t-1}, y_t] + end[y_last]``.
 
@@ -201,23 +231,9 @@ class LinearChainCRF(nn.Module):
         return self.log_partition(emissions, mask) - self.path_score(emissions, tags, mask)
 
     def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Best paths (B, T) (0 on padding) and their scores (B,). Backtracking is batched too."""
+        """Best paths (B, T) (0 on padding) and their scores (B,). Backtracking is batched too. Under
+        ``torch.jit.trace`` (TorchScript and ONNX export) the compiled ``viterbi_paths`` runs, so the traced graph
+        keeps the loop over time and decodes sequences of any length."""
         start, trans, end = self._potentials()
-        batch, time, num_tags = emissions.shape
-        steps = emissions.unbind(1)
-        step_masks = mask.unsqueeze(2).unbind(1)
-        score = start + steps[0]  # (B, K)
-        identity = torch.arange(num_tags, device=emissions.device).expand(batch, num_tags)
-        backpointers = []
-        for emission, step_mask in zip(steps[1:], step_masks[1:]):
-            best, best_prev = (score.unsqueeze(2) + trans).max(dim=1)  # (B, K) over previous tags
-            score = torch.where(step_mask, best + emission, score)
-            backpointers.append(torch.where(step_mask, best_prev, identity))  # padding keeps the tag
-        best_score, last = (score + end).max(dim=1)  # (B,)
-        path = [last]
-        for pointers in reversed(backpointers):
-            last = pointers.gather(1, last.unsqueeze(1)).squeeze(1)
-            path.append(last)
-        path.reverse()
-        tags = torch.stack(path, dim=1)  # (B, T)
-        return tags.masked_fill(~mask, 0), best_score
+        decode = _scripted_viterbi() if torch.jit.is_tracing() else viterbi_paths
+        return decode(emissions, mask, start, trans, end)

@@ -14,6 +14,16 @@ from seqlab.models.encoders import EncoderOutput, SequenceEncoder
 IGNORE_INDEX = -100
 
 
+def sliding_windows(frames: torch.Tensor, width: int, stride: int, count: int) -> torch.Tensor:
+    """The first ``count`` windows of ``width`` consecutive frames, one every ``stride`` frames, each window's frames
+    side by side, oldest first: (B, N, F) -> (B, count, width * F), for N >= (count - 1) * stride + width. A view
+    (``unfold``); traced (for export), concatenated slices: ONNX has no unfold over a length known at run time."""
+    if torch.jit.is_tracing():
+        return torch.cat([frames[:, offset::stride][:, :count] for offset in range(width)], dim=2)
+    batch, _, size = frames.shape
+    return frames.unfold(1, width, stride)[:, :count].transpose(2, 3).reshape(batch, count, width * size)
+
+
 class FrameStacking(nn.Module):
     """Concatenates ``stack`` consecutive frames and keeps every ``stride``-th: (B, T, F) -> (B, ceil(T / stride),
     stack * F), frames past each sequence's end read as zeros. An encoder then runs ``stride`` times fewer steps;
@@ -30,12 +40,11 @@ class FrameStacking(nn.Module):
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features (B, T, F), mask (B, T) -> stacked (B, T', stack * F), mask (B, T') with T' = ceil(T / stride)."""
         batch, time, size = features.shape
-        steps = -(-time // self.stride)
+        steps = (time + self.stride - 1) // self.stride  # ceil; non-negative operands: the same in a traced graph
         padded = steps * self.stride + max(self.stack - self.stride, 0)
         features = F.pad(features * mask.unsqueeze(-1), (0, 0, 0, padded - time))  # (B, padded, F)
-        windows = features.unfold(1, self.stack, self.stride)[:, :steps]  # (B, T', F, stack)
-        stacked = windows.transpose(2, 3).reshape(batch, steps, self.stack * size)  # (B, T', stack * F)
-        lengths = -(-mask.sum(1) // self.stride)  # (B,)
+        stacked = sliding_windows(features, self.stack, self.stride, steps)  # (B, T', stack * F)
+        lengths = (mask.sum(1) + self.stride - 1) // self.stride  # (B,)
         return stacked, torch.arange(steps, device=mask.device).unsqueeze(0) < lengths.unsqueeze(1)
 
     def upsample(self, states: torch.Tensor, time: int) -> torch.Tensor:
@@ -64,10 +73,8 @@ class ContextWindowMLP(SequenceEncoder):
 
     def windows(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, T, F) -> (B, T, (2k + 1) * F): frames t - k .. t + k of each position, oldest first."""
-        batch, time, size = inputs.shape
-        width = 2 * self.context + 1
         padded = F.pad(inputs * mask.unsqueeze(-1), (0, 0, self.context, self.context))  # (B, T + 2k, F)
-        return padded.unfold(1, width, 1).transpose(2, 3).reshape(batch, time, width * size)
+        return sliding_windows(padded, 2 * self.context + 1, 1, inputs.shape[1])
 
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> EncoderOutput:
         real = mask.unsqueeze(-1).to(inputs.dtype)  # (B, T, 1)
