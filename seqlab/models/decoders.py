@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.models.attention import DecoderAttention
+from seqlab.models.cells import LSTMCellStack, RecurrentCell
 from seqlab.models.dropout import Dropout
 from seqlab.models.embeddings import WordEmbedding
 from seqlab.models.encoders import EncoderOutput
@@ -58,7 +59,9 @@ class ZeroBridge(Bridge):
 class DecoderState(NamedTuple):
     """The decoder between steps, N rows (sentences, or sentences x beams): hidden, cell (L, N, H); feed (N, O) the
     previous attentional vector (input feeding); memory (N, S, M) encoder states; mask (N, S) bool; keys: the
-    attention's projection of the memory (N, S, K), or None without attention."""
+    attention's projection of the memory (N, S, K), or None without attention; noise: per layer, the per-sequence
+    draws of the decoder's cells (variational dropout masks (N, .), drawn once per batch of sentences), () for
+    nn.LSTM."""
 
     hidden: torch.Tensor
     cell: torch.Tensor
@@ -66,20 +69,24 @@ class DecoderState(NamedTuple):
     memory: torch.Tensor
     mask: torch.Tensor
     keys: Optional[torch.Tensor]
+    noise: tuple = ()
+
+    def _noise_rows(self, rows: torch.Tensor) -> tuple:
+        return tuple(tuple(draw.index_select(0, rows) for draw in layer) for layer in self.noise)
 
     def select(self, rows: torch.Tensor) -> "DecoderState":
         """The rows ``rows`` (N',) of every part, e.g. each sentence repeated beam-size times."""
         return DecoderState(
             self.hidden.index_select(1, rows), self.cell.index_select(1, rows), self.feed.index_select(0, rows),
             self.memory.index_select(0, rows), self.mask.index_select(0, rows),
-            None if self.keys is None else self.keys.index_select(0, rows),
+            None if self.keys is None else self.keys.index_select(0, rows), self._noise_rows(rows),
         )
 
     def reorder(self, rows: torch.Tensor) -> "DecoderState":
         """Like ``select`` for the recurrent parts only: for beams reordered within their sentence, whose memory
         rows are all the same."""
         return self._replace(hidden=self.hidden.index_select(1, rows), cell=self.cell.index_select(1, rows),
-                             feed=self.feed.index_select(0, rows))
+                             feed=self.feed.index_select(0, rows), noise=self._noise_rows(rows))
 
 
 class StepOutput(NamedTuple):
@@ -107,6 +114,9 @@ class LSTMDecoder(nn.Module):
     off: the decoder sees the source only through ``bridge``'s initial state, as Sutskever et al. 2014). Logits =
     W_out dropout(h~_t). ``tie_embeddings`` shares W_out with the target embedding (h~_t then has embedding_dim
     units). ``bridge(memory_size, hidden_size, num_layers)`` maps the encoder's final summary to (h_0, c_0).
+    ``cell(input_size, hidden_size)``, an LSTM-family cell of ``seqlab.models.cells`` (peephole, CIFG, variational),
+    replaces nn.LSTM (``LSTMCellStack``); a variational cell's masks are drawn once per batch of sentences, at
+    ``start``, and kept in the decoder state.
     """
 
     def __init__(
@@ -122,6 +132,7 @@ class LSTMDecoder(nn.Module):
         input_feeding: bool = True,
         dropout: float = 0.3,
         tie_embeddings: bool = False,
+        cell: Optional[Callable[[int, int], RecurrentCell]] = None,
     ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
@@ -136,8 +147,10 @@ class LSTMDecoder(nn.Module):
         self.output_size = embedding_dim if tie_embeddings else hidden_size
         self.bridge = bridge(memory_size, hidden_size, num_layers)
         input_size = embedding_dim + (self.output_size if self.input_feeding else 0)
-        self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True,
-                            dropout=dropout if num_layers > 1 else 0.0)
+        between_layers = dropout if num_layers > 1 else 0.0
+        self.lstm: nn.Module = (nn.LSTM(input_size, hidden_size, num_layers, batch_first=True, dropout=between_layers)
+                                if cell is None else LSTMCellStack(cell, input_size, hidden_size, num_layers,
+                                                                   between_layers))
         if self.attention is not None:
             self.combine = nn.Linear(self.attention.output_size + hidden_size, self.output_size, bias=False)
         elif self.output_size != hidden_size:
@@ -152,8 +165,16 @@ class LSTMDecoder(nn.Module):
     def start(self, encoded: EncoderOutput) -> DecoderState:
         hidden, cell = self.bridge(encoded.final)  # (L, B, H) each
         keys = self.attention.prepare(encoded.states) if self.attention is not None else None
-        feed = encoded.states.new_zeros(encoded.states.shape[0], self.output_size)  # (B, O)
-        return DecoderState(hidden, cell, feed, encoded.states, encoded.mask, keys)
+        batch = encoded.states.shape[0]
+        feed = encoded.states.new_zeros(batch, self.output_size)  # (B, O)
+        noise = self.lstm.draw_noise(batch, feed) if isinstance(self.lstm, LSTMCellStack) else ()
+        return DecoderState(hidden, cell, feed, encoded.states, encoded.mask, keys, noise)
+
+    def _recur(self, inputs: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The LSTM over inputs (N, T, I) from the state's (h, c): top states (N, T, H) and the new (h, c)."""
+        if state.noise:
+            return self.lstm(inputs, (state.hidden, state.cell), state.noise)
+        return self.lstm(inputs, (state.hidden, state.cell))
 
     def _attend(self, top: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Top LSTM states (B, [T,] H) -> attentional vectors (B, [T,] O) and attention weights (B, [T,] S)."""
@@ -167,7 +188,7 @@ class LSTMDecoder(nn.Module):
         inputs = self.dropout(self.embedding(tokens))  # (N, E)
         if self.input_feeding:
             inputs = torch.cat([inputs, state.feed], dim=-1)  # (N, E + O)
-        top, (hidden, cell) = self.lstm(inputs.unsqueeze(1), (state.hidden, state.cell))  # (N, 1, H)
+        top, (hidden, cell) = self._recur(inputs.unsqueeze(1), state)  # (N, 1, H)
         attentional, weights = self._attend(top.squeeze(1), state)  # (N, O)
         logits = self.output(self.dropout(attentional))  # (N, V)
         return StepOutput(logits, state._replace(hidden=hidden, cell=cell, feed=attentional), weights)
@@ -177,7 +198,7 @@ class LSTMDecoder(nn.Module):
         state = self.start(encoded)
         if not self.input_feeding:  # every step's input is known: one LSTM call, attention over all steps at once
             embedded = self.dropout(self.embedding(inputs))  # (B, T, E)
-            top, _ = self.lstm(embedded, (state.hidden, state.cell))  # (B, T, H)
+            top, _ = self._recur(embedded, state)  # (B, T, H)
             attentional, weights = self._attend(top, state)  # (B, T, O), (B, T, S)
             return DecoderOutput(self.output(self.dropout(attentional)), weights)
         logits, weights = [], []

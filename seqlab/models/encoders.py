@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
 
+from seqlab.models.cells import LSTMCell, RecurrentCell, RecurrentLayer, WeightDropLSTM
 from seqlab.models.dropout import Dropout
 
 
@@ -53,9 +54,12 @@ class _PermuteRows(torch.autograd.Function):
 
 
 def _reverse(inputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """(B, T, D) reversed within lengths by ``index = reversal_index(lengths, T)``."""
+    """(B, T, D) reversed within lengths by ``index = reversal_index(lengths, T)``. Traced (for export), a plain
+    ``index_select``: the same values, and no Python autograd function in the graph."""
     batch, time, size = inputs.shape
-    return _PermuteRows.apply(inputs.reshape(batch * time, size), index).view(batch, time, size)
+    rows = inputs.reshape(batch * time, size)
+    reversed_rows = rows.index_select(0, index) if torch.jit.is_tracing() else _PermuteRows.apply(rows, index)
+    return reversed_rows.view(batch, time, size)
 
 
 def reverse_within_lengths(inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -155,3 +159,61 @@ class BiGRUEncoder(_BidirectionalRNNEncoder):
     """Bidirectional GRU over variable-length batches (exact under padding)."""
 
     rnn_class = nn.GRU
+
+
+class WeightDropBiLSTMEncoder(BiLSTMEncoder):
+    """``BiLSTMEncoder`` whose LSTMs drop elements of their recurrent matrices W_hh while training (DropConnect,
+    Merity et al. 2018; ``weight_dropout`` = probability, one draw per forward call): regularises the recurrence on
+    the fused nn.LSTM kernel. The same state_dict keys as BiLSTMEncoder; eval: the same outputs."""
+
+    rnn_class = WeightDropLSTM
+
+    def __init__(self, input_size: int, hidden_size: int = 256, num_layers: int = 1, dropout: float = 0.0,
+                 weight_dropout: float = 0.5) -> None:
+        super().__init__(input_size, hidden_size, num_layers, dropout)
+        for rnn in [*self.forward_layers, *self.backward_layers]:
+            rnn.weight_dropout = weight_dropout
+
+
+class RecurrentEncoder(SequenceEncoder):
+    """Stacked recurrent layers of any cell of ``seqlab.models.cells`` (peephole, CIFG, variational LSTM, GRU,
+    ConvLSTM), run by the cells' step loop with masks: exact under padding, like the nn.LSTM encoders, at the price
+    of a Python loop over steps (benchmarks/cell_speed.py).
+
+    ``cell(input_size, hidden_size)`` builds each direction's cell; ``bidirectional`` adds a backward layer per layer
+    (outputs concatenated, forward first), else the encoder is unidirectional (as Keras' LSTM). ``dropout`` applies
+    between layers and to the output states. ``output_size`` = directions x the cell's output size (hidden_size for
+    the LSTMs and the GRU). ``final`` (B, output_size): each direction's state after its whole sequence (the forward
+    state at the last real step, the backward state at the first).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int = 256, num_layers: int = 1, dropout: float = 0.0,
+                 cell: Callable[[int, int], RecurrentCell] = LSTMCell, bidirectional: bool = True) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.layers = nn.ModuleList()
+        size = input_size
+        for _ in range(num_layers):
+            directions = nn.ModuleList(RecurrentLayer(cell(size, hidden_size), reverse=reverse)
+                                       for reverse in ((False, True) if bidirectional else (False,)))
+            self.layers.append(directions)
+            size = sum(layer.output_size for layer in directions)
+        self.output_size = size
+        self.dropout = Dropout(dropout)
+
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> EncoderOutput:
+        _BidirectionalRNNEncoder._lengths(mask)  # rejects empty sequences
+        real = mask.unsqueeze(2).to(inputs.dtype)  # (B, T, 1)
+        states = inputs
+        for depth, directions in enumerate(self.layers):
+            if depth:
+                states = self.dropout(states)
+            runs = [layer(states, mask) for layer in directions]  # ((B, T, O), final state) per direction
+            states = torch.cat([outputs for outputs, _ in runs], dim=-1) * real  # (B, T, directions * O)
+        final = torch.cat([layer.cell.output(state) for layer, (_, state) in zip(directions, runs)], dim=-1)
+        return EncoderOutput(self.dropout(states), mask, self.dropout(final))
+
+    def final_states(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``forward(inputs, mask).final`` (B, output_size), the summary character encoders use."""
+        return self.forward(inputs, mask).final
