@@ -1,4 +1,4 @@
-"""Length-bucketing batch sampler that shards across DDP ranks."""
+"""Length-bucketing batch sampler that shards across DDP ranks and resumes mid-epoch."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ class BucketBatchSampler:
     Evaluation (``shuffle=False``): examples sorted by length, each example in exactly one batch on exactly one rank
     (no padding), so metrics gathered over ranks see every example once; a split of fewer batches than ranks is cut
     into one smaller batch per rank.
+
+    Resuming: ``state_dict()`` gives the seed, the epoch and how many of this rank's batches of the epoch were
+    served; after ``load_state_dict`` the next pass over that epoch skips those batches (``len`` stays the whole
+    epoch's, as Lightning counts the skipped ones as done). A pass over another epoch starts from its first batch.
     """
 
     def __init__(
@@ -54,9 +58,28 @@ class BucketBatchSampler:
         world_rank, world_size = _world()
         self.num_replicas = num_replicas if num_replicas is not None else world_size
         self.rank = rank if rank is not None else world_rank
+        self.served = 0  # batches of the current pass yielded so far
+        self._resume: Optional[tuple[int, int]] = None  # (epoch, batches to skip) for the next pass
+
+    @property
+    def sampler(self) -> "BucketBatchSampler":
+        """Lightning calls ``set_epoch`` on ``dataloader.batch_sampler.sampler`` (the sampler inside a PyTorch
+        ``BatchSampler``), never on the batch sampler itself: this one is its own sampler."""
+        return self
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "epoch": self.epoch, "batches": self.served, "num_replicas": self.num_replicas}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume the epoch of ``state`` after its first ``batches`` batches (counted on ``num_replicas`` ranks;
+        on another number of ranks, after as many global batches as were served)."""
+        self.seed = int(state["seed"])
+        self.epoch = int(state["epoch"])
+        served = int(state["batches"]) * int(state.get("num_replicas", self.num_replicas)) // self.num_replicas
+        self._resume = (self.epoch, served)
 
     def _split(self, ordered: np.ndarray) -> list[np.ndarray]:
         """Cut length-sorted indices into consecutive batches under both caps."""
@@ -97,8 +120,16 @@ class BucketBatchSampler:
             batches.append(batches[len(batches) % original])
         return batches
 
+    def resume_point(self) -> int:
+        """How many of the current epoch's batches the next pass skips (0 unless resuming this epoch)."""
+        return self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
+
     def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.global_batches()[self.rank::self.num_replicas]:
+        skip = self.resume_point()
+        self._resume = None
+        self.served = skip
+        for batch in self.global_batches()[self.rank::self.num_replicas][skip:]:
+            self.served += 1
             yield batch.tolist()
 
     def __len__(self) -> int:

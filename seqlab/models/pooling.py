@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from seqlab.models.encoders import EncoderOutput
+from seqlab.models.precision import float32_region
 
 
 class PooledOutput(NamedTuple):
@@ -36,14 +37,16 @@ def real_states(encoded: EncoderOutput) -> torch.Tensor:
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last dim, restricted to ``mask`` (broadcast to ``scores``): exactly 0 where mask is False."""
-    return scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+    """Softmax over the last dim, restricted to ``mask`` (broadcast to ``scores``): exactly 0 where mask is False.
+    In float32 whatever the dtype of the scores (autocast's bfloat16 would round the weights to 3 digits)."""
+    return scores.float().masked_fill(~mask, float("-inf")).softmax(dim=-1)
 
 
 def frobenius_penalty(weights: torch.Tensor) -> torch.Tensor:
     """Lin et al. (2017) redundancy penalty ||A A^T - I||_F^2 per sequence: weights (B, r, T) -> (B,).
-    0 when the r hops attend to disjoint single tokens; grows as hops overlap."""
-    gram = weights @ weights.transpose(1, 2)  # (B, r, r)
+    0 when the r hops attend to disjoint single tokens; grows as hops overlap. In float32, also under autocast."""
+    with float32_region(weights):
+        gram = weights.float() @ weights.float().transpose(1, 2)  # (B, r, r)
     identity = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
     return (gram - identity).pow(2).sum(dim=(1, 2))
 
@@ -97,7 +100,7 @@ class AttentionPooling(Pooling):
         states = real_states(encoded)
         scores = self.score(torch.tanh(self.projection(states))).squeeze(-1)  # (B, T)
         weights = masked_softmax(scores, encoded.mask)  # (B, T)
-        pooled = (weights.unsqueeze(1) @ states).squeeze(1)  # (B, 1, T) @ (B, T, H) -> (B, H)
+        pooled = (weights.unsqueeze(1).to(states.dtype) @ states).squeeze(1)  # (B, 1, T) @ (B, T, H) -> (B, H)
         return PooledOutput(pooled, weights, None)
 
 
@@ -119,6 +122,6 @@ class SelfAttentivePooling(Pooling):
         states = real_states(encoded)
         scores = self.w_s2(torch.tanh(self.w_s1(states))).transpose(1, 2)  # (B, T, r) -> (B, r, T)
         weights = masked_softmax(scores, encoded.mask.unsqueeze(1))  # (B, r, T)
-        embedding = weights @ states  # (B, r, H)
+        embedding = weights.to(states.dtype) @ states  # (B, r, H)
         penalty = self.penalty_weight * frobenius_penalty(weights).mean()
         return PooledOutput(embedding.flatten(1), weights, penalty)  # pooled (B, r * H)

@@ -10,6 +10,7 @@ from torch import nn
 
 from seqlab.models.crf import ChainPosterior, LinearChainCRF
 from seqlab.models.dropout import Dropout
+from seqlab.models.precision import float32_region
 
 
 class IndependentPosterior:
@@ -76,7 +77,9 @@ class SoftmaxTagger(TaggerHead):
 
 
 class CRFTagger(TaggerHead):
-    """Linear-chain CRF over the emissions; ``constrained`` forbids transitions that break the BIO/BIOES scheme."""
+    """Linear-chain CRF over the emissions; ``constrained`` forbids transitions that break the BIO/BIOES scheme.
+    The CRF computes in float32 whatever the autocast dtype of the emissions (its forward-backward sums
+    probabilities over every path)."""
 
     def __init__(
         self, input_size: int, labels: Sequence[str], dropout: float = 0.0, constrained: bool = True
@@ -85,10 +88,13 @@ class CRFTagger(TaggerHead):
         self.crf = LinearChainCRF(self.num_tags, self.labels, constrained=constrained)
 
     def loss(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.crf.nll(emissions, tags, mask).mean()
+        with float32_region(emissions):
+            return self.crf.nll(emissions.float(), tags, mask).mean()
 
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.crf.viterbi(emissions, mask)[0]
+        with float32_region(emissions):
+            return self.crf.viterbi(emissions.float(), mask)[0]
 
     def posterior(self, emissions: torch.Tensor, mask: torch.Tensor) -> ChainPosterior:
-        return self.crf.posterior(emissions, mask)
+        with float32_region(emissions):
+            return self.crf.posterior(emissions.float(), mask)

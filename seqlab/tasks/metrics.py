@@ -28,25 +28,25 @@ class EntityF1(Metric):
         for name in ("correct", "predicted", "gold"):
             self.add_state(name, default=torch.zeros(len(self.types), dtype=torch.long), dist_reduce_fx="sum")
 
-    def _count(self, tags: list[str], into: torch.Tensor) -> set:
+    def _count(self, tags: list[str], into: list[int]) -> set:
         spans = set(strict_spans(tags, self.scheme))
         for span in spans:
             into[self.type_index[span.label]] += 1
         return spans
 
     def update(self, predicted: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor) -> None:
+        """Spans are found in Python (one read of the tag ids from the device); the counts are added to the states
+        where they live, whatever the device."""
         lengths = mask.sum(1).tolist()
         predicted_rows, gold_rows = predicted.tolist(), gold.tolist()
-        correct = torch.zeros_like(self.correct, device="cpu")
-        n_pred, n_gold = torch.zeros_like(correct), torch.zeros_like(correct)
+        correct, n_pred, n_gold = ([0] * len(self.types) for _ in range(3))
         for length, pred_ids, gold_ids in zip(lengths, predicted_rows, gold_rows):
             pred_spans = self._count([self.labels[i] for i in pred_ids[:length]], n_pred)
             gold_spans = self._count([self.labels[i] for i in gold_ids[:length]], n_gold)
             for span in pred_spans & gold_spans:
                 correct[self.type_index[span.label]] += 1
-        self.correct += correct.to(self.correct.device)
-        self.predicted += n_pred.to(self.predicted.device)
-        self.gold += n_gold.to(self.gold.device)
+        for state, counts in ((self.correct, correct), (self.predicted, n_pred), (self.gold, n_gold)):
+            state += torch.tensor(counts, dtype=state.dtype, device=state.device)
 
     @staticmethod
     def _prf(correct, predicted, gold) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -63,7 +63,7 @@ def write_confusion_matrix(matrix: torch.Tensor, labels: Sequence[str], stem: Pa
     import matplotlib.pyplot as plt
 
     stem.parent.mkdir(parents=True, exist_ok=True)
-    counts = matrix.detach().cpu().long()
+    counts = torch.tensor(matrix.detach().long().tolist())  # (K, K) read from whatever device the metric is on
     csv_path, png_path = stem.with_suffix(".csv"), stem.with_suffix(".png")
     with csv_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
