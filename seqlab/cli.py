@@ -39,6 +39,8 @@ LINKS = {
     "eos_index": "eos_index",
     "word_vectors": "word_vectors",  # (V, D) pretrained rows for the word vocabulary, or None
     "target_encoder": "target_encoder",  # the fitted target TextEncoder: ids -> text for BLEU and predict
+    "transformer_spec": "transformer_spec",  # what a TransformerWordEmbedding is built from (layers, size, config)
+    "transformer_weights": "transformer_weights",  # a fine-tuned transformer's pretrained weights
 }
 
 TRAINER_DEFAULTS: dict[str, Any] = {
@@ -130,6 +132,14 @@ class SeqlabCLI(LightningCLI):
             class_name = str(config.data.class_path).rsplit(".", 1)[-1]
             self._data_state = checkpoint.get(class_name) or None
 
+    def before_instantiate_classes(self) -> None:
+        """The sampler's data-order seed follows ``--seed_everything`` (chosen by then, even when random) unless
+        ``--data.seed`` is given, so runs with different seeds also differ in data order."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        seed, init_args = config.get("seed_everything"), config.get("data") and config.data.get("init_args")
+        if init_args is not None and init_args.get("seed") is None and type(seed) is int:
+            init_args.seed = seed
+
     def _read_checkpoint(self, path: str) -> dict:
         """Each checkpoint file is read once (torch.load), whatever asks for it."""
         if path not in self._checkpoints:
@@ -209,6 +219,14 @@ def main(args: Optional[list[str]] = None) -> None:
         from seqlab.leaderboard import main as leaderboard_main
 
         return leaderboard_main(argv[1:])
+    if argv[:1] == ["serve"]:  # seqlab serve --ckpt_path CKPT --port PORT: see seqlab/serving.py
+        from seqlab.serving import main as serve_main
+
+        return serve_main(argv[1:])
+    if argv[:1] == ["export"]:  # seqlab export --ckpt_path CKPT --format onnx --output FILE: see seqlab/export.py
+        from seqlab.export import main as export_main
+
+        return export_main(argv[1:])
     import datasets
 
     datasets.disable_progress_bars()

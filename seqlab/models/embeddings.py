@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
 from seqlab.models.dropout import Dropout
-from seqlab.models.encoders import BiLSTMEncoder
+from seqlab.models.encoders import BiLSTMEncoder, SequenceEncoder
+from seqlab.models.transformer_embeddings import TransformerWordEmbedding
 
 
 class WordEmbedder(nn.Module):
@@ -23,8 +24,19 @@ class WordEmbedder(nn.Module):
     def load_vectors(self, weight: torch.Tensor) -> int:
         return 0
 
+    def append_rows(self, vectors: torch.Tensor, reference: torch.Tensor, known: torch.Tensor) -> None:
+        """Rows for new word ids (after the existing ones, in order), from the pretrained ``vectors`` (N, D) of
+        those words: for a vocabulary opened at predict time. ``reference`` (V, D) are the pretrained rows this
+        embedding's first V words started from, ``known`` (V,) bool marks the rows that came from the vectors."""
+        raise NotImplementedError
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+
+def fit_linear_map(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The least-squares linear map (D, E) with ``source @ map ~= target``, for source (N, D) and target (N, E)."""
+    return torch.linalg.lstsq(source.double(), target.double()).solution.to(target.dtype)
 
 
 def drop_words(ids: torch.Tensor, probability: float, padding_idx: int, unk_index: int) -> torch.Tensor:
@@ -62,6 +74,17 @@ class WordEmbedding(WordEmbedder):
             ids = drop_words(ids, self.word_dropout, self.padding_idx, self.unk_index)
         return self.embedding(ids)
 
+    @torch.no_grad()
+    def append_rows(self, vectors: torch.Tensor, reference: torch.Tensor, known: torch.Tensor) -> None:
+        """A random embedding learnt nothing of the vectors: each new word gets the UNK row, as before."""
+        self._append(self.embedding.weight[self.unk_index].expand(vectors.shape[0], -1))
+
+    def _append(self, rows: torch.Tensor) -> None:
+        weight = self.embedding.weight
+        grown = torch.cat([weight.detach(), rows.to(weight.dtype)])  # (V + N, D)
+        self.embedding.weight = nn.Parameter(grown, requires_grad=weight.requires_grad)
+        self.embedding.num_embeddings = grown.shape[0]
+
 
 class PretrainedWordEmbedding(WordEmbedding):
     """Word embedding whose rows start from pretrained vectors: ``load_vectors(weight (V, D))`` copies them in (the
@@ -94,6 +117,14 @@ class PretrainedWordEmbedding(WordEmbedding):
         self.embedding.weight.copy_(weight)
         return expected[0]
 
+    @torch.no_grad()
+    def append_rows(self, vectors: torch.Tensor, reference: torch.Tensor, known: torch.Tensor) -> None:
+        """Fine-tuning moved the rows away from the pretrained space: new words' vectors go through the linear map
+        that best takes the known words' pretrained rows to their trained rows (least squares; the identity for a
+        frozen embedding), so they land where training put their neighbours."""
+        trained = self.embedding.weight[: reference.shape[0]][known]  # (V_known, D)
+        self._append(vectors.to(trained.dtype) @ fit_linear_map(reference[known], trained))
+
 
 class StackedWordEmbedding(WordEmbedder):
     """Several embeddings of one vocabulary side by side (like Flair's StackedEmbeddings), e.g. pretrained GloVe
@@ -123,6 +154,10 @@ class StackedWordEmbedding(WordEmbedder):
     def load_vectors(self, weight: torch.Tensor) -> int:
         """Each member that takes pretrained vectors gets them; returns the most rows any member set."""
         return max(member.load_vectors(weight) for member in self.members)
+
+    def append_rows(self, vectors: torch.Tensor, reference: torch.Tensor, known: torch.Tensor) -> None:
+        for member in self.members:
+            member.append_rows(vectors, reference, known)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if self.training and self.word_dropout > 0:
@@ -183,7 +218,23 @@ class CharEncoder(nn.Module):
         """(N, L) ids of N real words, (N, L) bool -> (N, output_size)."""
         raise NotImplementedError
 
+    def encode_words_at_once(self, chars: torch.Tensor, char_mask: torch.Tensor) -> torch.Tensor:
+        """``encode_words`` with control flow that does not depend on the words (for tracing): the same features."""
+        return self.encode_words(chars, char_mask)
+
+    def forward_traceable(self, chars: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``forward`` in operations a traced graph (TorchScript, ONNX) keeps for any batch: the distinct rows of
+        ``chars`` by ``torch.unique`` (padding positions among them, encoded as one padding character), all words
+        padded to the longest, then padding positions set to 0. The same features."""
+        batch, time, length = chars.shape
+        words, inverse = torch.unique(chars.reshape(batch * time, length), dim=0, return_inverse=True)  # (U, L)
+        char_mask = (words != self.padding_idx) | (torch.arange(length, device=chars.device) == 0)  # none empty
+        encoded = self.encode_words_at_once(words, char_mask).index_select(0, inverse)  # (B * T, C)
+        return encoded.view(batch, time, self.output_size).masked_fill(~mask.unsqueeze(2), 0.0)
+
     def forward(self, chars: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_tracing():
+            return self.forward_traceable(chars, mask)
         batch, time = mask.shape
         words, inverse = unique_rows(chars[mask])  # (U, L) distinct real words, (N,) word of each real token
         char_mask = words != self.padding_idx
@@ -245,15 +296,18 @@ class CharBiLSTM(CharEncoder):
     Words are sorted by length and run in a few groups, each padded only to its own longest word (one dense
     LSTM over all words would pad every word to the longest of the batch); ``group_overhead`` is the cost of one
     more group, in padded character steps, used to choose the groups. Features do not depend on the grouping.
+    ``encoder(embedding_dim, hidden_size)`` runs over the characters and gives its ``final_states``: the nn.LSTM
+    BiLSTMEncoder, or e.g. a ``RecurrentEncoder`` with another cell of ``seqlab.models.cells``.
     """
 
     group_overhead: float = 512.0
 
     def __init__(
-        self, char_vocab_size: int, padding_idx: int = 0, embedding_dim: int = 25, hidden_size: int = 25
+        self, char_vocab_size: int, padding_idx: int = 0, embedding_dim: int = 25, hidden_size: int = 25,
+        encoder: Callable[[int, int], SequenceEncoder] = BiLSTMEncoder,
     ) -> None:
         super().__init__(char_vocab_size, padding_idx, embedding_dim)
-        self.lstm = BiLSTMEncoder(embedding_dim, hidden_size)
+        self.lstm = encoder(embedding_dim, hidden_size)
         self.output_size = self.lstm.output_size
 
     def encode_words(self, chars: torch.Tensor, char_mask: torch.Tensor) -> torch.Tensor:
@@ -269,21 +323,33 @@ class CharBiLSTM(CharEncoder):
         encoded = torch.cat(finals) if len(finals) > 1 else finals[0]  # (N, 2H) in sorted order
         return encoded.index_select(0, torch.argsort(order))  # (N, 2H) in input order
 
+    def encode_words_at_once(self, chars: torch.Tensor, char_mask: torch.Tensor) -> torch.Tensor:
+        return self.lstm.final_states(self.embedding(chars), char_mask)  # one run, all words padded to L: (N, 2H)
+
 
 class TokenEmbedder(nn.Module):
-    """Word vectors, optionally concatenated with character features, then dropout: -> (B, T, output_size)."""
+    """Word vectors, optionally concatenated with character features and transformer word vectors, then dropout:
+    -> (B, T, output_size). ``words`` may be None when a ``transformer`` embedding gives the word vectors."""
 
-    def __init__(self, words: WordEmbedder, chars: Optional[CharEncoder] = None, dropout: float = 0.0) -> None:
+    def __init__(self, words: Optional[WordEmbedder], chars: Optional[CharEncoder] = None, dropout: float = 0.0,
+                 transformer: Optional[TransformerWordEmbedding] = None) -> None:
         super().__init__()
+        if words is None and transformer is None:
+            raise ValueError("a TokenEmbedder needs a word embedding, a transformer embedding or both")
         self.words = words
         self.chars = chars
+        self.transformer = transformer
         self.dropout = Dropout(dropout)
-        self.output_size = words.output_size + (chars.output_size if chars is not None else 0)
+        self.output_size = sum(part.output_size for part in (words, chars, transformer) if part is not None)
 
-    def forward(self, token_ids: torch.Tensor, mask: torch.Tensor, char_ids: Optional[torch.Tensor] = None):
-        vectors = self.words(token_ids)  # (B, T, D)
+    def forward(self, token_ids: torch.Tensor, mask: torch.Tensor, char_ids: Optional[torch.Tensor] = None,
+                transformer_inputs: Optional[Mapping[str, torch.Tensor]] = None):
+        """``transformer_inputs``: the batch's transformer keys (``word_features``, or ``piece_ids``...)."""
+        parts = [self.words(token_ids)] if self.words is not None else []  # (B, T, D)
         if self.chars is not None:
             if char_ids is None:
                 raise ValueError("this embedder has character features but the batch has no char_ids")
-            vectors = torch.cat([vectors, self.chars(char_ids, mask)], dim=-1)  # (B, T, D + C)
-        return self.dropout(vectors)
+            parts.append(self.chars(char_ids, mask))  # (B, T, C)
+        if self.transformer is not None:
+            parts.append(self.transformer(transformer_inputs or {}, mask))  # (B, T, H)
+        return self.dropout(torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0])  # (B, T, D + C + H)

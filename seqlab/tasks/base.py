@@ -8,10 +8,14 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from pytorch_lightning.plugins.precision import MixedPrecision
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import Metric, MetricCollection
 
 from seqlab.models.embeddings import WordEmbedder
+from seqlab.models.transformer_embeddings import TransformerWordEmbedding
+from seqlab.models.precision import cast_lstm_inputs_under_cpu_autocast
+from seqlab.random_state import RandomStateCheckpoint
 
 STAGES = ("train", "val", "test")
 TrainMetric = Union[Metric, MetricCollection]
@@ -23,7 +27,8 @@ class SequenceTask(pl.LightningModule):
 
     Checkpoints: ``best-epochNN.ckpt`` by ``monitor``, ``last.ckpt`` at every validation, and ``last-step.ckpt``
     every ``checkpoint_every_n_steps`` training steps, so a run killed mid-epoch resumes with ``--ckpt_path last``
-    (the newest of them).
+    (the newest of them) exactly where it stopped: the training loader's position is in the checkpoint (see
+    ``ResumableDataLoader``) and so are the random generators' states (``RandomStateCheckpoint``).
     """
 
     monitor: str = "val/loss"
@@ -45,13 +50,17 @@ class SequenceTask(pl.LightningModule):
         self._reset_train_log()
         self._pending_metric_updates: list[tuple[TrainMetric, tuple[torch.Tensor, ...]]] = []  # see update_train_metric
 
+    def setup(self, stage: str) -> None:
+        """Under a Trainer, whose precision may be bf16-mixed on CPU: see ``cast_lstm_inputs_under_cpu_autocast``."""
+        cast_lstm_inputs_under_cpu_autocast(self)
+
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Move the batch's tensors and leave its Python lists (tokens, utterance ids, reference strings and phone
         sequences, kept for predict and scoring) as they are: Lightning's generic transfer walks every element of
         them, thousands per batch, at every training step."""
         if not isinstance(batch, dict):
             return super().transfer_batch_to_device(batch, device, dataloader_idx)
-        non_blocking = torch.device(device).type not in ("cpu", "mps")
+        non_blocking = torch.device(device).type == "cuda"  # from page-locked batches (the data module pins on CUDA)
         moved = {}
         for key, value in batch.items():
             if isinstance(value, torch.Tensor):
@@ -136,19 +145,34 @@ class SequenceTask(pl.LightningModule):
         metrics.reset()
 
     @staticmethod
-    def load_word_vectors(embedding: WordEmbedder, word_vectors: Optional[torch.Tensor]) -> None:
+    def load_word_vectors(embedding: Optional[WordEmbedder], word_vectors: Optional[torch.Tensor]) -> None:
         """Copy pretrained rows (V, D), linked from the data module's ``word_vectors``, into a word embedding."""
         if word_vectors is None:
             return
-        if embedding.load_vectors(word_vectors):
+        if embedding is not None and embedding.load_vectors(word_vectors):
             rank_zero_info(f"word embedding initialised from pretrained vectors ({word_vectors.shape[0]} words, "
                            f"{word_vectors.shape[1]} dimensions)")
         else:
             rank_zero_warn(f"pretrained word vectors are unused: {type(embedding).__name__} takes none "
                            "(use seqlab.models.PretrainedWordEmbedding, alone or in a StackedWordEmbedding)")
 
+    def parameter_groups(self) -> list[dict]:
+        """The optimiser's parameter groups: the trainable parameters, and apart from them, at ``transformer_lr``,
+        those of each fine-tuned transformer (a ``TransformerWordEmbedding``'s)."""
+        tuned = [p for module in self.modules() if isinstance(module, TransformerWordEmbedding)
+                 and module.transformer is not None for p in module.transformer.parameters() if p.requires_grad]
+        ids = {id(p) for p in tuned}
+        groups = [{"params": [p for p in self.parameters() if p.requires_grad and id(p) not in ids]}]
+        return groups + ([{"params": tuned, "lr": self.transformer_lr}] if tuned else [])
+
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(p for p in self.parameters() if p.requires_grad)
+        optimizer = self.optimizer_factory(self.parameter_groups())
+        if optimizer.defaults.get("fused") and self._clips_under_mixed_precision():
+            # Lightning refuses to clip the gradients of a fused optimizer under mixed precision (it would unscale
+            # them inside its step, after the clipping); the unfused one computes the same update
+            optimizer = type(optimizer)([{**group, "fused": False} for group in optimizer.param_groups],
+                                        **{**optimizer.defaults, "fused": False})
+            rank_zero_info(f"{type(optimizer).__name__}: fused=False, to clip gradients under mixed precision")
         if self.lr_scheduler_factory is None:
             return optimizer
         scheduler = self.lr_scheduler_factory(optimizer)
@@ -156,6 +180,11 @@ class SequenceTask(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch"},
         }
+
+    def _clips_under_mixed_precision(self) -> bool:
+        trainer = self._trainer
+        return (trainer is not None and isinstance(trainer.precision_plugin, MixedPrecision)
+                and bool(trainer.gradient_clip_val))
 
     def configure_callbacks(self) -> list[pl.Callback]:
         best = ModelCheckpoint(
@@ -165,4 +194,4 @@ class SequenceTask(pl.LightningModule):
         # keeps one file, last-step.ckpt, rewritten every N steps: what a run killed mid-epoch resumes from
         periodic = ModelCheckpoint(every_n_train_steps=self.checkpoint_every_n_steps, save_top_k=1,
                                    filename="last-step", enable_version_counter=False)
-        return [best, periodic]
+        return [best, periodic, RandomStateCheckpoint()]

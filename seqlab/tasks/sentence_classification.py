@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from seqlab.models.classifiers import MLPClassifier
 from seqlab.models.embeddings import TokenEmbedder, WordEmbedder, WordEmbedding
+from seqlab.models.transformer_embeddings import TransformerWordEmbedding
 from seqlab.models.encoders import BiLSTMEncoder, SequenceEncoder
 from seqlab.models.pooling import MaxPooling, PooledOutput, Pooling
 from seqlab.tasks.base import SequenceTask
@@ -31,7 +32,10 @@ class SentenceClassification(SequenceTask):
     ``encoder(input_size)``, ``pooling(encoder.output_size)``, ``head(pooling.output_size, labels)``.
     ``word_vectors`` (V, D), the data module's pretrained vectors for its vocabulary, start the word embedding's
     rows (not saved in the hyperparameters: the checkpoint's weights hold them).
-    ``class_weights`` (one per label, in label order) weight the cross-entropy.
+    ``class_weights`` (one per label, in label order) weight the cross-entropy. ``transformer_spec`` (linked from
+    the data module's) adds a ``TransformerWordEmbedding`` beside the word embedding (or instead: ``word_embedding:
+    null``); a fine-tuned one starts from ``transformer_weights`` (not saved in the hyperparameters) and learns at
+    ``transformer_lr``.
     """
 
     monitor = "val/accuracy"
@@ -42,7 +46,7 @@ class SentenceClassification(SequenceTask):
         vocab_size: int,
         labels: list[str],
         padding_idx: int = 0,
-        word_embedding: Callable[[int, int], WordEmbedder] = WordEmbedding,
+        word_embedding: Optional[Callable[[int, int], WordEmbedder]] = WordEmbedding,
         embedding_dropout: float = 0.5,
         encoder: Callable[[int], SequenceEncoder] = BiLSTMEncoder,
         pooling: Callable[[int], Pooling] = MaxPooling,
@@ -52,16 +56,22 @@ class SentenceClassification(SequenceTask):
         lr_scheduler: Optional[LRSchedulerCallable] = None,
         checkpoint_every_n_steps: int = 500,
         word_vectors: Optional[torch.Tensor] = None,
+        transformer_spec: Optional[dict] = None,
+        transformer_weights: Optional[dict] = None,
+        transformer_lr: float = 5e-5,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
-        self.save_hyperparameters(ignore=["word_vectors"])
+        self.save_hyperparameters(ignore=["word_vectors", "transformer_weights"])
         self.labels = list(labels)
         if class_weights is not None and len(class_weights) != len(self.labels):
             raise ValueError(f"class_weights has {len(class_weights)} values for {len(self.labels)} labels "
                              f"({', '.join(self.labels)})")
         self.register_buffer("class_weights", None if class_weights is None else torch.tensor(class_weights,
                                                                                                dtype=torch.float))
-        self.embedder = TokenEmbedder(word_embedding(vocab_size, padding_idx), None, embedding_dropout)
+        words = word_embedding(vocab_size, padding_idx) if word_embedding is not None else None
+        contextual = TransformerWordEmbedding.build(transformer_spec, transformer_weights) if transformer_spec else None
+        self.transformer_lr = transformer_lr
+        self.embedder = TokenEmbedder(words, None, embedding_dropout, contextual)
         self.load_word_vectors(self.embedder.words, word_vectors)
         self.encoder = encoder(self.embedder.output_size)
         self.pooling = pooling(self.encoder.output_size)
@@ -78,7 +88,7 @@ class SentenceClassification(SequenceTask):
 
     def forward(self, batch: SentenceBatch) -> tuple[torch.Tensor, PooledOutput]:
         """Logits (B, K) and the pooling's output (pooled (B, P), attention weights, penalty)."""
-        embedded = self.embedder(batch["token_ids"], batch["mask"])  # (B, T, E)
+        embedded = self.embedder(batch["token_ids"], batch["mask"], transformer_inputs=batch)  # (B, T, E)
         pooled = self.pooling(self.encoder(embedded, batch["mask"]))
         return self.head(pooled.pooled), pooled
 

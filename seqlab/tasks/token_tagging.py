@@ -16,6 +16,7 @@ from seqlab.models import (
     SequenceEncoder,
     TaggerHead,
     TokenEmbedder,
+    TransformerWordEmbedding,
     WordEmbedder,
     WordEmbedding,
 )
@@ -34,7 +35,9 @@ class TokenTagging(SequenceTask):
     they depend on: ``word_embedding(vocab_size, padding_idx)``, ``char_encoder(char_vocab_size, padding_idx)``,
     ``encoder(input_size)``, ``attention(encoder.output_size)``, ``head(input_size, labels)``. ``word_vectors``
     (V, D), the data module's pretrained vectors for its vocabulary, start the word embedding's rows (not saved in
-    the hyperparameters: the checkpoint's weights hold them).
+    the hyperparameters: the checkpoint's weights hold them). ``transformer_spec`` (linked from the data module's)
+    adds a ``TransformerWordEmbedding`` beside the word embedding (or instead: ``word_embedding: null``); a fine-tuned
+    one starts from ``transformer_weights`` (not saved in the hyperparameters either) and learns at ``transformer_lr``.
     """
 
     optional_outputs = {"marginals": "predict_marginals"}
@@ -47,7 +50,7 @@ class TokenTagging(SequenceTask):
         labels: list[str],
         char_vocab_size: int = 0,
         padding_idx: int = 0,
-        word_embedding: Callable[[int, int], WordEmbedder] = WordEmbedding,
+        word_embedding: Optional[Callable[[int, int], WordEmbedder]] = WordEmbedding,
         char_encoder: Optional[Callable[[int, int], CharEncoder]] = None,
         embedding_dropout: float = 0.5,
         encoder: Callable[[int], SequenceEncoder] = BiLSTMEncoder,
@@ -58,14 +61,20 @@ class TokenTagging(SequenceTask):
         checkpoint_every_n_steps: int = 200,
         word_vectors: Optional[torch.Tensor] = None,
         predict_marginals: bool = False,
+        transformer_spec: Optional[dict] = None,
+        transformer_weights: Optional[dict] = None,
+        transformer_lr: float = 5e-5,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
-        self.save_hyperparameters(ignore=["word_vectors"])
+        self.save_hyperparameters(ignore=["word_vectors", "transformer_weights"])
         self.labels = list(labels)
         self.scheme = detect_scheme(self.labels)
         self.predict_marginals = predict_marginals
         chars = char_encoder(char_vocab_size, padding_idx) if char_encoder is not None else None
-        self.embedder = TokenEmbedder(word_embedding(vocab_size, padding_idx), chars, embedding_dropout)
+        words = word_embedding(vocab_size, padding_idx) if word_embedding is not None else None
+        contextual = TransformerWordEmbedding.build(transformer_spec, transformer_weights) if transformer_spec else None
+        self.transformer_lr = transformer_lr
+        self.embedder = TokenEmbedder(words, chars, embedding_dropout, contextual)
         self.load_word_vectors(self.embedder.words, word_vectors)
         self.encoder = encoder(self.embedder.output_size)
         self.attention = attention(self.encoder.output_size) if attention is not None else None
@@ -74,7 +83,7 @@ class TokenTagging(SequenceTask):
 
     def forward(self, batch: TokenBatch) -> torch.Tensor:
         """Emissions (B, T, K)."""
-        embedded = self.embedder(batch["token_ids"], batch["mask"], batch.get("char_ids"))  # (B, T, E)
+        embedded = self.embedder(batch["token_ids"], batch["mask"], batch.get("char_ids"), batch)  # (B, T, E)
         encoded = self.encoder(embedded, batch["mask"])  # states (B, T, H)
         if self.attention is not None:
             encoded = self.attention(encoded)
