@@ -119,8 +119,8 @@ def test_predict_from_a_moved_checkpoint_without_data_or_config(trained, tmp_pat
     rows = read_rows(out)
     assert [r["source"] for r in rows] == sources
     for row in rows:
-        assert set(row) == {"source", "translation", "score", "source_tokens", "tokens", "attention"}
-        assert isinstance(row["translation"], str) and row["score"] <= 0
+        assert set(row) == {"source", "translation", "score", "log_prob", "source_tokens", "tokens", "attention"}
+        assert isinstance(row["translation"], str) and row["score"] <= 0 and row["log_prob"] <= 0
         assert len(row["attention"]) == len(row["tokens"])
         for weights in row["attention"]:
             assert len(weights) == len(row["source_tokens"]) and sum(weights) == pytest.approx(1.0, abs=1e-3)

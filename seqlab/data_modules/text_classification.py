@@ -282,7 +282,7 @@ class TextClassificationData(WordVectorsData):
             return out
 
         encoded = self.checked(split, dataset.map(encode_batch, batched=True, with_indices=True,
-                                                  desc=f"encoding {split}"))
+                                                  desc=f"encoding {split}", **self.map_options(split)))
         truncated = int(np.sum(encoded["truncated"]))
         if truncated:
             rank_zero_info(f"{split}: truncated {truncated} of {len(encoded)} texts to max_length={max_length}")

@@ -275,7 +275,8 @@ class TokenClassificationData(WordVectorsData):
                 out["index"].append(index)
             return out
 
-        encoded = dataset.map(encode_batch, batched=True, with_indices=True, desc=f"encoding {split}")
+        encoded = dataset.map(encode_batch, batched=True, with_indices=True, desc=f"encoding {split}",
+                              **self.map_options(split))
         return self.transformer.add_columns(split, encoded) if self.transformer is not None else encoded
 
     def collate(self, examples: list[dict]) -> TokenBatch:

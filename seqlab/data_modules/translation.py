@@ -219,7 +219,7 @@ class TranslationData(SequenceDataModule):
                     "target_ids": targets, "length": [max(s, t + 1) for s, t in sizes],
                     "long": [limit is not None and max(s, t) > limit for s, t in sizes]}
 
-        encoded = dataset.map(encode_batch, batched=True, desc=f"encoding {split}")
+        encoded = dataset.map(encode_batch, batched=True, desc=f"encoding {split}", **self.map_options(split))
         if limit is not None:
             kept = encoded.filter(lambda long: [not x for x in long], input_columns="long", batched=True)
             if len(kept) < len(encoded):
