@@ -133,3 +133,19 @@ def multi30k_slice(tmp_path_factory) -> Path:
         for lang in ("de", "en"):
             write_head_lines(source / f"{split}.{lang}.gz", target / f"{split}.{lang}", count)
     return target
+
+
+def run_readme_python(section: str, call: str, checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
+    """Run the first Python block of README section ``section`` as a user would: the checkpoint path its ``call``
+    (``seqlab.load``, ``export``) names is a copy of ``checkpoint`` below ``tmp_path``, the working directory."""
+    import re
+    import shutil
+
+    readme = (repo_root() / "README.md").read_text()
+    text = readme[readme.index(section):]
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    target = tmp_path / re.search(re.escape(call) + r'\("([^"]+)"', code).group(1)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(checkpoint, target)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})

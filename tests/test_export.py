@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import shutil
 
 import pytest
 import torch
@@ -34,7 +33,7 @@ from seqlab.models.encoders import EncoderOutput, SequenceEncoder
 from seqlab.models.frames import sliding_windows
 from seqlab.tasks import FrameClassification, SentenceClassification, TokenTagging
 from tests.cli_helpers import seqlab as seqlab_command
-from tests.conftest import repo_root
+from tests.conftest import repo_root, run_readme_python
 from tests.test_benchmarks import TINY, benchmark, data_root, keep_threads, read_rows  # noqa: F401 (a fixture)
 from tests.test_inference import FIXTURES, inputs_of
 
@@ -325,13 +324,7 @@ def test_readme_export_example_runs(tmp_path, monkeypatch, capsys):
     section = section[:section.index("\n## ", 1)]
     command = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     assert "seqlab export --ckpt_path" in command and "--format onnx" in command
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    checkpoint = re.search(r'export\("([^"]+)"', code).group(1)
-    target = tmp_path / checkpoint
-    target.parent.mkdir(parents=True)
-    shutil.copy(FIXTURES / "ner.ckpt", target)
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    run_readme_python("## Export", "export", FIXTURES / "ner.ckpt", tmp_path, monkeypatch)
     printed = capsys.readouterr().out
     assert "'type':" in printed and "'confidence':" in printed
 

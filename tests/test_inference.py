@@ -4,7 +4,6 @@ records ``seqlab predict`` writes, for every task, from a checkpoint moved to an
 from __future__ import annotations
 
 import json
-import re
 import shutil
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 import seqlab
 from seqlab import SeqlabError
 from seqlab.encoders import TreebankPreTokenizer
-from tests.conftest import repo_root, require_shared_data
+from tests.conftest import repo_root, require_shared_data, run_readme_python
 from tests.test_checkpoint_compat import as_before, same
 
 FIXTURES = repo_root() / "tests" / "fixtures" / "e463e89"
@@ -71,15 +70,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
 
 
 def test_readme_python_api_example_runs(tmp_path, monkeypatch, capsys):
-    readme = (repo_root() / "README.md").read_text()
-    section = readme[readme.index("## Python API"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    checkpoint = re.search(r'seqlab\.load\("([^"]+)"', code).group(1)
-    target = tmp_path / checkpoint
-    target.parent.mkdir(parents=True)
-    shutil.copy(FIXTURES / "ner.ckpt", target)
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    run_readme_python("## Python API", "seqlab.load", FIXTURES / "ner.ckpt", tmp_path, monkeypatch)
     printed = capsys.readouterr().out
     assert "'type':" in printed and "'start':" in printed
 

@@ -159,7 +159,11 @@ class LSTMCell(RecurrentCell):
         input_gate, forget, _, output = pre.sigmoid().chunk(4, dim=1)
         candidate = pre[:, 2 * self.hidden_size:3 * self.hidden_size].tanh()
         cell = forget * cell + input_gate * candidate
-        return LSTMGates(input_gate, forget, candidate, output, cell, output * cell.tanh())
+        return LSTMGates(input_gate, forget, candidate, output, cell, output * self.squash(cell))
+
+    def squash(self, cell: torch.Tensor) -> torch.Tensor:
+        """The cell state as the output gate sees it: tanh(c)."""
+        return cell.tanh()
 
     def step(self, projected_t: torch.Tensor, state: State, noise: Noise = ()) -> State:
         gates = self.gates(projected_t, state, noise)
@@ -227,13 +231,8 @@ class LayerNormLSTMCell(LSTMCell):
     def recurrence(self, projected_t: torch.Tensor, hidden: torch.Tensor, noise: Noise) -> torch.Tensor:
         return projected_t + self.hidden_norm(self.recurrent_input(hidden, noise) @ self.weight_hh.t())
 
-    def gates(self, projected_t: torch.Tensor, state: State, noise: Noise = ()) -> LSTMGates:
-        hidden, cell = state
-        pre = self.recurrence(projected_t, hidden, noise)  # (B, 4H)
-        input_gate, forget, _, output = pre.sigmoid().chunk(4, dim=1)
-        candidate = pre[:, 2 * self.hidden_size:3 * self.hidden_size].tanh()
-        cell = forget * cell + input_gate * candidate
-        return LSTMGates(input_gate, forget, candidate, output, cell, output * self.cell_norm(cell).tanh())
+    def squash(self, cell: torch.Tensor) -> torch.Tensor:
+        return self.cell_norm(cell).tanh()
 
 
 class VariationalLSTMCell(LSTMCell):
