@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import math
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -26,11 +28,17 @@ def benchmark(name: str):
 
 
 @pytest.fixture(autouse=True)
-def keep_threads():
-    """The scripts' ``--threads 1`` sets torch's thread count for the whole process: restore it afterwards."""
+def keep_process_state():
+    """The scripts set process-wide state (``--threads 1``, quieter Lightning loggers, warning filters): restore it
+    afterwards, so tests that run later in this worker still see Lightning's INFO lines and the default warnings."""
     threads = torch.get_num_threads()
-    yield
+    loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        yield
     torch.set_num_threads(threads)
+    for logger, level in zip(loggers, levels):
+        logger.setLevel(level)
 
 
 def data_root(tmp_path: Path, relative: str, source: Path) -> Path:

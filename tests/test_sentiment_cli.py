@@ -91,7 +91,7 @@ def test_ddp_fit_reaches_well_above_chance_and_validation_agrees_on_one_and_two_
     common = ["--data.init_args.path", str(sst2_slice), "--trainer.logger.init_args.save_dir",
               str(tmp_path / "runs"), "--trainer.default_root_dir", str(tmp_path),
               "--trainer.enable_progress_bar", "false"]
-    fit = seqlab("fit", "--config", ATTENTION, "--config", DDP, *common, "--trainer.max_epochs", "3",
+    fit = seqlab("fit", "--config", ATTENTION, "--config", DDP, *common, "--trainer.max_epochs", "6",
                  "--results_path", str(results))
     assert fit.returncode == 0, fit.stderr[-4000:]
     best = next((tmp_path / "runs").rglob("best-*.ckpt"))
@@ -104,5 +104,6 @@ def test_ddp_fit_reaches_well_above_chance_and_validation_agrees_on_one_and_two_
     # all 872 dev sentences counted once on 1 or 2 processes: identical accuracy and macro F1
     for key in ("val/accuracy", "val/f1"):
         assert single["metrics"][key] == pytest.approx(double["metrics"][key], abs=1e-6)
-    # 4,000 training phrases, 3 epochs: well above the 50 % of chance on the balanced dev set
+    # 4,000 training phrases, 6 epochs, best dev checkpoint: well above the 50 % of chance on the balanced dev set
+    # (3 epochs left seeds 0-2 between 57 % and 66 %; 6 epochs reach 70-72 % at the last epoch for seeds 0 and 1)
     assert single["metrics"]["val/accuracy"] > 0.65
