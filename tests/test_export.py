@@ -34,7 +34,7 @@ from seqlab.models.frames import sliding_windows
 from seqlab.tasks import FrameClassification, SentenceClassification, TokenTagging
 from tests.cli_helpers import seqlab as seqlab_command
 from tests.conftest import repo_root, run_readme_python
-from tests.test_benchmarks import TINY, benchmark, data_root, keep_threads, read_rows  # noqa: F401 (a fixture)
+from tests.test_benchmarks import TINY, benchmark, data_root, keep_process_state, read_rows  # noqa: F401 (a fixture)
 from tests.test_inference import FIXTURES, inputs_of
 
 TASKS = ("ner", "sentiment", "speech")
