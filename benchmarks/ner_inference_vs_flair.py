@@ -81,7 +81,7 @@ def model_pass(task: TokenTagging, batches: list[dict]) -> int:
     decoded = 0
     with torch.inference_mode():
         for batch in batches:
-            tags = task.head.decode(task(batch), batch["mask"])  # (B, T)
+            tags = task.tagger.decode(task(batch), batch["mask"])  # (B, T)
             decoded += int(batch["mask"].sum()) if tags.shape == batch["mask"].shape else 0
     return decoded
 

@@ -92,9 +92,9 @@ def build_task(data: TokenClassificationData, head: Callable, char_hidden: int =
 
 # ----------------------------------------------------------------------------- training steps, paired
 def tagging_loss(model: TokenTagging, batch: dict) -> torch.Tensor:
-    """TokenTagging's training loss, as its ``shared_step``: forward -> head.loss."""
-    emissions = model(batch)  # (B, T, K)
-    return model.head.loss(emissions, batch["tag_ids"], batch["mask"])
+    """TokenTagging's training loss: its plain-torch network's (``seqlab.models.networks.Network``), which its
+    ``shared_step`` calls too."""
+    return model.model.loss(model.model(batch), batch)
 
 
 class StepStarts(pl.Callback):

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is not a package: find paired.py beside us
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -103,13 +102,9 @@ def build_task(data: TextClassificationData, pooling: Callable,
 
 
 def sentence_loss(model: SentenceClassification, batch: dict) -> torch.Tensor:
-    """SentenceClassification's training loss, as its ``shared_step``: cross-entropy (with its class weights) plus
-    the pooling's penalty when it has one (self-attentive pooling, already weighted)."""
-    logits, pooled = model(batch)  # (B, K), PooledOutput
-    loss = F.cross_entropy(logits, batch["label_ids"], weight=model.class_weights)
-    if pooled.penalty is not None:
-        loss = loss + pooled.penalty
-    return loss
+    """SentenceClassification's training loss: its plain-torch network's (cross-entropy with the class weights plus
+    the pooling's penalty), which its ``shared_step`` calls too."""
+    return model.model.loss(model.model(batch), batch)
 
 
 def compare_training(data: TextClassificationData, variant: str, args: argparse.Namespace) -> list[Row]:

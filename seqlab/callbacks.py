@@ -12,7 +12,9 @@ from pytorch_lightning.utilities import rank_zero_info
 
 
 class JsonlPredictionWriter(BasePredictionWriter):
-    """Writes ``predict`` records (dicts with an ``index`` key) as JSON lines in input order.
+    """Writes ``predict`` records (dicts with an ``index`` key) as JSON lines in input order; with several predict
+    loaders (a multi-task model's tasks, records with ``task``), each input's records one after another, in the
+    loaders' order.
 
     ``output_path`` defaults to ``predictions.jsonl`` in the trainer's log directory. Under DDP each rank writes
     ``<stem>.rank<R>.jsonl`` (its share of the input).
@@ -24,8 +26,11 @@ class JsonlPredictionWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any,
                            batch_indices: Any) -> None:
-        records = [record for batch in predictions for record in batch]
-        records.sort(key=lambda record: record["index"])
+        several = bool(predictions) and bool(predictions[0]) and isinstance(predictions[0][0], list)
+        per_loader = predictions if several else [predictions]  # loader -> batches -> records
+        keyed = [(record["index"], loader, record) for loader, batches in enumerate(per_loader)
+                 for batch in batches for record in batch]
+        records = [record for _, _, record in sorted(keyed, key=lambda item: item[:2])]
         path = Path(self.output_path or Path(trainer.log_dir or ".") / "predictions.jsonl")
         if trainer.world_size > 1:
             path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")

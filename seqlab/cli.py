@@ -41,6 +41,7 @@ LINKS = {
     "target_encoder": "target_encoder",  # the fitted target TextEncoder: ids -> text for BLEU and predict
     "transformer_spec": "transformer_spec",  # what a TransformerWordEmbedding is built from (layers, size, config)
     "transformer_weights": "transformer_weights",  # a fine-tuned transformer's pretrained weights
+    "task_labels": "task_labels",  # a multi-task model's: task name -> that task's labels
 }
 
 TRAINER_DEFAULTS: dict[str, Any] = {
@@ -64,9 +65,13 @@ def _peek_option(args: list[str], name: str) -> Optional[str]:
 
 class _DataInstantiator(_InstantiatorFn):
     """Builds the data module, restores its encoders from the checkpoint being loaded (if any), else fits them on
-    train: explicitly, before the links read their sizes into the model."""
+    train: explicitly, before the links read their sizes into the model. The data modules inside it (a multi-task
+    module's tasks) are built as given: the multi-task module restores and fits theirs."""
 
     def __call__(self, class_type, *args: Any, applied_instantiation_links: dict, **kwargs: Any):
+        config = self.cli.config[self.cli.subcommand] if self.cli.subcommand else self.cli.config
+        if str(config.data.class_path).rsplit(".", 1)[-1] != class_type.__name__:
+            return class_type(*args, **kwargs)
         data = super().__call__(class_type, *args, applied_instantiation_links=applied_instantiation_links, **kwargs)
         if self.cli._data_state:
             data.load_state_dict(self.cli._data_state)

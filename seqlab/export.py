@@ -35,6 +35,7 @@ from torchmetrics import Metric
 import seqlab
 from seqlab import SeqlabError
 from seqlab.inference import Predictor
+from seqlab.models.networks import ClassifierOutput
 from seqlab.models.pooling import PooledOutput
 from seqlab.tasks.base import SequenceTask
 from seqlab.tasks.frame_classification import FrameClassification
@@ -107,7 +108,7 @@ class TaggerGraph(ExportGraph):
 
     def __init__(self, task: TokenTagging) -> None:
         super().__init__(task)
-        has_chars = task.embedder.chars is not None
+        has_chars = task.model.body.embedder.chars is not None
         self.input_names = ("token_ids", "char_ids", "mask") if has_chars else ("token_ids", "mask")
 
     def forward(self, token_ids: torch.Tensor, *char_ids_and_mask: torch.Tensor) -> Tensors:
@@ -115,14 +116,14 @@ class TaggerGraph(ExportGraph):
         char_ids = char_ids_and_mask[0] if len(char_ids_and_mask) == 2 else None
         batch = {"token_ids": token_ids, "mask": mask, "char_ids": char_ids}
         emissions = self.task(batch)  # (B, T, K)
-        return self.task.head.decode(emissions, mask), emissions
+        return self.task.tagger.decode(emissions, mask), emissions
 
     def example_inputs(self, lengths: Sequence[int] = TRACED_LENGTHS) -> Tensors:
         mask = _lengths_mask(lengths)
         token_ids = (2 + torch.arange(mask.numel()).view(mask.shape) % 5).masked_fill(~mask, self.task.hparams.padding_idx)
         if "char_ids" not in self.input_names:
             return token_ids, mask
-        padding = self.task.embedder.chars.padding_idx
+        padding = self.task.model.body.embedder.chars.padding_idx
         width = max(lengths) - 1  # characters per word
         char_ids = (2 + torch.arange(mask.numel() * width).view(*mask.shape, width) % 7)
         char_ids = char_ids.masked_fill(torch.arange(width) >= token_ids.unsqueeze(2) % width + 1, padding)  # 1..width
@@ -143,7 +144,7 @@ class TaggerGraph(ExportGraph):
             return outputs["emissions"]
 
         self.task.forward = forward
-        self._decode_from(self.task.head, "tags", answered)
+        self._decode_from(self.task.tagger, "tags", answered)
 
 
 class ClassifierGraph(ExportGraph):
@@ -178,9 +179,9 @@ class ClassifierGraph(ExportGraph):
         return axes
 
     def bind(self, run: Callable[[Tensors], dict[str, torch.Tensor]]) -> None:
-        def forward(batch: dict) -> tuple[torch.Tensor, PooledOutput]:
+        def forward(batch: dict) -> ClassifierOutput:
             outputs = run(self.feeds(batch))
-            return outputs["logits"], PooledOutput(None, outputs.get("attention"), None)
+            return ClassifierOutput(outputs["logits"], PooledOutput(None, outputs.get("attention"), None))
 
         self.task.forward = forward
 

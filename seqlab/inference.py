@@ -15,6 +15,7 @@ import torch
 from seqlab import SeqlabError
 from seqlab.checkpoints import class_of, migrate_checkpoint, read_checkpoint
 from seqlab.data_modules.base import ListDataset, SequenceDataModule
+from seqlab.data_modules.multitask import MultiTaskData
 from seqlab.data_modules.sampler import BucketBatchSampler
 from seqlab.encoders.vectors import PretrainedVectors
 from seqlab.encoders.vocab import Vocabulary
@@ -60,7 +61,7 @@ def open_vocabulary_of(task: SequenceTask, data: SequenceDataModule, device: tor
     """The open vocabulary of a model trained with pretrained vectors over a word vocabulary, else None (also when
     the vectors are not installed here: then unseen words stay UNK, with a warning)."""
     name, words = getattr(data, "vectors", None), getattr(data, "words", None)
-    embedder = getattr(getattr(task, "embedder", None), "words", None)
+    embedder = task.word_embedder
     if not name or words is None or not isinstance(embedder, WordEmbedder):
         return None
     try:
@@ -140,6 +141,44 @@ class Predictor:
         return [{key: value for key, value in record.items() if key != "index"} for record in records]
 
 
+class MultiTaskPredictor(Predictor):
+    """A multi-task model (``MultiTask`` with ``MultiTaskData``). ``predict(inputs, task="ner")``: one record per input
+    from that task, as its single-task model gives them; ``predict(inputs)``: one dict per input, task name -> its
+    record, for every task. ``tasks``: the task names."""
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.data.tasks)
+
+    @property
+    def labels(self) -> dict[str, list[str]]:
+        return {name: list(labels) for name, labels in self.task.task_labels.items()}
+
+    def predict(self, inputs: Sequence, batch_size: int = 32, task: Optional[str] = None, **outputs: bool):
+        if task is not None and task not in self.data.tasks:
+            raise SeqlabError(f"predict: no task '{task}' (tasks: {', '.join(self.tasks)})")
+        per_task = {name: Predictor(self.task, _OneTask(self.data.tasks[name], name), self.device,
+                                    self.open_vocabulary).predict(inputs, batch_size, **outputs)
+                    for name in ([task] if task is not None else self.tasks)}
+        if task is not None:
+            return per_task[task]
+        return [{name: {k: v for k, v in records[i].items() if k != "task"} for name, records in per_task.items()}
+                for i in range(len(inputs))]
+
+
+class _OneTask:
+    """One task's data module inside a multi-task one, its batches naming the task (what a Predictor reads)."""
+
+    def __init__(self, data: SequenceDataModule, name: str) -> None:
+        self.data, self.name = data, name
+
+    def encoded_inputs(self, inputs: Sequence) -> ListDataset:
+        return self.data.encoded_inputs(inputs)
+
+    def collate(self, examples: list[dict]) -> dict:
+        return {**self.data.collate(examples), "task": self.name}
+
+
 def load(path: Union[str, Path], device: Union[str, torch.device] = "cpu", open_vocabulary: bool = True) -> Predictor:
     """The predictor of a checkpoint written by ``seqlab fit`` (any of the four tasks; older checkpoints migrated).
     The file is read once; nothing else is needed: no config, no training data, no network. ``open_vocabulary``:
@@ -157,4 +196,5 @@ def load(path: Union[str, Path], device: Union[str, torch.device] = "cpu", open_
         task.target_encoder = data.target_encoder  # the detokenizer of translation, linked as in the CLI
     device = torch.device(device)
     task = task.to(device)
-    return Predictor(task, data, device, open_vocabulary_of(task, data, device) if open_vocabulary else None)
+    predictor = MultiTaskPredictor if isinstance(data, MultiTaskData) else Predictor
+    return predictor(task, data, device, open_vocabulary_of(task, data, device) if open_vocabulary else None)

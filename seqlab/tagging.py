@@ -81,6 +81,14 @@ def label_order(tags: set[str]) -> list[str]:
     return ["O"] + sorted((t for t in tags if t != "O"), key=lambda t: (split_tag(t)[1], rank[split_tag(t)[0]]))
 
 
+def scheme_tags(tags: set[str], scheme: str) -> set[str]:
+    """``tags`` with every tag of the scheme for each entity type among them (B-X, I-X under BIO; also E-X, S-X under
+    BIOES): an entity longer than any in training (a 3-token chunk, so I-X under BIOES) is then no unknown tag."""
+    prefixes = "BIES" if scheme == "BIOES" else "BI"
+    types = {split_tag(t)[1] for t in tags if t != "O"}
+    return {"O"} | {f"{prefix}-{kind}" for kind in types for prefix in prefixes}
+
+
 def unknown_tag_message(tag: str, known: Sequence[str]) -> str:
     """Why ``tag`` is not in ``known``, naming the entity type when the type itself is new."""
     types = {split_tag(t)[1] for t in known} - {""}

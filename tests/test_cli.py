@@ -18,11 +18,12 @@ def test_each_link_takes_effect(tmp_path, conll_slice):
                                      "--data.init_args.min_freq", "2"])
     data, model = cli.datamodule, cli.model
     # the linked values differ from the task's defaults, so a dropped link would show
-    assert model.hparams.vocab_size == data.vocab_size == model.embedder.words.embedding.num_embeddings
+    assert model.hparams.vocab_size == data.vocab_size == model.word_embedder.embedding.num_embeddings
     assert data.vocab_size < len({t for tokens in data.raw_split("train")["tokens"] for t in tokens})
-    assert model.hparams.char_vocab_size == data.char_vocab_size == model.embedder.chars.embedding.num_embeddings
-    assert model.hparams.padding_idx == data.padding_idx == model.embedder.words.embedding.padding_idx
-    assert model.labels == data.labels and model.head.num_tags == len(data.labels)
+    chars = model.model.body.embedder.chars
+    assert model.hparams.char_vocab_size == data.char_vocab_size == chars.embedding.num_embeddings
+    assert model.hparams.padding_idx == data.padding_idx == model.word_embedder.embedding.padding_idx
+    assert model.labels == data.labels and model.tagger.num_tags == len(data.labels)
     assert data.labels[0] == "O" and any(label.startswith("S-") for label in data.labels)  # BIOES from config
 
 

@@ -6,7 +6,8 @@ from seqlab.cli import SeqlabCLI
 from tests.cli_helpers import CONFIGS, run_options
 from tests.conftest import require_shared_data, write_conll_slice, write_lines_slice
 
-TASK_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent.name != "trainer")
+#: configs/multitask/ recipes name their tasks' files themselves: tests/test_multitask.py runs the README's lines
+TASK_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent.name not in ("trainer", "multitask"))
 DATA_FOR = {"ner": "conll_slice", "sentiment": "sst2_slice", "speech": "timit_sample", "translation": "multi30k_slice"}
 #: configs of another dataset than their task folder's default: config stem prefix -> data fixture
 DATA_BY_PREFIX = {"sst5": "sst_trees_slice"}
@@ -71,17 +72,17 @@ def test_seed_recipe_config_builds_the_recipe(tmp_path, sst2_slice):
     cli = SeqlabCLI(args=["fit", "--config", str(CONFIGS / "sentiment" / "sst2_seed_recipe.yaml"),
                           "--config", str(CONFIGS / "trainer" / "default.yaml"),
                           *run_options(tmp_path, sst2_slice), "--trainer.fast_dev_run", "2"])
-    model = cli.model
-    words = model.embedder.words.embedding.weight
+    model = cli.model.model  # the plain-torch network
+    words = model.body.embedder.words.embedding.weight
     assert not words.requires_grad and words.shape[1] == 50
     torch.testing.assert_close(words, cli.datamodule.word_vectors)  # the GloVe rows, untouched by two steps
-    encoder = model.encoder
+    encoder = model.body.encoder
     assert isinstance(encoder, RecurrentEncoder) and encoder.output_size == 64 and len(encoder.layers) == 1
     (layer,) = encoder.layers[0]
     assert isinstance(layer.cell, VariationalLSTMCell) and not layer.reverse
     assert (layer.cell.input_dropout, layer.cell.recurrent_dropout) == (0.1, 0.1)
-    assert isinstance(model.pooling, LastStatePooling)
-    dense, relu, dropout, out = model.head.layers
+    assert isinstance(model.head.pooling, LastStatePooling)
+    dense, relu, dropout, out = model.head.classifier.layers
     assert (dense.out_features, dropout.p, out.out_features) == (64, 0.5, 2)
 
 

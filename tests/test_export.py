@@ -223,7 +223,7 @@ class CumulativeEncoder(SequenceEncoder):
 @pytest.mark.parametrize("format", ["onnx", "torchscript"])
 def test_export_refuses_a_graph_fixed_to_the_traced_length(format, tmp_path):
     predictor = seqlab.load(FIXTURES / "sentiment.ckpt", open_vocabulary=False)
-    predictor.task.encoder = CumulativeEncoder(predictor.task.encoder.input_size)
+    predictor.task.model.body.encoder = CumulativeEncoder(predictor.task.model.body.encoder.input_size)
     output = tmp_path / f"model{FORMATS[format].suffix}"
     with pytest.raises(SeqlabError, match=r"does not reproduce the model on a batch of lengths \[7, 3, 5\]"):
         export(predictor, output, format)

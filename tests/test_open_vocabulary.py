@@ -64,10 +64,10 @@ def test_a_glove_word_unseen_in_training_gets_its_vector_at_predict_time(conll_s
     words = model.data.words
     assert words.index(unseen) >= trained_size  # admitted, after the training words
     assert words.index(unknown_to_glove) == words.unk_index  # no vector: UNK as before
-    row = model.task.embedder.words.embedding.weight[words.index(unseen)]
+    row = model.task.word_embedder.embedding.weight[words.index(unseen)]
     glove = torch.from_numpy(PretrainedVectors(KUMO).vector(unseen).copy())
     assert torch.allclose(row, glove, atol=0.05)  # three Adam steps barely moved the map from the identity
-    assert not torch.allclose(row, closed.task.embedder.words.embedding.weight[words.unk_index], atol=0.05)
+    assert not torch.allclose(row, closed.task.word_embedder.embedding.weight[words.unk_index], atol=0.05)
     position = opened["tokens"].index(unseen)
     assert opened["marginals"][position] != shut["marginals"][position]  # the model saw a different input
     # a second call admits nothing new and predicts the same

@@ -20,10 +20,10 @@ def test_each_link_takes_effect(tmp_path, sst2_slice):
     data, model = cli.datamodule, cli.model
     # the linked values differ from anything a default could give, so a dropped link would show
     words = {t for text in data.raw_split("train")["text"] for t in text.split()}
-    assert model.hparams.vocab_size == data.vocab_size == model.embedder.words.embedding.num_embeddings
+    assert model.hparams.vocab_size == data.vocab_size == model.word_embedder.embedding.num_embeddings
     assert data.vocab_size < len(words)
-    assert model.hparams.padding_idx == data.padding_idx == model.embedder.words.embedding.padding_idx
-    assert model.labels == data.labels == ["neg", "pos"] and model.head.output_size == 2
+    assert model.hparams.padding_idx == data.padding_idx == model.word_embedder.embedding.padding_idx
+    assert model.labels == data.labels == ["neg", "pos"] and model.model.head.classifier.output_size == 2
 
 
 def test_checkpoint_round_trip_and_predict_with_attention_without_config(tmp_path, sst2_slice):

@@ -255,3 +255,12 @@ def test_convert_tags_iob1_to_bioes_and_label_order():
         "O", "B-ORG", "E-ORG", "B-PER", "E-PER", "S-PER"]
     assert "entity type 'GPE'" in unknown_tag_message("B-GPE", ["O", "B-PER"])
     assert "tag 'I-PER' does not occur" in unknown_tag_message("I-PER", ["O", "B-PER"])
+
+
+def test_scheme_tags_complete_each_type_seen():
+    from seqlab.tagging import scheme_tags
+
+    assert scheme_tags({"O", "B-NP", "S-SBAR"}, "BIOES") == {"O", "B-NP", "I-NP", "E-NP", "S-NP", "B-SBAR", "I-SBAR",
+                                                            "E-SBAR", "S-SBAR"}
+    assert scheme_tags({"B-PER"}, "BIO") == {"O", "B-PER", "I-PER"}
+    assert scheme_tags({"O"}, "BIO") == {"O"}

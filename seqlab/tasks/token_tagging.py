@@ -15,11 +15,11 @@ from seqlab.models import (
     MultiHeadSelfAttention,
     SequenceEncoder,
     TaggerHead,
-    TokenEmbedder,
     TransformerWordEmbedding,
     WordEmbedder,
     WordEmbedding,
 )
+from seqlab.models.networks import Network, build_body, build_tagging_head
 from seqlab.tagging import continuation_tags, detect_scheme, strict_spans
 from seqlab.tasks.base import SequenceTask
 from seqlab.tasks.metrics import EntityF1
@@ -41,6 +41,8 @@ class TokenTagging(SequenceTask):
     """
 
     optional_outputs = {"marginals": "predict_marginals"}
+    state_key_moves = {"embedder.": "model.body.embedder.", "encoder.": "model.body.encoder.",
+                       "attention.": "model.head.attention.", "head.": "model.head.tagger."}
     monitor = "val/f1"
     monitor_mode = "max"
 
@@ -70,28 +72,29 @@ class TokenTagging(SequenceTask):
         self.labels = list(labels)
         self.scheme = detect_scheme(self.labels)
         self.predict_marginals = predict_marginals
-        chars = char_encoder(char_vocab_size, padding_idx) if char_encoder is not None else None
-        words = word_embedding(vocab_size, padding_idx) if word_embedding is not None else None
         contextual = TransformerWordEmbedding.build(transformer_spec, transformer_weights) if transformer_spec else None
         self.transformer_lr = transformer_lr
-        self.embedder = TokenEmbedder(words, chars, embedding_dropout, contextual)
-        self.load_word_vectors(self.embedder.words, word_vectors)
-        self.encoder = encoder(self.embedder.output_size)
-        self.attention = attention(self.encoder.output_size) if attention is not None else None
-        self.head = head(self.encoder.output_size, self.labels)
+        body = build_body(vocab_size, padding_idx, word_embedding, encoder, embedding_dropout, char_vocab_size,
+                          char_encoder, contextual)
+        self.model = Network(body, build_tagging_head(body.output_size, self.labels, head, attention))
+        self.load_word_vectors(body.embedder.words, word_vectors)
         self.metrics = nn.ModuleDict({stage: EntityF1(self.labels) for stage in ("val", "test")})
+
+    @property
+    def tagger(self) -> TaggerHead:
+        return self.model.head.tagger
+
+    @property
+    def word_embedder(self) -> Optional[WordEmbedder]:
+        return self.model.body.embedder.words
 
     def forward(self, batch: TokenBatch) -> torch.Tensor:
         """Emissions (B, T, K)."""
-        embedded = self.embedder(batch["token_ids"], batch["mask"], batch.get("char_ids"), batch)  # (B, T, E)
-        encoded = self.encoder(embedded, batch["mask"])  # states (B, T, H)
-        if self.attention is not None:
-            encoded = self.attention(encoded)
-        return self.head(encoded.states)
+        return self.model(batch)
 
     def shared_step(self, batch: TokenBatch, stage: str) -> torch.Tensor:
         emissions = self(batch)
-        loss = self.head.loss(emissions, batch["tag_ids"], batch["mask"])
+        loss = self.model.loss(emissions, batch)
         batch_size = batch["mask"].shape[0]
         if stage == "train":
             self.log_train({"train/loss": loss}, batch_size)
@@ -99,7 +102,7 @@ class TokenTagging(SequenceTask):
             self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=True, on_step=False,
                      on_epoch=True)
         if stage in self.metrics:
-            self.metrics[stage].update(self.head.decode(emissions, batch["mask"]), batch["tag_ids"], batch["mask"])
+            self.metrics[stage].update(self.tagger.decode(emissions, batch["mask"]), batch["tag_ids"], batch["mask"])
         return loss
 
     def _log_metrics(self, stage: str) -> None:
@@ -121,26 +124,31 @@ class TokenTagging(SequenceTask):
         ``confidence``, the model's probability of exactly this entity (for a CRF, from forward-backward: the
         probability that the tag path holds the entity's tags and does not extend it). With ``predict_marginals``,
         ``marginals``: per token, each label's marginal probability."""
-        emissions = self(batch)
-        predicted = self.head.decode(emissions, batch["mask"]).tolist()
-        posterior = self.head.posterior(emissions, batch["mask"])
-        marginals = posterior.marginals().tolist() if self.predict_marginals else None
-        tag_ids = {label: i for i, label in enumerate(self.labels)}
-        records = []
-        for row, (index, tokens, text, offsets) in enumerate(zip(batch["index"].tolist(), batch["tokens"],
-                                                                 batch["text"], batch["offsets"])):
-            path = predicted[row][: len(tokens)]
-            tags = [self.labels[i] for i in path]
-            entities = []
-            for span in strict_spans(tags, self.scheme):
-                start, end = offsets[span.start][0], offsets[span.end - 1][1]
-                not_next = [tag_ids[t] for t in continuation_tags(span.label, self.scheme) if t in tag_ids]
-                confidence = posterior.segment_probability(row, span.start, path[span.start:span.end], not_next)
-                entities.append({"type": span.label, "start": start, "end": end, "text": text[start:end],
-                                 "token_start": span.start, "token_end": span.end, "confidence": round(confidence, 6)})
-            record = {"index": index, "text": text, "tokens": tokens, "tags": tags, "entities": entities}
-            if marginals is not None:
-                record["marginals"] = [{label: round(p, 6) for label, p in zip(self.labels, token)}
-                                       for token in marginals[row][: len(tokens)]]
-            records.append(record)
-        return records
+        return tag_records(self.tagger, self(batch), batch, self.labels, self.scheme, self.predict_marginals)
+
+
+def tag_records(tagger: TaggerHead, emissions: torch.Tensor, batch: TokenBatch, labels: list[str],
+                scheme: Optional[str], with_marginals: bool = False) -> list[dict]:
+    """The records of ``TokenTagging.predict_step`` from a tagger's emissions (B, T, K) over ``batch``."""
+    predicted = tagger.decode(emissions, batch["mask"]).tolist()
+    posterior = tagger.posterior(emissions, batch["mask"])
+    marginals = posterior.marginals().tolist() if with_marginals else None
+    tag_ids = {label: i for i, label in enumerate(labels)}
+    records = []
+    for row, (index, tokens, text, offsets) in enumerate(zip(batch["index"].tolist(), batch["tokens"],
+                                                             batch["text"], batch["offsets"])):
+        path = predicted[row][: len(tokens)]
+        tags = [labels[i] for i in path]
+        entities = []
+        for span in strict_spans(tags, scheme) if scheme else ():
+            start, end = offsets[span.start][0], offsets[span.end - 1][1]
+            not_next = [tag_ids[t] for t in continuation_tags(span.label, scheme) if t in tag_ids]
+            confidence = posterior.segment_probability(row, span.start, path[span.start:span.end], not_next)
+            entities.append({"type": span.label, "start": start, "end": end, "text": text[start:end],
+                             "token_start": span.start, "token_end": span.end, "confidence": round(confidence, 6)})
+        record = {"index": index, "text": text, "tokens": tokens, "tags": tags, "entities": entities}
+        if marginals is not None:
+            record["marginals"] = [{label: round(p, 6) for label, p in zip(labels, token)}
+                                   for token in marginals[row][: len(tokens)]]
+        records.append(record)
+    return records

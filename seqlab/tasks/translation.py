@@ -113,6 +113,10 @@ class Seq2SeqTranslation(SequenceTask):
         embedded = self.embedder(batch["source_ids"], batch["source_mask"])  # (B, S, E)
         return self.encoder(embedded, batch["source_mask"])  # states (B, S, M)
 
+    @property
+    def word_embedder(self) -> WordEmbedder:
+        return self.embedder.words
+
     def forward(self, batch: TranslationBatch):
         """Teacher-forced logits (B, T + 1, V) for ``target_ids[:, 1:]`` and the attention (B, T + 1, S) or None."""
         return self.decoder(batch["target_ids"][:, :-1], self.encode(batch))

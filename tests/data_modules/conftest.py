@@ -73,7 +73,8 @@ TEST_SENTENCES = [
     (["BRUSSELS"], ["B-LOC"]),
     (["Thursday"], ["O"]),
 ]
-LABELS = ["O", "B-LOC", "B-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+#: every tag of the scheme for each entity type in the training file (which has no I-LOC or I-MISC)
+LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
 
 
 def write_gzip(path: Path, text: str) -> Path:

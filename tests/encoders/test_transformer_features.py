@@ -151,13 +151,13 @@ def same_records(actual: list[dict], expected: list[dict]) -> None:
 def test_frozen_checkpoint_round_trip_predicts_as_the_trained_model(tmp_path):
     write_conll(tmp_path / "data", SENTENCES * 3)
     cli = fit(tmp_path, tmp_path / "data")
-    mix = cli.model.embedder.transformer.mix
-    assert cli.model.embedder.transformer.layers == 4 and cli.model.embedder.transformer.transformer is None
+    mix = cli.model.model.body.embedder.transformer.mix
+    assert cli.model.model.body.embedder.transformer.layers == 4 and cli.model.model.body.embedder.transformer.transformer is None
     assert mix.weights.abs().sum() > 0  # linked in, and trained
     checkpoint = next((tmp_path / "runs").rglob("last.ckpt"))
     expected = Predictor(cli.model, cli.datamodule).predict(TEXTS)
     loaded = seqlab.load(checkpoint)
-    assert torch.equal(loaded.task.embedder.transformer.mix.weights, mix.weights.cpu())
+    assert torch.equal(loaded.task.model.body.embedder.transformer.mix.weights, mix.weights.cpu())
     same_records(loaded.predict(TEXTS, batch_size=2), expected)
     inputs = tmp_path / "in.txt"
     inputs.write_text("\n".join(TEXTS) + "\n")
@@ -173,7 +173,7 @@ def test_fine_tuned_checkpoint_round_trip_needs_no_model_files(tmp_path, monkeyp
     cli = fit(tmp_path, tmp_path / "data", "--data.init_args.transformer", tuned, "--model.init_args.transformer_lr",
               "0.001")
     assert isinstance(cli.datamodule.transformer, FineTunedTransformer)
-    transformer = cli.model.embedder.transformer.transformer
+    transformer = cli.model.model.body.embedder.transformer.transformer
     pretrained = cli.datamodule.transformer.encoder.pretrained_weights()
     name = "encoder.layer.5.output.dense.weight"
     assert not torch.equal(transformer.state_dict()[name], pretrained[name])  # trained at its own learning rate
@@ -184,5 +184,5 @@ def test_fine_tuned_checkpoint_round_trip_needs_no_model_files(tmp_path, monkeyp
 
     monkeypatch.setattr("seqlab.encoders.transformer.model_location", no_files)
     loaded = seqlab.load(next((tmp_path / "runs").rglob("last.ckpt")))
-    assert torch.equal(loaded.task.embedder.transformer.transformer.state_dict()[name], transformer.state_dict()[name])
+    assert torch.equal(loaded.task.model.body.embedder.transformer.transformer.state_dict()[name], transformer.state_dict()[name])
     same_records(loaded.predict(TEXTS), expected)

@@ -146,7 +146,7 @@ def test_the_fine_tuned_transformer_has_its_own_learning_rate():
                         optimizer=lambda groups: torch.optim.SGD(groups, lr=0.1))
     optimizer = task.configure_optimizers()
     rest, tuned = optimizer.param_groups
-    transformer = list(task.embedder.transformer.transformer.parameters())
+    transformer = list(task.model.body.embedder.transformer.transformer.parameters())
     assert tuned["lr"] == 1e-5 and rest["lr"] == 0.1
     assert {id(p) for p in tuned["params"]} == {id(p) for p in transformer}
     assert {id(p) for p in rest["params"]} == {id(p) for p in task.parameters()} - {id(p) for p in transformer}

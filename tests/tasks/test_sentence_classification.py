@@ -126,7 +126,7 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path):
     model.eval(), restored.eval()
     with torch.no_grad():
         assert model.predict_step(batch) == restored.predict_step(batch)
-    assert torch.equal(restored.class_weights, torch.tensor([1.0, 1.0, 2.0]))
+    assert torch.equal(restored.model.head.class_weights, torch.tensor([1.0, 1.0, 2.0]))
 
 
 @pytest.mark.parametrize("steps", [7, 23])  # fewer steps than one deferred update; two updates and a remainder
@@ -172,10 +172,10 @@ def test_word_vectors_start_the_pretrained_member_of_a_stacked_embedding(tmp_pat
                                                         partial(WordEmbedding, embedding_dim=3)])
     model = SentenceClassification(40, LABELS, word_embedding=stacked, encoder=partial(BiLSTMEncoder, hidden_size=8),
                                    word_vectors=vectors)
-    assert torch.equal(model.embedder.words.members[0].embedding.weight, vectors)
+    assert torch.equal(model.word_embedder.members[0].embedding.weight, vectors)
     assert "word_vectors" not in model.hparams
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, max_epochs=0)
     trainer.strategy.connect(model)
     trainer.save_checkpoint(tmp_path / "model.ckpt")
     restored = SentenceClassification.load_from_checkpoint(tmp_path / "model.ckpt", weights_only=False)
-    assert torch.equal(restored.embedder.words.members[0].embedding.weight, vectors)  # the weights hold them
+    assert torch.equal(restored.word_embedder.members[0].embedding.weight, vectors)  # the weights hold them

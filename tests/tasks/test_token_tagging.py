@@ -53,7 +53,7 @@ def test_gradients_reach_every_parameter(variant):
     kwargs.update(VARIANTS[variant])
     model = TokenTagging(30, LABELS, char_vocab_size=20, embedding_dropout=0.0, **kwargs)
     batch = make_batch(torch.Generator().manual_seed(1))
-    loss = model.head.loss(model(batch), batch["tag_ids"], batch["mask"])
+    loss = model.tagger.loss(model(batch), batch["tag_ids"], batch["mask"])
     loss.backward()
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
@@ -71,11 +71,11 @@ def test_training_a_few_steps_fits_a_batch_and_predict_records_are_consistent():
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     for _ in range(60):
         optimizer.zero_grad()
-        model.head.loss(model(batch), batch["tag_ids"], batch["mask"]).backward()
+        model.tagger.loss(model(batch), batch["tag_ids"], batch["mask"]).backward()
         optimizer.step()
     model.eval()
     with torch.no_grad():
-        decoded = model.head.decode(model(batch), batch["mask"])
+        decoded = model.tagger.decode(model(batch), batch["mask"])
         records = model.predict_step(batch)
     assert torch.equal(decoded[batch["mask"]], batch["tag_ids"][batch["mask"]])  # memorised
     for record, length, ids in zip(records, batch["lengths"].tolist(), batch["tag_ids"].tolist()):
@@ -169,14 +169,14 @@ def test_word_vectors_start_the_word_embedding_and_stay_out_of_the_hyperparamete
     kwargs = dict(encoder=partial(BiLSTMEncoder, hidden_size=8), word_embedding=partial(PretrainedWordEmbedding,
                                                                                          embedding_dim=6))
     model = TokenTagging(30, LABELS, word_vectors=vectors, **kwargs)
-    assert torch.equal(model.embedder.words.embedding.weight, vectors)
+    assert torch.equal(model.word_embedder.embedding.weight, vectors)
     assert "word_vectors" not in model.hparams
     # the CLI's path: LightningCLI hands the configuration, linked values included, as the given hyperparameters
     given = dict(vocab_size=30, labels=LABELS, word_vectors=vectors, **kwargs)
     with _given_hyperparameters_context(hparams=given, instantiator="pytorch_lightning.cli.instantiate_module"):
         model = TokenTagging(30, LABELS, word_vectors=vectors, **kwargs)
     assert "word_vectors" not in model.hparams and model.hparams["vocab_size"] == 30
-    assert torch.equal(model.embedder.words.embedding.weight, vectors)
+    assert torch.equal(model.word_embedder.embedding.weight, vectors)
 
 
 def test_word_vectors_for_an_embedding_without_pretrained_rows_warn():
