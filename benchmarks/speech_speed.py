@@ -99,10 +99,8 @@ def build_task(data: SpeechFrameData, parts: dict) -> BenchFrameClassification:
 
 
 def frame_loss(model: FrameClassification, batch: dict) -> torch.Tensor:
-    """FrameClassification's training loss, as its ``shared_step``: the task's forward (SpecAugment in training,
-    stacking, encoder, head) -> the head's cross-entropy over labelled frames."""
-    logits = model(batch)  # (B, T, K)
-    return model.head.loss(logits, batch["label_ids"], batch["mask"])
+    """FrameClassification's own training loss of its forward (SpecAugment in training, stacking, encoder, head)."""
+    return model.loss(model(batch), batch)  # logits (B, T, K)
 
 
 def compare_training(data: SpeechFrameData, variant: str, args: argparse.Namespace) -> Row:

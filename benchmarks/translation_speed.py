@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is not a package: find paired.py beside us
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -129,12 +128,8 @@ def beam_search() -> SearchStrategy:
 
 
 def translation_loss(model: Seq2SeqTranslation, batch: dict) -> torch.Tensor:
-    """Seq2SeqTranslation's training loss, as its ``shared_step``: label-smoothed cross-entropy over the target
-    tokens after BOS (EOS included), padding ignored."""
-    gold = batch["target_ids"][:, 1:]  # (B, T + 1)
-    logits = model(batch).logits  # (B, T + 1, V)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), gold.reshape(-1),
-                           ignore_index=model.target_padding_idx, label_smoothing=model.label_smoothing)
+    """Seq2SeqTranslation's own training loss (label-smoothed cross-entropy of the teacher-forced logits)."""
+    return model.loss(model(batch).logits, batch)
 
 
 def target_tokens(pad: int) -> Callable[[dict], int]:

@@ -115,10 +115,14 @@ class FrameClassification(SequenceTask):
         """Label ids (any shape) -> scoring ids, -100 kept."""
         return torch.where(label_ids >= 0, self.fold[label_ids.clamp_min(0)], label_ids)
 
+    def loss(self, logits: torch.Tensor, batch: FrameBatch) -> torch.Tensor:
+        """The training loss of ``logits`` (B, T, K): the head's cross-entropy over the labelled frames."""
+        return self.head.loss(logits, batch["label_ids"], batch["mask"])
+
     def shared_step(self, batch: FrameBatch, stage: str) -> torch.Tensor:
         logits = self(batch)
         mask, gold = batch["mask"], batch["label_ids"]
-        loss = self.head.loss(logits, gold, mask)
+        loss = self.loss(logits, batch)
         batch_size = mask.shape[0]
         predicted = self.to_scoring(self.head.decode(logits.detach(), mask))  # (B, T)
         reference = self.to_scoring(gold)

@@ -137,12 +137,18 @@ class Seq2SeqTranslation(SequenceTask):
         return [decode(row[:length]) for row, length in zip(tokens, lengths)]
 
     # ----------------------------------------------------------------- steps
+    def loss(self, logits: torch.Tensor, batch: TranslationBatch) -> torch.Tensor:
+        """The training loss of teacher-forced ``logits`` (B, T + 1, V): label-smoothed cross-entropy over the target
+        tokens after BOS (EOS included), padding ignored."""
+        gold = batch["target_ids"][:, 1:]  # (B, T + 1): y_1 .. y_T EOS, padded
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), gold.reshape(-1),
+                               ignore_index=self.target_padding_idx, label_smoothing=self.label_smoothing)
+
     def shared_step(self, batch: TranslationBatch, stage: str) -> torch.Tensor:
         gold = batch["target_ids"][:, 1:]  # (B, T + 1): y_1 .. y_T EOS, padded
         logits = self(batch).logits  # (B, T + 1, V)
         flat_logits, flat_gold = logits.reshape(-1, logits.shape[-1]), gold.reshape(-1)
-        loss = F.cross_entropy(flat_logits, flat_gold, ignore_index=self.target_padding_idx,
-                               label_smoothing=self.label_smoothing)
+        loss = self.loss(logits, batch)
         batch_size = gold.shape[0]
         if stage == "train":
             self.log_train({"train/loss": loss}, batch_size)

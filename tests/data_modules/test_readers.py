@@ -56,7 +56,7 @@ def test_ner_data_module_reads_tsv_splits(tmp_path):
     (tmp_path / "dev.tsv").write_text("Paris\tB-LOC\nruns\tO\n")
     data = TokenClassificationData(path=str(tmp_path), cache_dir=str(tmp_path / ".cache"))
     data.prepare_encoders()
-    assert data.labels == ["O", "B-LOC", "B-PER"]
+    assert data.labels == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]  # every BIO tag of each type seen
     assert data.raw_split("validation")["tokens"] == [["Paris", "runs"]]
 
 
@@ -79,7 +79,7 @@ def test_ner_from_conllu_misc_column(tmp_path):
     data = TokenClassificationData(path=str(tmp_path), reader=CoNLLUReader("MISC:NER"),
                                    cache_dir=str(tmp_path / ".cache"))
     data.prepare_encoders()
-    assert data.labels == ["O", "B-LOC", "I-LOC", "B-PER"]
+    assert data.labels == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 
 
 def test_a_bad_line_marks_only_its_sentence(tmp_path):
