@@ -3,6 +3,7 @@ or a hub dataset; a subword tokenizer (BPE or unigram, HF ``tokenizers``) or wor
 
 from __future__ import annotations
 
+import functools
 import itertools
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Optional, TypedDict, Union
@@ -94,6 +95,22 @@ def is_tsv(path: Path) -> bool:
 def pad(rows: list[list[int]], value: int) -> torch.Tensor:
     """(B, max length) int64, ``value`` after each row's end."""
     return pad_sequence([torch.tensor(row, dtype=torch.int64) for row in rows], batch_first=True, padding_value=value)
+
+
+class PairEncoder:
+    """A batch of pairs (``source_text``, ``target_text`` columns) -> ``source_tokens``, ``source_ids``, ``target_ids``,
+    ``length`` (of the longer side, the target with EOS) and ``long`` (a side over ``limit`` tokens)."""
+
+    def __init__(self, source: TextEncoder, target: TextEncoder, limit: Optional[int]) -> None:
+        self.source, self.target, self.limit = source, target, limit
+
+    def __call__(self, batch: dict) -> dict:
+        sources = self.source.encode_batch(batch["source_text"])
+        targets = [ids for _, ids in self.target.encode_batch(batch["target_text"])]
+        sizes = [(len(ids), len(target)) for (_, ids), target in zip(sources, targets)]
+        return {"source_tokens": [pieces for pieces, _ in sources], "source_ids": [ids for _, ids in sources],
+                "target_ids": targets, "length": [max(s, t + 1) for s, t in sizes],
+                "long": [self.limit is not None and max(s, t) > self.limit for s, t in sizes]}
 
 
 class TranslationData(SequenceDataModule):
@@ -188,6 +205,10 @@ class TranslationData(SequenceDataModule):
         reader, files = self.reader_for(split, files)
         return self.checked(split, generate_dataset(reader, FEATURES, self.cache_dir, signature=self.signature(files)))
 
+    def read_lazily(self, split: str) -> Callable[[], Iterator[dict]]:
+        reader, files = self.reader_for(split, self.local_files(split))
+        return functools.partial(reader, self.signature(files))
+
     def read_predict(self, path: Path) -> datasets.Dataset:
         return generate_dataset(read_sources, FEATURES, self.cache_dir, signature=self.signature([path]))
 
@@ -207,19 +228,13 @@ class TranslationData(SequenceDataModule):
         return self.map_rows(split, dataset, FEATURES, (source, target),
                              lambda row, s, t: pair_row(f"{at}: row {row + 1}", s or "", t or ""))
 
+    def pair_encoder(self, split: str) -> PairEncoder:
+        return PairEncoder(self.source_encoder, self.target_encoder, self.max_length if split == "train" else None)
+
     def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
-        source_encoder, target_encoder = self.source_encoder, self.target_encoder
         limit = self.max_length if split == "train" else None
-
-        def encode_batch(batch: dict) -> dict:
-            sources = source_encoder.encode_batch(batch["source_text"])
-            targets = [ids for _, ids in target_encoder.encode_batch(batch["target_text"])]
-            sizes = [(len(ids), len(target)) for (_, ids), target in zip(sources, targets)]
-            return {"source_tokens": [pieces for pieces, _ in sources], "source_ids": [ids for _, ids in sources],
-                    "target_ids": targets, "length": [max(s, t + 1) for s, t in sizes],
-                    "long": [limit is not None and max(s, t) > limit for s, t in sizes]}
-
-        encoded = dataset.map(encode_batch, batched=True, desc=f"encoding {split}", **self.map_options(split))
+        encoded = dataset.map(self.pair_encoder(split), batched=True, desc=f"encoding {split}",
+                              **self.map_options(split))
         if limit is not None:
             kept = encoded.filter(lambda long: [not x for x in long], input_columns="long", batched=True)
             if len(kept) < len(encoded):
@@ -229,6 +244,13 @@ class TranslationData(SequenceDataModule):
                 raise SeqlabError(f"every '{split}' pair is longer than max_length={limit}")
             encoded = kept
         return encoded.add_column("index", list(range(len(encoded))))  # positions among the kept pairs
+
+    def encode_rows(self, split: str, rows: list[dict]) -> list[dict]:
+        """Rows -> the encoded pairs, those over ``max_length`` dropped (training); ``index`` as given."""
+        columns = {name: [row[name] for row in rows] for name in ("source_text", "target_text", "index")}
+        encoded = {**columns, **self.pair_encoder(split)(columns)}
+        examples = (dict(zip(encoded, values)) for values in zip(*encoded.values()))
+        return [example for example in examples if not example["long"]]
 
     def collate(self, examples: list[dict]) -> TranslationBatch:
         source_lengths = torch.tensor([len(e["source_ids"]) for e in examples])
