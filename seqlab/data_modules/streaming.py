@@ -254,12 +254,12 @@ class Streaming(TrainingSplit):
         if shuffle_buffer < 1:
             raise SeqlabError(f"--data.dataset.shuffle_buffer must be at least 1, got {shuffle_buffer}")
         self.shuffle_buffer = shuffle_buffer
-        self._rows: Optional[RowStream] = None
+        self._rows: dict[int, RowStream] = {}  # per data module: the training rows, counted once
 
     def fitting_rows(self, data: Any) -> RowStream:
-        if self._rows is None:
-            self._rows = RowStream(data.read_lazily("train"), data.on_bad_row, "train", data.path)
-        return self._rows
+        if id(data) not in self._rows:
+            self._rows[id(data)] = RowStream(data.read_lazily("train"), data.on_bad_row, "train", data.path)
+        return self._rows[id(data)]
 
     def prepare(self, data: Any) -> None:
         """Nothing: the training split is read when the loader is."""

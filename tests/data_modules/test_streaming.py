@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from seqlab import SeqlabError
@@ -205,3 +206,52 @@ def test_the_streaming_data_module_trains_through_the_cli(tmp_path, multi30k_sli
     assert cli.trainer.global_step == 3
     assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
     assert {"val/loss", "val/bleu"} <= set(cli.trainer.callback_metrics)
+
+
+class Killed(Exception):
+    pass
+
+
+class StreamRecorder(pl.LightningModule):
+    """A linear model on the streamed batches that records their example indices; at ``stop_at`` it raises, as a
+    killed process would stop (after the checkpoint of that step was written)."""
+
+    def __init__(self, data: TranslationData, stop_at: int | None = None) -> None:
+        super().__init__()
+        self.data, self.stop_at, self.seen = data, stop_at, []
+        self.layer = torch.nn.Linear(1, 1)
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step == self.stop_at:
+            raise Killed
+        self.seen.append(batch["index"].tolist())
+        return self.layer(batch["source_lengths"].float().unsqueeze(1)).pow(2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=1e-4)
+
+    def train_dataloader(self):
+        self.data.trainer = self.trainer  # as when the data module is the Trainer's: the loader reads its epoch
+        return self.data.train_dataloader()
+
+
+def test_a_streamed_run_stopped_mid_epoch_resumes_with_the_same_batches(ten_pairs, tmp_path):
+    ten_pairs.num_workers = 2  # two workers of 5 pairs: 3 + 3 batches an epoch
+
+    whole = StreamRecorder(ten_pairs)
+    pl.Trainer(default_root_dir=tmp_path / "whole", max_epochs=2, logger=False, enable_progress_bar=False,
+               enable_checkpointing=False, enable_model_summary=False).fit(whole)
+    assert len(whole.seen) == 12 and sorted(sum(whole.seen[:6], [])) == sorted(sum(whole.seen[6:], [])) == list(
+        range(10))
+    assert whole.seen[:6] != whole.seen[6:]  # the trainer's epoch reached the loader: another order
+
+    every = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=9, save_top_k=-1)
+    first = StreamRecorder(ten_pairs, stop_at=9)  # mid second epoch
+    with pytest.raises(Killed):
+        pl.Trainer(default_root_dir=tmp_path / "first", max_epochs=2, logger=False, enable_progress_bar=False,
+                   enable_model_summary=False, callbacks=[every]).fit(first)
+    (checkpoint,) = (tmp_path / "ckpt").glob("*.ckpt")
+    resumed = StreamRecorder(ten_pairs)
+    pl.Trainer(default_root_dir=tmp_path / "resumed", max_epochs=2, logger=False, enable_progress_bar=False,
+               enable_model_summary=False).fit(resumed, ckpt_path=checkpoint)
+    assert first.seen + resumed.seen == whole.seen  # no batch twice, none skipped, same order
