@@ -257,9 +257,20 @@ class SequenceDataModule(pl.LightningDataModule):
         ``error`` message), read from its files again at each call."""
         raise SeqlabError(f"{type(self).__name__} has no streaming path: leave --data.dataset unset (in memory)")
 
-    def encode_rows(self, split: str, rows: list[dict]) -> list[dict]:
-        """For a ``Streaming`` dataset: rows (with ``index``) -> the examples kept, with the ``batch_columns``."""
+    #: the columns of the read rows that ``batch_encoder`` encodes
+    raw_columns: Sequence[str] = ()
+
+    def batch_encoder(self, split: str) -> Callable[[dict, list[int]], dict]:
+        """What ``encode`` maps over a split: (columns of rows, their indices) -> the encoded columns, with an
+        ``error`` message (or a ``long`` flag) for a row to drop."""
         raise NotImplementedError
+
+    def encode_rows(self, split: str, rows: list[dict]) -> list[dict]:
+        """For a ``Streaming`` dataset: rows (with ``index``) -> the encoded examples, those to drop left out."""
+        columns = {name: [row[name] for row in rows] for name in (*self.raw_columns, "index")}
+        encoded = {**columns, **self.batch_encoder(split)(columns, columns["index"])}
+        examples = (dict(zip(encoded, values)) for values in zip(*encoded.values()))
+        return [example for example in examples if not example.get("error") and not example.get("long")]
 
     def local_files(self, split: str) -> list[Path]:
         """The split's local files; a hub id cannot be read lazily."""
@@ -409,6 +420,20 @@ class WordVectorsData(SequenceDataModule):
     vectors: Optional[str] = None
     words = None  # the word Vocabulary, once the encoders are fitted (None for sub-word tokens)
     _word_vectors: Optional[torch.Tensor] = None
+    transformer = None
+
+    def streamed_files(self, split: str, is_rows: Callable[[Path], Any]) -> list[Path]:
+        """The split's local text files for a ``Streaming`` dataset, which neither a ``transformer`` (its features
+        are cached per split) nor files of rows read by ``datasets`` (``is_rows``: parquet, JSON) go with."""
+        if self.transformer is not None:
+            raise SeqlabError("--data.transformer caches its features per split: it does not go with a Streaming "
+                              "dataset")
+        files = self.local_files(split)
+        rows = next((f for f in files if is_rows(f)), None)
+        if rows is not None:
+            raise SeqlabError(f"{rows}: a Streaming dataset reads text files with this module's readers, not files "
+                              "of rows (parquet, JSON) read by datasets")
+        return files
 
     @property
     def word_vectors(self) -> Optional[torch.Tensor]:

@@ -104,7 +104,8 @@ class PairEncoder:
     def __init__(self, source: TextEncoder, target: TextEncoder, limit: Optional[int]) -> None:
         self.source, self.target, self.limit = source, target, limit
 
-    def __call__(self, batch: dict) -> dict:
+    def __call__(self, batch: dict, indices: Optional[list[int]] = None) -> dict:
+        """(``indices`` unused: positions are counted after long pairs are dropped.)"""
         sources = self.source.encode_batch(batch["source_text"])
         targets = [ids for _, ids in self.target.encode_batch(batch["target_text"])]
         sizes = [(len(ids), len(target)) for (_, ids), target in zip(sources, targets)]
@@ -131,6 +132,7 @@ class TranslationData(SequenceDataModule):
     """
 
     batch_columns = ("source_ids", "target_ids", "length", "index", "source_text", "target_text", "source_tokens")
+    raw_columns = ("source_text", "target_text")
     renamed_options = {"empty_lines": ("on_bad_row", lambda value: value)}
 
     def __init__(self, path: str = "bentrevett/multi30k", source_lang: str = "de", target_lang: str = "en",
@@ -228,12 +230,12 @@ class TranslationData(SequenceDataModule):
         return self.map_rows(split, dataset, FEATURES, (source, target),
                              lambda row, s, t: pair_row(f"{at}: row {row + 1}", s or "", t or ""))
 
-    def pair_encoder(self, split: str) -> PairEncoder:
+    def batch_encoder(self, split: str) -> PairEncoder:
         return PairEncoder(self.source_encoder, self.target_encoder, self.max_length if split == "train" else None)
 
     def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         limit = self.max_length if split == "train" else None
-        encoded = dataset.map(self.pair_encoder(split), batched=True, desc=f"encoding {split}",
+        encoded = dataset.map(self.batch_encoder(split), batched=True, desc=f"encoding {split}",
                               **self.map_options(split))
         if limit is not None:
             kept = encoded.filter(lambda long: [not x for x in long], input_columns="long", batched=True)
@@ -244,13 +246,6 @@ class TranslationData(SequenceDataModule):
                 raise SeqlabError(f"every '{split}' pair is longer than max_length={limit}")
             encoded = kept
         return encoded.add_column("index", list(range(len(encoded))))  # positions among the kept pairs
-
-    def encode_rows(self, split: str, rows: list[dict]) -> list[dict]:
-        """Rows -> the encoded pairs, those over ``max_length`` dropped (training); ``index`` as given."""
-        columns = {name: [row[name] for row in rows] for name in ("source_text", "target_text", "index")}
-        encoded = {**columns, **self.pair_encoder(split)(columns)}
-        examples = (dict(zip(encoded, values)) for values in zip(*encoded.values()))
-        return [example for example in examples if not example["long"]]
 
     def collate(self, examples: list[dict]) -> TranslationBatch:
         source_lengths = torch.tensor([len(e["source_ids"]) for e in examples])
