@@ -121,12 +121,14 @@ def interleaved_throughput(raw: Path, work: Path, args: argparse.Namespace) -> t
     trained in plain PyTorch, ``--windows`` windows of ``--interleaved-steps`` steps from each loader in turn (which
     goes first alternating), each step timed with the fetch of its batch, after a warm-up window (the shuffle
     buffer's first fill). Returns (streaming, in-memory tokens/s, per-window ratios)."""
+    import datasets
     import torch
     from translation_speed import build_task, target_tokens, translation_loss
 
     from paired import raw_stepper
     from seqlab.data_modules import Streaming, TranslationData
 
+    datasets.disable_progress_bars()
     torch.set_num_threads(args.threads or 1)
     in_memory = TranslationData(path=str(raw), batch_size=64, seed=0, cache_dir=str(work / "cache"))
     in_memory.setup("fit")

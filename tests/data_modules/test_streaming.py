@@ -1,6 +1,7 @@
 """The Streaming dataset: every example exactly once per epoch over 2 ranks x 2 DataLoader workers, a new order each
-epoch, length-bucketed batches, ranks evened out, exact mid-epoch resume, the same vocabulary as the in-memory path,
-one-line errors for bad input, and a few training steps through the CLI."""
+epoch, length-bucketed batches, ranks evened out, exact mid-epoch resume (also through Lightning), the same vocabulary
+and encoding as the in-memory path (translation, NER, sentiment), one-line errors for bad input, and a few training
+steps of each text task through the CLI."""
 
 from __future__ import annotations
 
@@ -16,7 +17,13 @@ import torch
 
 from seqlab import SeqlabError
 from seqlab.cli import SeqlabCLI
-from seqlab.data_modules import InMemory, Streaming, TranslationData
+from seqlab.data_modules import (
+    InMemory,
+    Streaming,
+    TextClassificationData,
+    TokenClassificationData,
+    TranslationData,
+)
 from seqlab.data_modules.loader import ResumableDataLoader
 from seqlab.data_modules.streaming import StreamingBatches, owners, shuffled
 from tests.cli_helpers import CONFIGS, run_options
@@ -255,3 +262,44 @@ def test_a_streamed_run_stopped_mid_epoch_resumes_with_the_same_batches(ten_pair
     pl.Trainer(default_root_dir=tmp_path / "resumed", max_epochs=2, logger=False, enable_progress_bar=False,
                enable_model_summary=False).fit(resumed, ckpt_path=checkpoint)
     assert first.seen + resumed.seen == whole.seen  # no batch twice, none skipped, same order
+
+
+# ------------------------------------------------------------------------------------------------ NER and sentiment
+def classification_data(kind: str, conll_slice: Path, sst2_slice: Path, cache: Path, **options):
+    if kind == "ner":
+        return TokenClassificationData(path=str(conll_slice), cache_dir=str(cache), batch_size=16, **options)
+    return TextClassificationData(path=str(sst2_slice), cache_dir=str(cache), batch_size=16, **options)
+
+
+@pytest.mark.parametrize("kind", ["ner", "sentiment"])
+def test_token_and_text_classification_stream_what_memory_holds(kind, conll_slice, sst2_slice, tmp_path):
+    streamed = classification_data(kind, conll_slice, sst2_slice, tmp_path / "cache",
+                                   dataset=Streaming(shuffle_buffer=200))
+    in_memory = classification_data(kind, conll_slice, sst2_slice, tmp_path / "cache")
+    streamed.prepare_encoders()
+    in_memory.setup("fit")
+    assert streamed.state_dict() == in_memory.state_dict()  # the same vocabularies (and labels or tags)
+    batches = list(streamed.train_dataloader())
+    assert sorted(i for batch in batches for i in batch["index"].tolist()) == list(range(len(in_memory.encoded(
+        "train"))))  # every example once
+    for batch in batches[:3]:  # encoded as the in-memory path encodes the same examples
+        same = in_memory.collate(in_memory.encoded("train").__getitems__(batch["index"].tolist()))
+        for key in ("token_ids", "mask", "tag_ids" if kind == "ner" else "label_ids"):
+            assert torch.equal(batch[key], same[key]), key
+
+
+def test_rows_read_by_datasets_do_not_stream(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"tokens": ["EU", "rejects"], "ner_tags": ["B-ORG", "O"]}\n')
+    data = TokenClassificationData(path=str(tmp_path), dataset=Streaming())
+    with pytest.raises(SeqlabError, match="train.jsonl: a Streaming dataset reads text files"):
+        data.prepare_encoders()
+
+
+@pytest.mark.parametrize("config", ["ner/conll2003_bilstm_crf.yaml", "sentiment/sst2_bilstm.yaml"])
+def test_token_and_text_classification_train_streamed_through_the_cli(config, conll_slice, sst2_slice, tmp_path):
+    data = conll_slice if config.startswith("ner") else sst2_slice
+    cli = SeqlabCLI(args=["fit", "--config", str(CONFIGS / config), *run_options(tmp_path, data),
+                          "--data.init_args.cache_dir", str(tmp_path / "cache"), "--data.init_args.dataset",
+                          STREAMING, "--trainer.fast_dev_run", "2"])
+    assert isinstance(cli.datamodule.dataset, Streaming) and cli.trainer.global_step == 2
+    assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
