@@ -31,8 +31,8 @@ needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA dev
 
 @needs_no_cuda
 def test_the_shell_script_stops_with_one_line_without_cuda(tmp_path):
-    done = subprocess.run(["bash", str(SCRIPTS / "gpu_check.sh"), "--steps", "2", "--output", str(tmp_path / "g.jsonl")],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(["bash", str(SCRIPTS / "gpu_check.sh"), "--steps", "2", "--output",
+                           str(tmp_path / "g.jsonl")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert done.stderr.startswith("gpu_check: error: no CUDA device")

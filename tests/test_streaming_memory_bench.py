@@ -29,11 +29,11 @@ def test_streaming_memory_writes_rows(tmp_path, multi30k_slice):
     root = data_root(tmp_path, "translation/multi30k/raw", multi30k_slice)
     out = tmp_path / "rows.jsonl"
     benchmark("streaming_memory").main(["--steps", "2", "--sizes", "2", "--in-memory", "--windows", "1",
-                                        "--interleaved-steps", "2", "--data", str(root),
+                                        "--fetch-batches", "2", "--step-batches", "2", "--data", str(root),
                                         "--json", str(out), "--workdir", str(tmp_path)])
     rows = {row["name"]: row for row in map(json.loads, out.read_text().splitlines())}
-    assert set(rows) == {"tokens_per_s_interleaved", "peak_rss_1x_streaming", "tokens_per_s_1x_streaming", "peak_rss_2x_streaming",
-                         "tokens_per_s_2x_streaming"}
+    assert set(rows) == {"tokens_per_s_data_path", "peak_rss_1x_streaming", "tokens_per_s_1x_streaming",
+                         "peak_rss_2x_streaming", "tokens_per_s_2x_streaming"}
     for row in rows.values():
         assert all(math.isfinite(row[key]) and row[key] > 0 for key in ("seqlab", "reference", "ratio"))
     assert rows["peak_rss_2x_streaming"]["training_pairs"] == 4000
