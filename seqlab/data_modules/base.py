@@ -119,7 +119,7 @@ class SequenceDataModule(pl.LightningDataModule):
     ``encode`` (a cached ``datasets.map`` to ``batch_columns``), ``collate`` (-> the task's Batch) and the encoders'
     ``state_dict``/``load_state_dict``. Encoders are fitted on train by ``prepare_encoders`` (called by ``setup`` and
     by the CLI before it links sizes into the model), or restored from a checkpoint: ``from_checkpoint``. A module
-    that streams also implements ``read_lazily`` and ``encode_rows``.
+    that streams also implements ``read_lazily`` and ``batch_encoder`` (what ``encode`` maps) with ``raw_columns``.
     """
 
     #: columns that ``encode`` produces and the loaders serve (and those served when a split has them)
