@@ -74,6 +74,17 @@ bench: install
 	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/export_speed.py $(BENCH_ARGS)  # ONNX vs PyTorch NER
 	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/resume_overhead.py $(BENCH_ARGS)
 
+# benchmarks/streaming_memory.py: peak RSS and training tokens/s of translation fits, Multi30k in memory vs Multi30k,
+# 10x and 100x Multi30k streamed (synthetic corpora in a temporary folder; about 20 min on 2 CPU cores).
+.PHONY: bench-streaming gpu-check
+bench-streaming: install
+	SEQLAB_DATA=$(abspath $(DATA)) $(BIN)/python benchmarks/streaming_memory.py $(BENCH_ARGS)
+
+# scripts/gpu_check.sh on a CUDA machine: every task config in bf16-mixed and 32-true, rows to results/bench/gpu.jsonl.
+GPU_CHECK_ARGS ?=
+gpu-check:
+	SEQLAB_DATA=$(abspath $(DATA)) bash scripts/gpu_check.sh $(GPU_CHECK_ARGS)
+
 # Flair 0.15 in its own venv for benchmarks/ner_inference_vs_flair.py (run as a subprocess; never a dependency of
 # seqlab), with the CPU build of torch pinned: a CUDA torch would download gigabytes and measure nothing more.
 PEERS_VENV ?= .venv-peers

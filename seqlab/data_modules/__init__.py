@@ -6,6 +6,8 @@ import importlib
 
 _EXPORTS = {
     "SequenceDataModule": "base",
+    "InMemory": "streaming",
+    "Streaming": "streaming",
     "BucketBatchSampler": "sampler",
     "FrameBatch": "speech",
     "SpeechFrameData": "speech",

@@ -19,6 +19,7 @@ from seqlab.data_modules.policy import OnBadRow, apply_policy, check_policy
 from seqlab.data_modules.loader import ResumableDataLoader
 from seqlab.data_modules.sampler import BucketBatchSampler
 from seqlab.data_modules.sources import SPLITS, SplitSource, file_signature
+from seqlab.data_modules.streaming import InMemory, TrainingSplit
 
 
 class ListDataset:
@@ -85,6 +86,18 @@ def load_rows(kind: str, files: list[Path], cache_dir=None) -> datasets.Dataset:
         raise SeqlabError(f"{', '.join(map(str, files))}: cannot read as {kind} ({detail})") from None
 
 
+def part_option(value: Any, kind: type, option: str) -> Any:
+    """An option that is a part (a class): given as an object, or as its configuration (``class_path`` and
+    ``init_args``, as a checkpoint's data hyperparameters hold it), which is instantiated."""
+    if value is None or isinstance(value, kind):
+        return value
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument(f"--{option}", type=Optional[kind])
+    return getattr(parser.instantiate_classes(parser.parse_object({option: value})), option)
+
+
 def linked(value: Callable[[Any], Any], doc: str = "") -> property:
     """A value the CLI links into the model: from the fitted (or restored) encoders and the options, reading nothing."""
 
@@ -98,13 +111,15 @@ def linked(value: Callable[[Any], Any], doc: str = "") -> property:
 class SequenceDataModule(pl.LightningDataModule):
     """Base for seqlab data modules: ``path`` (``SplitSource``: a hub id, a local directory, one file),
     ``data_files`` (split -> files), ``predict_path`` (the input of ``predict``), ``on_bad_row`` (``error`` | ``skip``
-    | ``warn``: what a bad input row does, the same in every task), and the loaders' options.
+    | ``warn``: what a bad input row does, the same in every task), ``dataset`` (how the training split is held:
+    ``InMemory``, the default, or ``Streaming`` for data larger than memory) and the loaders' options.
 
     A task module implements: ``read`` (a split's local files -> rows, each with ``source``/``line`` and an ``error``
     message column for the bad-row policy), ``read_predict``, ``from_hub``, ``fit_encoders`` and ``encoders_ready``,
     ``encode`` (a cached ``datasets.map`` to ``batch_columns``), ``collate`` (-> the task's Batch) and the encoders'
     ``state_dict``/``load_state_dict``. Encoders are fitted on train by ``prepare_encoders`` (called by ``setup`` and
-    by the CLI before it links sizes into the model), or restored from a checkpoint: ``from_checkpoint``.
+    by the CLI before it links sizes into the model), or restored from a checkpoint: ``from_checkpoint``. A module
+    that streams also implements ``read_lazily`` and ``batch_encoder`` (what ``encode`` maps) with ``raw_columns``.
     """
 
     #: columns that ``encode`` produces and the loaders serve (and those served when a split has them)
@@ -127,6 +142,7 @@ class SequenceDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: Optional[int] = None,
         cache_dir: Optional[str] = None,
+        dataset: Optional[TrainingSplit] = None,
     ) -> None:
         """batch_size: examples per training batch; max_tokens: optional cap on padded tokens per batch;
         eval_batch_size: examples per evaluation batch (default: 2 x batch_size); bucket_size: batches per
@@ -148,6 +164,7 @@ class SequenceDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.cache_dir = cache_dir
+        self.dataset = part_option(dataset, TrainingSplit, "dataset") or InMemory()
         self._raw: dict[str, datasets.Dataset] = {}
         self._encoded: dict[str, ListDataset] = {}
 
@@ -240,6 +257,33 @@ class SequenceDataModule(pl.LightningDataModule):
     def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         raise NotImplementedError
 
+    def read_lazily(self, split: str) -> Callable[[], Iterator[dict]]:
+        """For a ``Streaming`` dataset: a callable giving the split's rows (as ``read`` reads them, with their
+        ``error`` message), read from its files again at each call."""
+        raise SeqlabError(f"{type(self).__name__} has no streaming path: leave --data.dataset unset (in memory)")
+
+    #: the columns of the read rows that ``batch_encoder`` encodes
+    raw_columns: Sequence[str] = ()
+
+    def batch_encoder(self, split: str) -> Callable[[dict, list[int]], dict]:
+        """What ``encode`` maps over a split: (columns of rows, their indices) -> the encoded columns, with an
+        ``error`` message (or a ``long`` flag) for a row to drop."""
+        raise NotImplementedError
+
+    def encode_rows(self, split: str, rows: list[dict]) -> list[dict]:
+        """For a ``Streaming`` dataset: rows (with ``index``) -> the encoded examples, those to drop left out."""
+        columns = {name: [row[name] for row in rows] for name in (*self.raw_columns, "index")}
+        encoded = {**columns, **self.batch_encoder(split)(columns, columns["index"])}
+        examples = (dict(zip(encoded, values)) for values in zip(*encoded.values()))
+        return [example for example in examples if not example.get("error") and not example.get("long")]
+
+    def local_files(self, split: str) -> list[Path]:
+        """The split's local files; a hub id cannot be read lazily."""
+        if not self.source.is_local:
+            raise SeqlabError(f"a Streaming dataset reads local files; {self.path} is a hub id: pass --data.path "
+                              "/path/to/dir (with train/valid/test files) or --data.data_files")
+        return self.source.files(split)
+
     def collate(self, examples: list[dict]) -> dict:
         raise NotImplementedError
 
@@ -281,7 +325,7 @@ class SequenceDataModule(pl.LightningDataModule):
     def prepare_encoders(self) -> None:
         """Fit the encoders on train, unless they were restored from a checkpoint."""
         if not self.encoders_ready:
-            self.fit_encoders(self.raw_split("train"))
+            self.fit_encoders(self.dataset.fitting_rows(self))
 
     def splits_for(self, stage: Optional[str]) -> tuple[str, ...]:
         return {
@@ -293,7 +337,10 @@ class SequenceDataModule(pl.LightningDataModule):
 
     def setup(self, stage: Optional[str] = None) -> None:
         for split in self.splits_for(stage):
-            self.encoded(split)
+            if split == "train":
+                self.dataset.prepare(self)
+            else:
+                self.encoded(split)
 
     def encoded_split(self, split: str) -> ListDataset:
         encoded = self.encode(split, self.raw_split(split))
@@ -334,7 +381,8 @@ class SequenceDataModule(pl.LightningDataModule):
         """Whether batches are page-locked, so that the copies to the device are asynchronous: on CUDA only."""
         return self.trainer is not None and isinstance(self.trainer.accelerator, CUDAAccelerator)
 
-    def _loader(self, split: str, shuffle: bool, collate: Optional[Callable[[list[dict]], dict]] = None) -> DataLoader:
+    def sampled_loader(self, split: str, shuffle: bool, collate: Optional[Callable[[list[dict]], dict]] = None
+                       ) -> DataLoader:
         """Training (``shuffle``): a ``ResumableDataLoader``, whose position the checkpoints keep; evaluation: a
         plain DataLoader. ``collate``: instead of ``self.collate`` (a multi-task module's, which names the task)."""
         try:
@@ -352,16 +400,16 @@ class SequenceDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self.dataset.loader(self)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", shuffle=False)
+        return self.sampled_loader("validation", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self.sampled_loader("test", shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", shuffle=False)
+        return self.sampled_loader("predict", shuffle=False)
 
     @staticmethod
     def signature(files: list[Path]) -> tuple:
@@ -378,6 +426,20 @@ class WordVectorsData(SequenceDataModule):
     vectors: Optional[str] = None
     words = None  # the word Vocabulary, once the encoders are fitted (None for sub-word tokens)
     _word_vectors: Optional[torch.Tensor] = None
+    transformer = None
+
+    def streamed_files(self, split: str, is_rows: Callable[[Path], Any]) -> list[Path]:
+        """The split's local text files for a ``Streaming`` dataset, which neither a ``transformer`` (its features
+        are cached per split) nor files of rows read by ``datasets`` (``is_rows``: parquet, JSON) go with."""
+        if self.transformer is not None:
+            raise SeqlabError("--data.transformer caches its features per split: it does not go with a Streaming "
+                              "dataset")
+        files = self.local_files(split)
+        rows = next((f for f in files if is_rows(f)), None)
+        if rows is not None:
+            raise SeqlabError(f"{rows}: a Streaming dataset reads text files with this module's readers, not files "
+                              "of rows (parquet, JSON) read by datasets")
+        return files
 
     @property
     def word_vectors(self) -> Optional[torch.Tensor]:

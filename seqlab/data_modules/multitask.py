@@ -19,6 +19,7 @@ from pytorch_lightning.utilities import CombinedLoader
 from seqlab import SeqlabError
 from seqlab.data_modules.base import SequenceDataModule, WordVectorsData, linked
 from seqlab.data_modules.loader import ResumableDataLoader
+from seqlab.data_modules.streaming import InMemory
 from seqlab.encoders.vocab import Vocabulary
 
 
@@ -200,6 +201,9 @@ class MultiTaskData(WordVectorsData):
                 raise SeqlabError(f"--data.init_args.tasks.{name}: {type(child).__name__} has no word vocabulary to "
                                   "share; the tasks of one model read words (TokenClassificationData, "
                                   "TextClassificationData)")
+            if not isinstance(child.dataset, InMemory):
+                raise SeqlabError(f"--data.init_args.tasks.{name}.init_args.dataset: the tasks of a multi-task model are "
+                                  f"read in memory ({type(child.dataset).__name__} is not supported here yet)")
         unknown = [name for name in predict_tasks or [] if name not in tasks]
         if unknown:
             raise SeqlabError(f"--data.init_args.predict_tasks: no task {', '.join(unknown)} (tasks: "
@@ -303,8 +307,8 @@ class MultiTaskData(WordVectorsData):
             child = self.tasks[name]
             child.trainer = self.trainer  # pinned memory on CUDA, as the trainer's own data module
             with task_options(name):
-                loaders[name] = child._loader(split, shuffle=split == "train",
-                                              collate=partial(with_task, child.collate, name))
+                loaders[name] = child.sampled_loader(split, shuffle=split == "train",
+                                                     collate=partial(with_task, child.collate, name))
         return loaders
 
     def train_dataloader(self) -> TaskSampledLoader:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
 import datasets
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
@@ -20,22 +20,31 @@ def check_policy(on_bad_row: str) -> str:
     return on_bad_row
 
 
+def bad_row_error(first: str, others: int = 0) -> SeqlabError:
+    """What ``error`` stops with: the first bad row's message (``file:line: what``) and how many others were seen."""
+    more = f" (and {others} more bad rows)" if others else ""
+    return SeqlabError(f"{first}{more}; --data.on_bad_row skip drops bad rows")
+
+
+def report_dropped(on_bad_row: str, split: str, first: Sequence[str], dropped: int, total: int) -> None:
+    """``skip``/``warn``: ``dropped`` of ``total`` rows were bad (``first``: the first few messages); a split of bad
+    rows only is an error."""
+    if dropped == total:
+        raise SeqlabError(f"every row of the '{split}' split is bad (first: {first[0]})")
+    summary = f"{split}: dropped {dropped} bad rows of {total}"
+    if on_bad_row == "warn":
+        rank_zero_warn(f"{summary}: " + "; ".join(first[:3]))
+    else:
+        rank_zero_info(f"{summary} (first: {first[0]})")
+
+
 def apply_policy(dataset: datasets.Dataset, on_bad_row: str, split: str, column: str = "error") -> datasets.Dataset:
     """Rows whose ``column`` holds a message (``file:line: what``) are bad: the first stops reading (``error``), or all
     are dropped and counted (``skip``: logged; ``warn``: a warning with the first three messages)."""
     bad = [i for i, message in enumerate(dataset[column]) if message]
     if not bad:
         return dataset
-    first = dataset[bad[0]][column]
     if on_bad_row == "error":
-        more = f" (and {len(bad) - 1} more bad rows)" if len(bad) > 1 else ""
-        raise SeqlabError(f"{first}{more}; --data.on_bad_row skip drops bad rows")
-    summary = f"{split}: dropped {len(bad)} bad rows of {len(dataset)}"
-    if on_bad_row == "warn":
-        rank_zero_warn(f"{summary}: " + "; ".join(dataset[i][column] for i in bad[:3]))
-    else:
-        rank_zero_info(f"{summary} (first: {first})")
-    kept = dataset.select(sorted(set(range(len(dataset))) - set(bad)))
-    if len(kept) == 0:
-        raise SeqlabError(f"every row of the '{split}' split is bad (first: {first})")
-    return kept
+        raise bad_row_error(dataset[bad[0]][column], len(bad) - 1)
+    report_dropped(on_bad_row, split, [dataset[i][column] for i in bad[:3]], len(bad), len(dataset))
+    return dataset.select(sorted(set(range(len(dataset))) - set(bad)))

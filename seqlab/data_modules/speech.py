@@ -231,27 +231,26 @@ class SpeechFrameData(SequenceDataModule):
         return encoded if self.on_bad_row == "warn" else self.checked(split, encoded)
 
     def encoded_split(self, split: str) -> ListDataset:
-        """The encoded split, read from Arrow once into arrays and normalised by the CMVN step (global statistics are
-        fitted on train first)."""
+        """The encoded split: features and frame labels stay in the ``datasets`` cache on disk and are read per batch
+        (``collate`` applies the CMVN step); the per-utterance values are read into memory. Global CMVN statistics are
+        fitted on train first, in one pass over its features."""
         if not self.cmvn.fitted and split != "train":
             self.encoded("train")
-        encoded = self.encode(split, self.raw_split(split)).with_format("numpy")
-        columns = {name: list(encoded[name]) for name in self.batch_columns}
-        columns["id"] = [str(name) for name in columns["id"]]
-        for name in ("length", "index", "duration"):
-            columns[name] = [value.item() for value in columns[name]]
+        encoded = self.encode(split, self.raw_split(split))
+        arrays = encoded.with_format("numpy")
         if not self.cmvn.fitted:
-            self.cmvn.fit(columns["features"])
-        with single_thread():
-            columns["features"] = [self.cmvn(features) for features in columns["features"]]
-        return ListDataset(columns)
+            self.cmvn.fit(features for batch in arrays.iter(batch_size=64) for features in batch["features"])
+        return ListDataset({"features": arrays["features"], "label_ids": arrays["label_ids"],
+                            "phone_ids": list(arrays["phone_ids"]),
+                            **{name: list(encoded[name]) for name in ("length", "index", "id", "duration")}})
 
     def collate(self, examples: list[dict]) -> FrameBatch:
         lengths = [example["length"] for example in examples]
         features = np.zeros((len(examples), max(lengths), self.feature_config.feature_size), dtype=np.float32)
         label_ids = np.full(features.shape[:2], IGNORE_INDEX, dtype=np.int64)  # (B, T)
         for row, example in enumerate(examples):
-            features[row, :lengths[row]], label_ids[row, :lengths[row]] = example["features"], example["label_ids"]
+            features[row, :lengths[row]] = self.cmvn(example["features"])
+            label_ids[row, :lengths[row]] = example["label_ids"]
         frames = torch.tensor(lengths)
         return FrameBatch(features=torch.from_numpy(features), mask=torch.arange(max(lengths)) < frames[:, None],
                           lengths=frames, label_ids=torch.from_numpy(label_ids),

@@ -3,8 +3,9 @@ hub dataset -> token ids and one label per text."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import datasets
 import numpy as np
@@ -106,6 +107,7 @@ class TextClassificationData(WordVectorsData):
     """
 
     batch_columns = ("token_ids", "label_id", "length", "index", "tokens")
+    raw_columns = ("text", "label", "source", "line")
     optional_columns = TRANSFORMER_COLUMNS
     renamed_options = {"skip_invalid": ("on_bad_row", lambda skip: "skip" if skip else "error")}
 
@@ -170,11 +172,21 @@ class TextClassificationData(WordVectorsData):
     def read(self, split: str, files: list[Path]) -> datasets.Dataset:
         if all(is_parquet(f) for f in files):
             return self.standardize(split, load_rows("parquet", files, self.cache_dir), source=str(files[0]))
+        return self._read_rows(split, files, self.text_reader(split, files), self.hparams.text_field,
+                               self.hparams.label_field)
+
+    def text_reader(self, split: str, files: list[Path]) -> Reader:
+        """The reader of the split's text files (``reader``, or the format they all have)."""
         formats = [JsonlReader(), SSTTreeReader(), DelimitedReader(column_names=self.hparams.column_names)]
         readers = [choose_reader(f, formats, self.reader) for f in files]
         if len({type(r) for r in readers}) > 1:
             raise SeqlabError(f"split '{split}' mixes file formats: {', '.join(map(str, files))}")
-        return self._read_rows(split, files, readers[0], self.hparams.text_field, self.hparams.label_field)
+        return readers[0]
+
+    def read_lazily(self, split: str) -> Callable[[], Iterator[dict]]:
+        files = self.streamed_files(split, is_parquet)
+        return functools.partial(_texts, self.signature(files), self.text_reader(split, files), split,
+                                 self.hparams.text_field, self.hparams.label_field)
 
     def _read_rows(self, split: str, files: list[Path], reader: Reader, text_field: str, label_field: Optional[str]):
         return self.checked(split, generate_dataset(
@@ -259,7 +271,7 @@ class TextClassificationData(WordVectorsData):
             return int(label)
         raise KeyError(label)
 
-    def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
+    def batch_encoder(self, split: str) -> Callable[[dict, list[int]], dict]:
         text_encoder, max_length, label_id = self.text_encoder, self.hparams.max_length, self.label_id
         pre_tokenizer = self.pre_tokenizer if isinstance(text_encoder, WhitespaceEncoder) else None  # sub-words: raw
         labels = ", ".join(self.label_vocab.itos)
@@ -289,7 +301,11 @@ class TextClassificationData(WordVectorsData):
                 out["error"].append(error)
             return out
 
-        encoded = self.checked(split, dataset.map(encode_batch, batched=True, with_indices=True,
+        return encode_batch
+
+    def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
+        max_length = self.hparams.max_length
+        encoded = self.checked(split, dataset.map(self.batch_encoder(split), batched=True, with_indices=True,
                                                   desc=f"encoding {split}", **self.map_options(split)))
         truncated = int(np.sum(encoded["truncated"]))
         if truncated:

@@ -3,8 +3,9 @@ dataset -> word and character ids with one tag per token."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Callable, Iterator, Literal, Optional
 
 import datasets
 import numpy as np
@@ -121,6 +122,7 @@ class TokenClassificationData(WordVectorsData):
     """
 
     batch_columns = ("token_ids", "char_ids", "tag_ids", "length", "index", "tokens")
+    raw_columns = ("tokens", "tags", "source", "line")
     optional_columns = ("text", "starts", "ends", *TRANSFORMER_COLUMNS)  # raw text to tag; a transformer's
 
     def __init__(
@@ -179,13 +181,23 @@ class TokenClassificationData(WordVectorsData):
             raise SeqlabError(f"split '{split}' mixes file formats: {', '.join(map(str, files))}")
         if kinds != {None}:
             return self.standardize(split, load_rows(kinds.pop(), files, self.cache_dir), source=str(files[0]))
+        return self.checked(split, generate_dataset(
+            _sentences, _FEATURES, self.cache_dir, signature=self.signature(files),
+            reader=self.sentence_reader(split, files), split=split, tag_format=self.hparams.tag_format,
+            tag_scheme=self.hparams.tag_scheme,
+        ))
+
+    def sentence_reader(self, split: str, files: list[Path]) -> Reader:
+        """The reader of the split's column files (``reader``, or the format they all have)."""
         readers = {choose_reader(f, [CoNLLUReader(), self.column_reader], self.reader) for f in files}
         if len({type(r) for r in readers}) > 1:
             raise SeqlabError(f"split '{split}' mixes file formats: {', '.join(map(str, files))}")
-        return self.checked(split, generate_dataset(
-            _sentences, _FEATURES, self.cache_dir, signature=self.signature(files), reader=readers.pop(),
-            split=split, tag_format=self.hparams.tag_format, tag_scheme=self.hparams.tag_scheme,
-        ))
+        return readers.pop()
+
+    def read_lazily(self, split: str) -> Callable[[], Iterator[dict]]:
+        files = self.streamed_files(split, self._row_format)
+        return functools.partial(_sentences, self.signature(files), self.sentence_reader(split, files), split,
+                                 self.hparams.tag_format, self.hparams.tag_scheme)
 
     def _row_format(self, path: Path) -> Optional[str]:
         """``parquet`` or ``json`` for files of rows (read by ``datasets``), None for column files."""
@@ -270,7 +282,7 @@ class TokenClassificationData(WordVectorsData):
                 self.transformer.load_state_dict(state_dict.get("transformer"))
 
     # ----------------------------------------------------------------- encoding and batching
-    def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
+    def batch_encoder(self, split: str) -> Callable[[dict, list[int]], dict]:
         words, chars, tags = self.words, self.chars, self.tags
         max_word_length, plain = self.hparams.max_word_length, self.hparams.tag_format == "plain"
 
@@ -293,7 +305,10 @@ class TokenClassificationData(WordVectorsData):
                 out["index"].append(index)
             return out
 
-        encoded = dataset.map(encode_batch, batched=True, with_indices=True, desc=f"encoding {split}",
+        return encode_batch
+
+    def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
+        encoded = dataset.map(self.batch_encoder(split), batched=True, with_indices=True, desc=f"encoding {split}",
                               **self.map_options(split))
         return self.transformer.add_columns(split, encoded) if self.transformer is not None else encoded
 

@@ -13,6 +13,7 @@ import torch
 from datasets.fingerprint import Hasher
 from pytorch_lightning.utilities import rank_zero_info
 
+from seqlab.data_modules.base import part_option
 from seqlab.encoders.transformer import MINILM, TransformerFeatures
 from seqlab.models.transformer_embeddings import PiecePooling
 
@@ -149,12 +150,5 @@ class FineTunedTransformer(TransformerInputs):
 
 
 def transformer_option(value: Union[None, dict, TransformerInputs]) -> Optional[TransformerInputs]:
-    """The ``transformer`` option as an object: given as one, or as its configuration (``class_path`` and
-    ``init_args``, as a checkpoint's data hyperparameters hold it)."""
-    if value is None or isinstance(value, TransformerInputs):
-        return value
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument("--transformer", type=Optional[TransformerInputs])
-    return parser.instantiate_classes(parser.parse_object({"transformer": value})).transformer
+    """The ``transformer`` option as an object (see ``part_option``)."""
+    return part_option(value, TransformerInputs, "transformer")

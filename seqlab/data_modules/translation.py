@@ -3,6 +3,7 @@ or a hub dataset; a subword tokenizer (BPE or unigram, HF ``tokenizers``) or wor
 
 from __future__ import annotations
 
+import functools
 import itertools
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Optional, TypedDict, Union
@@ -96,6 +97,23 @@ def pad(rows: list[list[int]], value: int) -> torch.Tensor:
     return pad_sequence([torch.tensor(row, dtype=torch.int64) for row in rows], batch_first=True, padding_value=value)
 
 
+class PairEncoder:
+    """A batch of pairs (``source_text``, ``target_text`` columns) -> ``source_tokens``, ``source_ids``, ``target_ids``,
+    ``length`` (of the longer side, the target with EOS) and ``long`` (a side over ``limit`` tokens)."""
+
+    def __init__(self, source: TextEncoder, target: TextEncoder, limit: Optional[int]) -> None:
+        self.source, self.target, self.limit = source, target, limit
+
+    def __call__(self, batch: dict, indices: Optional[list[int]] = None) -> dict:
+        """(``indices`` unused: positions are counted after long pairs are dropped.)"""
+        sources = self.source.encode_batch(batch["source_text"])
+        targets = [ids for _, ids in self.target.encode_batch(batch["target_text"])]
+        sizes = [(len(ids), len(target)) for (_, ids), target in zip(sources, targets)]
+        return {"source_tokens": [pieces for pieces, _ in sources], "source_ids": [ids for _, ids in sources],
+                "target_ids": targets, "length": [max(s, t + 1) for s, t in sizes],
+                "long": [self.limit is not None and max(s, t) > self.limit for s, t in sizes]}
+
+
 class TranslationData(SequenceDataModule):
     """Sentence pairs ``source_lang`` -> ``target_lang``.
 
@@ -114,6 +132,7 @@ class TranslationData(SequenceDataModule):
     """
 
     batch_columns = ("source_ids", "target_ids", "length", "index", "source_text", "target_text", "source_tokens")
+    raw_columns = ("source_text", "target_text")
     renamed_options = {"empty_lines": ("on_bad_row", lambda value: value)}
 
     def __init__(self, path: str = "bentrevett/multi30k", source_lang: str = "de", target_lang: str = "en",
@@ -188,6 +207,10 @@ class TranslationData(SequenceDataModule):
         reader, files = self.reader_for(split, files)
         return self.checked(split, generate_dataset(reader, FEATURES, self.cache_dir, signature=self.signature(files)))
 
+    def read_lazily(self, split: str) -> Callable[[], Iterator[dict]]:
+        reader, files = self.reader_for(split, self.local_files(split))
+        return functools.partial(reader, self.signature(files))
+
     def read_predict(self, path: Path) -> datasets.Dataset:
         return generate_dataset(read_sources, FEATURES, self.cache_dir, signature=self.signature([path]))
 
@@ -207,19 +230,13 @@ class TranslationData(SequenceDataModule):
         return self.map_rows(split, dataset, FEATURES, (source, target),
                              lambda row, s, t: pair_row(f"{at}: row {row + 1}", s or "", t or ""))
 
+    def batch_encoder(self, split: str) -> PairEncoder:
+        return PairEncoder(self.source_encoder, self.target_encoder, self.max_length if split == "train" else None)
+
     def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
-        source_encoder, target_encoder = self.source_encoder, self.target_encoder
         limit = self.max_length if split == "train" else None
-
-        def encode_batch(batch: dict) -> dict:
-            sources = source_encoder.encode_batch(batch["source_text"])
-            targets = [ids for _, ids in target_encoder.encode_batch(batch["target_text"])]
-            sizes = [(len(ids), len(target)) for (_, ids), target in zip(sources, targets)]
-            return {"source_tokens": [pieces for pieces, _ in sources], "source_ids": [ids for _, ids in sources],
-                    "target_ids": targets, "length": [max(s, t + 1) for s, t in sizes],
-                    "long": [limit is not None and max(s, t) > limit for s, t in sizes]}
-
-        encoded = dataset.map(encode_batch, batched=True, desc=f"encoding {split}", **self.map_options(split))
+        encoded = dataset.map(self.batch_encoder(split), batched=True, desc=f"encoding {split}",
+                              **self.map_options(split))
         if limit is not None:
             kept = encoded.filter(lambda long: [not x for x in long], input_columns="long", batched=True)
             if len(kept) < len(encoded):

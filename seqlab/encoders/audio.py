@@ -205,8 +205,9 @@ class FeatureConfig:
 
 
 class NoCMVN:
-    """``cmvn: none``. A CMVN step maps each utterance's (T, F) features to (T, F), once, where the data module reads
-    its encoded splits; ``fit`` sees the training utterances' features; ``state_dict`` is what checkpoints keep."""
+    """``cmvn: none``. A CMVN step maps each utterance's (T, F) features to (T, F) as batches are collated (the features
+    stay in the ``datasets`` cache); ``fit`` sees the training utterances' features; ``state_dict`` is what
+    checkpoints keep."""
 
     fitted = True
 
