@@ -159,6 +159,29 @@ def test_validation_logs_each_task_metrics_under_its_name_and_they_equal_the_met
     assert metrics["val/pos/accuracy"] == pytest.approx(correct / total, abs=1e-6)
 
 
+def test_training_logs_each_task_loss_as_its_batch_weighted_epoch_mean(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    model = multitask(optimizer=partial(torch.optim.SGD, lr=0.0))  # the weights stay those of the losses by hand
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    makers = {"ner": token_batch, "pos": pos_batch, "sentiment": sentence_batch}
+    order = ["ner", "pos", "ner", "sentiment", "pos", "ner"]
+    batches = [tagged(makers[name](generator), name) for name in order]
+    batches[2] = {key: value[:2] if torch.is_tensor(value) else value for key, value in batches[2].items()}
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, max_epochs=1,
+                         enable_checkpointing=False, limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(model, train_dataloaders=Batches(batches))
+    model.eval()
+    with torch.no_grad():
+        for name in ("ner", "pos", "sentiment"):
+            mine = [batch for batch in batches if batch["task"] == name]
+            sizes = [batch["mask"].shape[0] for batch in mine]
+            losses = [float(model.model.loss(model(batch), batch, name)) * size for batch, size in zip(mine, sizes)]
+            assert float(trainer.callback_metrics[f"train/{name}/loss"]) == pytest.approx(sum(losses) / sum(sizes),
+                                                                                          rel=1e-5)
+
+
 def test_predict_gives_each_task_its_records():
     generator = torch.Generator().manual_seed(0)
     model = multitask().eval()

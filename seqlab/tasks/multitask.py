@@ -15,6 +15,21 @@ from seqlab.tasks.base import SequenceTask
 from seqlab.tasks.objectives import Objective
 
 
+class TaskLossMeans:
+    """Running batch-size-weighted sums of each task's loss, kept as tensors (no host sync per step)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.sizes: dict[str, int] = {}
+
+    def add(self, task: str, loss: torch.Tensor, batch_size: int) -> None:
+        self.sums[task] = self.sums.get(task, 0) + loss * batch_size
+        self.sizes[task] = self.sizes.get(task, 0) + batch_size
+
+    def means(self) -> dict[str, torch.Tensor]:
+        return {task: total / self.sizes[task] for task, total in self.sums.items()}
+
+
 class MultiTask(SequenceTask):
     """Several tasks over one body: ``objectives`` maps a task name to its ``Objective`` (``SpanTagging``, ``WordTagging``,
     ``Classification``); the data module (``MultiTaskData``, with children of the same names) serves batches that
@@ -69,6 +84,7 @@ class MultiTask(SequenceTask):
         self.model = MultiTaskNetwork(body, {name: objective.head(body.output_size, self.task_labels[name])
                                              for name, objective in tasks.items()})
         self.load_word_vectors(body.embedder.words, word_vectors)
+        self._task_train_losses = TaskLossMeans()
         self.metrics = nn.ModuleDict({  # "val_ner": a ModuleDict key may hold no dot
             f"{stage}_{name}": objective.metric(self.task_labels[name])
             for stage in ("val", "test") for name, objective in tasks.items()
@@ -87,15 +103,26 @@ class MultiTask(SequenceTask):
         outputs = self(batch)
         loss = self.model.loss(outputs, batch, name)
         batch_size = batch["mask"].shape[0]
-        if self._trainer is not None:
-            self.log(f"{stage}/{name}/loss", loss, batch_size=batch_size, sync_dist=stage != "train", on_step=False,
-                     on_epoch=True, add_dataloader_idx=False)
         if stage == "train":
             weighted = self.objectives[name].loss_weight * loss
             self.log_train({"train/loss": weighted}, batch_size)
+            self._task_train_losses.add(name, loss.detach(), batch_size)
             return weighted
+        if self._trainer is not None:
+            self.log(f"{stage}/{name}/loss", loss, batch_size=batch_size, sync_dist=True, on_step=False,
+                     on_epoch=True, add_dataloader_idx=False)
         self.objectives[name].update(self.metrics[f"{stage}_{name}"], self.model.heads[name], outputs, batch)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        self._task_train_losses = TaskLossMeans()
+
+    def on_train_epoch_end(self) -> None:
+        """``train/{task}/loss``: each task's batch-size-weighted mean training loss over the epoch (kept here and
+        logged once: the tasks take turns, so ``log_train``'s fixed set of names per step does not fit them)."""
+        for name, mean in self._task_train_losses.means().items():
+            self.log(f"train/{name}/loss", mean, on_step=False, on_epoch=True)
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         return self.shared_step(batch, "val")
