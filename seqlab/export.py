@@ -195,7 +195,7 @@ class FrameGraph(ExportGraph):
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> Tensors:
         logits = self.task({"features": features, "mask": mask})  # (B, T, K)
-        return self.task.head.decode(logits, mask), logits
+        return self.task.model.head.decode(logits, mask), logits
 
     def example_inputs(self, lengths: Sequence[int] = TRACED_LENGTHS) -> Tensors:
         mask = _lengths_mask(lengths)
@@ -211,7 +211,7 @@ class FrameGraph(ExportGraph):
             return outputs["logits"]
 
         self.task.forward = forward
-        self._decode_from(self.task.head, "label_ids", answered)
+        self._decode_from(self.task.model.head, "label_ids", answered)
 
 
 GRAPHS: dict[type, type[ExportGraph]] = {
