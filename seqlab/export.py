@@ -37,6 +37,7 @@ from seqlab import SeqlabError
 from seqlab.inference import Predictor
 from seqlab.models.networks import ClassifierOutput
 from seqlab.models.pooling import PooledOutput
+from seqlab.models.transformer_embeddings import TransformerWordEmbedding
 from seqlab.tasks.base import SequenceTask
 from seqlab.tasks.frame_classification import FrameClassification
 from seqlab.tasks.sentence_classification import SentenceClassification
@@ -223,7 +224,7 @@ GRAPHS: dict[type, type[ExportGraph]] = {
 
 def graph_of(task: SequenceTask) -> ExportGraph:
     """The exportable graph of a task (in eval mode), or a SeqlabError naming what can be exported."""
-    if getattr(getattr(task, "embedder", None), "transformer", None) is not None:
+    if any(isinstance(module, TransformerWordEmbedding) for module in task.modules()):
         raise SeqlabError(f"cannot export a {type(task).__name__} model with a transformer word embedding: its inputs "
                           "(word pieces) are not among the exported graph's")
     for task_class, graph_class in GRAPHS.items():
