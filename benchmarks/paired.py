@@ -2,9 +2,11 @@
 training steps interleaved on the very same pre-collated batches, from the same weights, and the ratio of their
 step times is combined so that neither side's position in the pairing biases it.
 
-Used by ``ner_speed.py``, ``sentiment_speed.py``, ``speech_speed.py`` and ``translation_speed.py``. A task plugs in with a *loss function*
-``loss(model, batch) -> scalar`` that mirrors its ``shared_step`` (``check_same_loss`` proves it does, on one batch,
-before anything is timed). Never asserts on timings: the scripts print ratios measured in one run.
+Used by ``ner_speed.py``, ``sentiment_speed.py``, ``speech_speed.py`` and ``translation_speed.py``. A task plugs
+in with a *loss function* ``loss(task, batch) -> scalar`` that calls the task's plain-torch network as its
+``shared_step`` does (``task.model.loss(task.model(batch), batch)``: no loss is written again here;
+``check_same_loss`` proves the two agree, on one batch, before anything is timed). Never asserts on timings: the
+scripts print ratios measured in one run.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def step_seconds(data: TokenClassificationData, batches: list[dict]) -> float:
     for batch in batches:
         start = time.perf_counter()
         optimizer.zero_grad()
-        task.model.loss(task(batch), batch).backward()
+        task.model.loss(task.model(batch), batch).backward()
         torch.nn.utils.clip_grad_norm_(task.parameters(), 5.0)
         optimizer.step()
         times.append(time.perf_counter() - start)

@@ -5,9 +5,10 @@ core.
 (a) Models: the sizes of configs/speech/timit_sample_bilstm.yaml (Kaldi fbank 40 + per-utterance CMVN, BiLSTM
 3 x 256 per direction over every frame, dropout 0.3, a softmax per frame over the 39 phones, Adam 2e-3, clip 5,
 batch 8) and of the MLP baseline timit_sample_mlp.yaml (+-5 frame context window, 2 x 1024, dropout 0.3, Adam
-1e-3). The configs' ReduceLROnPlateau steps once per epoch on validation: left out (no validation runs). The raw loop calls the same
-``model(batch)`` (with the task's optional parts: SpecAugment in training, stacking) and the head's loss; it is
-checked equal to the task's ``training_step`` (same RNG state, same masks) before timing.
+1e-3). The configs' ReduceLROnPlateau steps once per epoch on validation: left out (no validation runs). The raw
+loop calls the task's plain-torch network, ``task.model(batch)`` (with its optional parts: SpecAugment in training,
+stacking) and ``task.model.loss``; it is checked equal to the task's ``training_step`` (same RNG state, same masks)
+before timing.
 Steps interleaved on identical pre-collated batches (``paired.py``); ratio = geometric mean of the medians of
 raw_s/seqlab_s over steps with the raw loop first and second; frames/s counts real frames (``mask.sum()``).
 
@@ -99,8 +100,9 @@ def build_task(data: SpeechFrameData, parts: dict) -> BenchFrameClassification:
 
 
 def frame_loss(model: FrameClassification, batch: dict) -> torch.Tensor:
-    """FrameClassification's own training loss of its forward (SpecAugment in training, stacking, encoder, head)."""
-    return model.loss(model(batch), batch)  # logits (B, T, K)
+    """FrameClassification's training loss: its plain-torch network's (``seqlab.models.frame_network.FrameNetwork``:
+    SpecAugment in training, stacking, encoder, head), which its ``shared_step`` calls too."""
+    return model.model.loss(model.model(batch), batch)  # logits (B, T, K)
 
 
 def compare_training(data: SpeechFrameData, variant: str, args: argparse.Namespace) -> Row:

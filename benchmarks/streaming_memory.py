@@ -154,7 +154,7 @@ def data_path_throughput(raw: Path, work: Path, args: argparse.Namespace) -> dic
                                dataset=Streaming(shuffle_buffer=10000))
     streamed.load_state_dict(in_memory.state_dict())  # the same tokenizer (fitting it again would give the same)
     task = build_task(in_memory, None)
-    tokens = target_tokens(task.target_padding_idx)
+    tokens = target_tokens(task.model.target_padding_idx)
     loaders = {"in_memory": in_memory.train_dataloader(), "streaming": streamed.train_dataloader()}
     epoch_batches = {side: len(loader) for side, loader in loaders.items()}
     loaders, first = {side: endless(loader) for side, loader in loaders.items()}, {}

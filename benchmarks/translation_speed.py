@@ -10,8 +10,9 @@ once per epoch on val/bleu: left out (no validation runs). An untrained decoder 
 so every hypothesis runs to its maximum length (1.5 x source + 10): the search timings of a trained model are the
 realistic ones.
 
-(a) Steps interleaved on identical pre-collated batches (``paired.py``); the raw loop computes the task's
-label-smoothed cross-entropy (checked equal to its ``training_step`` before timing); ratio = geometric mean of the
+(a) Steps interleaved on identical pre-collated batches (``paired.py``); the raw loop calls the task's plain-torch
+network and its label-smoothed cross-entropy (``task.model(batch)``, ``task.model.loss``; checked equal to the
+task's ``training_step`` before timing); ratio = geometric mean of the
 medians of raw_s/seqlab_s over steps with the raw loop first and second; tokens/s counts real target tokens
 (y_1 .. y_T and EOS).
 
@@ -128,8 +129,9 @@ def beam_search() -> SearchStrategy:
 
 
 def translation_loss(model: Seq2SeqTranslation, batch: dict) -> torch.Tensor:
-    """Seq2SeqTranslation's own training loss (label-smoothed cross-entropy of the teacher-forced logits)."""
-    return model.loss(model(batch).logits, batch)
+    """Seq2SeqTranslation's training loss: its plain-torch network's (``seqlab.models.seq2seq.Seq2SeqNetwork``),
+    which its ``shared_step`` calls too."""
+    return model.model.loss(model.model(batch), batch)
 
 
 def target_tokens(pad: int) -> Callable[[dict], int]:
@@ -140,7 +142,7 @@ def target_tokens(pad: int) -> Callable[[dict], int]:
 def compare_training(task: Seq2SeqTranslation, data: TranslationData, args: argparse.Namespace) -> Row:
     windows = collate_windows(data.train_dataloader(), args.windows + 1, args.window_batches)
     check_same_loss(task, translation_loss, windows[0][0], "translation")
-    result = paired_training(task, translation_loss, windows, args.block, target_tokens(task.target_padding_idx))
+    result = paired_training(task, translation_loss, windows, args.block, target_tokens(task.model.target_padding_idx))
     return training_row("train_step_multi30k_bahdanau" if args.checkpoint is None else "train_step_multi30k",
                         SUBJECT if args.checkpoint is None else f"Multi30k de-en, {args.checkpoint}", result, args,
                         batch_size=args.batch_size)
@@ -168,20 +170,20 @@ def best_tokens(hypotheses) -> list[list[int]]:
 
 def compare_search(task: Seq2SeqTranslation, data: TranslationData, args: argparse.Namespace) -> list[Row]:
     """Batched beam vs per-sentence beam vs batched greedy over the test set (see the module docstring)."""
-    task.eval()
+    network = task.model.eval()  # the plain-torch Seq2SeqNetwork
     greedy, beam = greedy_search(), beam_search()
     seconds = {"greedy": 0.0, "beam": 0.0, "beam_per_sentence": 0.0}
     sentences = same = output_tokens = 0
     batches = list(data.test_dataloader())
     with torch.no_grad():
-        task.translate(batches[0], beam)  # warm-up, untimed
+        network.translate(batches[0], beam)  # warm-up, untimed
         for number, batch in enumerate(batches):
             if args.sentences and sentences >= args.sentences:
                 break
             runs = {
-                "greedy": lambda: task.translate(batch, greedy),
-                "beam": lambda: task.translate(batch, beam),
-                "beam_per_sentence": lambda: [best_tokens(task.translate(one_sentence(batch, i), beam))[0]
+                "greedy": lambda: network.translate(batch, greedy),
+                "beam": lambda: network.translate(batch, beam),
+                "beam_per_sentence": lambda: [best_tokens(network.translate(one_sentence(batch, i), beam))[0]
                                               for i in range(batch["source_ids"].shape[0])],
             }
             order = list(runs)[number % 3:] + list(runs)[:number % 3]

@@ -37,6 +37,7 @@ from seqlab import SeqlabError
 from seqlab.inference import Predictor
 from seqlab.models.networks import ClassifierOutput
 from seqlab.models.pooling import PooledOutput
+from seqlab.models.transformer_embeddings import TransformerWordEmbedding
 from seqlab.tasks.base import SequenceTask
 from seqlab.tasks.frame_classification import FrameClassification
 from seqlab.tasks.sentence_classification import SentenceClassification
@@ -195,7 +196,7 @@ class FrameGraph(ExportGraph):
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> Tensors:
         logits = self.task({"features": features, "mask": mask})  # (B, T, K)
-        return self.task.head.decode(logits, mask), logits
+        return self.task.model.head.decode(logits, mask), logits
 
     def example_inputs(self, lengths: Sequence[int] = TRACED_LENGTHS) -> Tensors:
         mask = _lengths_mask(lengths)
@@ -211,7 +212,7 @@ class FrameGraph(ExportGraph):
             return outputs["logits"]
 
         self.task.forward = forward
-        self._decode_from(self.task.head, "label_ids", answered)
+        self._decode_from(self.task.model.head, "label_ids", answered)
 
 
 GRAPHS: dict[type, type[ExportGraph]] = {
@@ -223,7 +224,7 @@ GRAPHS: dict[type, type[ExportGraph]] = {
 
 def graph_of(task: SequenceTask) -> ExportGraph:
     """The exportable graph of a task (in eval mode), or a SeqlabError naming what can be exported."""
-    if getattr(getattr(task, "embedder", None), "transformer", None) is not None:
+    if any(isinstance(module, TransformerWordEmbedding) for module in task.modules()):
         raise SeqlabError(f"cannot export a {type(task).__name__} model with a transformer word embedding: its inputs "
                           "(word pieces) are not among the exported graph's")
     for task_class, graph_class in GRAPHS.items():

@@ -318,6 +318,13 @@ def test_onnx_predictor_without_a_checkpoint_says_so(tmp_path):
         OnnxPredictor(tmp_path / "broken.onnx", FIXTURES / "ner.ckpt")
 
 
+def test_export_refuses_a_transformer_word_embedding_inside_the_network():
+    """The transformer embedding sits in the task's network (``task.model.body.embedder``), not on the task."""
+    task = TokenTagging(vocab_size=20, labels=["O", "B-PER", "I-PER"], transformer_spec={"layers": 2, "hidden_size": 8})
+    with pytest.raises(SeqlabError, match="cannot export a TokenTagging model with a transformer word embedding"):
+        graph_of(task)
+
+
 def test_readme_export_example_runs(tmp_path, monkeypatch, capsys):
     readme = (repo_root() / "README.md").read_text()
     section = readme[readme.index("## Export"):]

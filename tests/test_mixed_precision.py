@@ -155,7 +155,7 @@ def test_bf16_mixed_trains_translation_and_beam_scores_stay_float32(tmp_path, ti
     fit_bf16(task, (batches * 3)[:3], tmp_path)
     task.eval()
     with torch.no_grad(), torch.autocast(**BF16):
-        hypotheses = task.translate(batches[0], BeamSearch(3, max_length_ratio=1.0, max_length_offset=3))
+        hypotheses = task.model.translate(batches[0], BeamSearch(3, max_length_ratio=1.0, max_length_offset=3))
     scores = hypotheses.scores  # (B, N) length-penalised log-probabilities, best first
     assert scores.dtype == torch.float32 and torch.isfinite(scores[:, 0]).all()
     assert bool((scores[:, :-1] >= scores[:, 1:]).all())

@@ -57,8 +57,8 @@ def test_each_link_takes_effect(tmp_path, timit_sample):
     data, model = cli.datamodule, cli.model
     # each linked value differs from the task's default, so a dropped link would show
     assert model.hparams.feature_size == data.feature_size == 48
-    assert model.stacking is None and model.encoder.input_size == 48
-    assert model.labels == data.labels and len(data.labels) == 48 and model.head.num_labels == 48
+    assert model.model.stacking is None and model.model.encoder.input_size == 48
+    assert model.labels == data.labels and len(data.labels) == 48 and model.model.head.num_labels == 48
     assert model.hparams.scoring_labels == data.scoring_labels and len(set(data.scoring_labels)) == 39
     assert len(model.score_names) == 39
     assert model.hparams.silence_labels == data.silence_labels == ["sil"]

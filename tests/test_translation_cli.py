@@ -41,11 +41,12 @@ def test_each_link_takes_effect(tmp_path, multi30k_slice):
                                      "--data.init_args.joint", "false", "--data.init_args.tokenizer", "word"])
     data, model = cli.datamodule, cli.model
     assert data.source_vocab_size != data.target_vocab_size
-    assert model.hparams.source_vocab_size == data.source_vocab_size == model.embedder.words.embedding.num_embeddings
-    assert model.hparams.target_vocab_size == data.target_vocab_size == model.decoder.output.out_features
-    assert model.hparams.source_padding_idx == data.source_padding_idx == model.embedder.words.padding_idx
-    assert model.hparams.target_padding_idx == data.target_padding_idx == model.decoder.padding_idx
-    assert (model.bos_index, model.eos_index) == (data.bos_index, data.eos_index) == (2, 3)
+    words = model.model.embedder.words
+    assert model.hparams.source_vocab_size == data.source_vocab_size == words.embedding.num_embeddings
+    assert model.hparams.target_vocab_size == data.target_vocab_size == model.model.decoder.output.out_features
+    assert model.hparams.source_padding_idx == data.source_padding_idx == words.padding_idx
+    assert model.hparams.target_padding_idx == data.target_padding_idx == model.model.decoder.padding_idx
+    assert (model.model.bos_index, model.model.eos_index) == (data.bos_index, data.eos_index) == (2, 3)
     assert model.target_encoder is data.target_encoder  # the detokenizer, linked (not in the hyperparameters)
     # the linked arguments have no defaults: a dropped link fails instantiation instead of passing silently
     required = {name for name, p in inspect.signature(Seq2SeqTranslation).parameters.items() if p.default is p.empty}

@@ -16,6 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from seqlab.models.attention import MultiHeadSelfAttention
 from seqlab.models.augment import SpecAugment
 from seqlab.models.encoders import BiLSTMEncoder, SequenceEncoder
+from seqlab.models.frame_network import build_frame_network
 from seqlab.models.frames import IGNORE_INDEX, FrameClassifier, FrameStacking
 from seqlab.tasks.base import STAGES, SequenceTask
 from seqlab.tasks.speech_metrics import PhoneErrorRate, phone_sequence, write_confusion_matrix
@@ -25,7 +26,8 @@ if TYPE_CHECKING:  # the Batch its data module's collator gives
 
 
 class FrameClassification(SequenceTask):
-    """One phone label per feature frame.
+    """One phone label per feature frame: ``self.model``, a plain-torch ``FrameNetwork``, gives the logits and the
+    loss; the task optimises it, scores and logs.
 
     Logs ``{stage}/loss`` and ``{stage}/frame_accuracy`` (on the scoring label set, e.g. 39 phones, frames without a
     label left out), and at val/test ``{stage}/per``: phone error rate, where each utterance's predicted frame labels
@@ -42,6 +44,7 @@ class FrameClassification(SequenceTask):
     """
 
     optional_outputs = {"posteriors": "predict_posteriors"}
+    state_key_moves = {"encoder.": "model.encoder.", "attention.": "model.attention.", "head.": "model.head."}
     monitor = "val/frame_accuracy"
     monitor_mode = "max"
 
@@ -79,13 +82,8 @@ class FrameClassification(SequenceTask):
         self.write_confusion = write_confusion
         self.predict_posteriors = predict_posteriors
 
-        self.augment = augment(feature_size) if augment is not None else None
-        self.stacking = stacking(feature_size) if stacking is not None else None
-        input_size = self.stacking.output_size if self.stacking is not None else feature_size
-        self.input_dropout = nn.Dropout(input_dropout)
-        self.encoder = encoder(input_size)
-        self.attention = attention(self.encoder.output_size) if attention is not None else None
-        self.head = head(self.encoder.output_size, self.labels)
+        self.model = build_frame_network(feature_size, self.labels, encoder, head, augment, stacking, input_dropout,
+                                         attention)
 
         classes = len(self.score_names)
         self.metrics = nn.ModuleDict({  # keyed "train_metrics"...: a ModuleDict key may not be "train"
@@ -99,32 +97,18 @@ class FrameClassification(SequenceTask):
 
     def forward(self, batch: FrameBatch) -> torch.Tensor:
         """Logits (B, T, K) for every input frame."""
-        features, mask = batch["features"], batch["mask"]  # (B, T, F), (B, T)
-        if self.augment is not None:
-            features = self.augment(features, mask)
-        inputs, inner_mask = self.stacking(features, mask) if self.stacking is not None else (features, mask)
-        encoded = self.encoder(self.input_dropout(inputs), inner_mask)  # states (B, T', H)
-        if self.attention is not None:
-            encoded = self.attention(encoded)
-        states = encoded.states
-        if self.stacking is not None:
-            states = self.stacking.upsample(states, mask.shape[1])  # (B, T, H)
-        return self.head(states)
+        return self.model(batch)
 
     def to_scoring(self, label_ids: torch.Tensor) -> torch.Tensor:
         """Label ids (any shape) -> scoring ids, -100 kept."""
         return torch.where(label_ids >= 0, self.fold[label_ids.clamp_min(0)], label_ids)
 
-    def loss(self, logits: torch.Tensor, batch: FrameBatch) -> torch.Tensor:
-        """The training loss of ``logits`` (B, T, K): the head's cross-entropy over the labelled frames."""
-        return self.head.loss(logits, batch["label_ids"], batch["mask"])
-
     def shared_step(self, batch: FrameBatch, stage: str) -> torch.Tensor:
         logits = self(batch)
         mask, gold = batch["mask"], batch["label_ids"]
-        loss = self.loss(logits, batch)
+        loss = self.model.loss(logits, batch)
         batch_size = mask.shape[0]
-        predicted = self.to_scoring(self.head.decode(logits.detach(), mask))  # (B, T)
+        predicted = self.to_scoring(self.model.head.decode(logits.detach(), mask))  # (B, T)
         reference = self.to_scoring(gold)
         metrics = self.metrics[f"{stage}_metrics"]
         if stage == "train":
@@ -168,7 +152,7 @@ class FrameClassification(SequenceTask):
         at 0 and the last ends with the audio). With ``predict_posteriors``, ``posteriors``: per frame, each label's
         probability."""
         logits = self(batch)
-        predicted = self.head.decode(logits, batch["mask"])
+        predicted = self.model.head.decode(logits, batch["mask"])
         posteriors = logits.float().softmax(dim=-1).tolist() if self.predict_posteriors else None
         offset = (self.frame_length - self.frame_shift) / 2  # frame i's span is centred on i * shift + length / 2
         records = []

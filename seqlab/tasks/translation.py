@@ -1,5 +1,6 @@
-"""Sequence-to-sequence translation: source embedder -> encoder -> (bridge, attention) decoder; label-smoothed
-cross-entropy; greedy / beam decoding; corpus BLEU and chrF (sacrebleu) over whole splits, across ranks."""
+"""Sequence-to-sequence translation: the encoder-decoder network (``seqlab.models.seq2seq.Seq2SeqNetwork``: its
+label-smoothed cross-entropy, greedy / beam decoding) optimised, with corpus BLEU and chrF (sacrebleu) over whole
+splits, across ranks."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from seqlab.encoders.text import TextEncoder
 from seqlab.models.decoders import BeamSearch, GreedySearch, Hypotheses, LSTMDecoder, SearchStrategy
-from seqlab.models.embeddings import TokenEmbedder, WordEmbedder, WordEmbedding
-from seqlab.models.encoders import BiLSTMEncoder, EncoderOutput, SequenceEncoder
+from seqlab.models.embeddings import WordEmbedder, WordEmbedding
+from seqlab.models.encoders import BiLSTMEncoder, SequenceEncoder
+from seqlab.models.seq2seq import build_seq2seq_network
 from seqlab.tasks.base import SequenceTask
 
 if TYPE_CHECKING:  # the Batch its data module's collator gives
@@ -48,14 +50,16 @@ def gather_once(records: list[tuple[int, str, str]]) -> list[tuple[str, str]]:
 
 class Seq2SeqTranslation(SequenceTask):
     """Translation with a BiLSTM encoder and an LSTM decoder (plain, Bahdanau or Luong attention by ``decoder``'s
-    ``attention``).
+    ``attention``): ``self.model``, a plain-torch ``Seq2SeqNetwork``, computes the outputs, the loss and the
+    hypotheses; the task optimises it, scores and logs.
 
     The sizes come from the data module (linked by the CLI): vocabulary sizes, pad ids, BOS/EOS ids; they have no
     defaults, so a dropped link fails loudly. Parts are factories: ``source_embedding(vocab_size, padding_idx)``,
     ``encoder(input_size)``, ``decoder(target_vocab_size, target_padding_idx, encoder.output_size)``. Also linked,
     and not saved in the hyperparameters: ``target_encoder``, the data module's fitted target text encoder, which
     turns hypotheses into text (``decode``) and pieces (``pieces``), needed to score and to predict (give it to
-    ``load_from_checkpoint`` too); ``word_vectors`` (V, D), pretrained vectors that start the source embedding.
+    ``load_from_checkpoint`` too); ``word_vectors`` (V, D), pretrained vectors that start the network's source
+    embedding.
 
     Logs ``{stage}/loss`` (label-smoothed cross-entropy per target token, EOS included), ``val|test/nll``
     (unsmoothed, per token: perplexity = exp(nll)), ``val/bleu`` and ``val/chrf`` with ``search`` (greedy by default), and at test
@@ -66,6 +70,7 @@ class Seq2SeqTranslation(SequenceTask):
     """
 
     optional_outputs = {"attention": "predict_attention"}
+    state_key_moves = {"embedder.": "model.embedder.", "encoder.": "model.encoder.", "decoder.": "model.decoder."}
     monitor = "val/bleu"
     monitor_mode = "max"
 
@@ -93,36 +98,24 @@ class Seq2SeqTranslation(SequenceTask):
     ) -> None:
         super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
         self.save_hyperparameters(ignore=["target_encoder", "word_vectors"])
-        self.target_padding_idx = target_padding_idx
-        self.bos_index = bos_index
-        self.eos_index = eos_index
-        self.label_smoothing = label_smoothing
         self.search = search
         self.beam_search = beam_search
         self.predict_attention = predict_attention
-        self.embedder = TokenEmbedder(source_embedding(source_vocab_size, source_padding_idx), None,
-                                      embedding_dropout)
-        self.load_word_vectors(self.embedder.words, word_vectors)
-        self.encoder = encoder(self.embedder.output_size)
-        self.decoder = decoder(target_vocab_size, target_padding_idx, self.encoder.output_size)
+        self.model = build_seq2seq_network(source_vocab_size, source_padding_idx, target_vocab_size,
+                                           target_padding_idx, bos_index, eos_index, source_embedding, encoder,
+                                           decoder, embedding_dropout, label_smoothing)
+        self.load_word_vectors(self.model.word_embedder, word_vectors)
         self.target_encoder = target_encoder
         self._outputs: dict[str, list[tuple[int, str, str]]] = {}
 
-    # ----------------------------------------------------------------- model
-    def encode(self, batch: TranslationBatch) -> EncoderOutput:
-        embedded = self.embedder(batch["source_ids"], batch["source_mask"])  # (B, S, E)
-        return self.encoder(embedded, batch["source_mask"])  # states (B, S, M)
-
     @property
     def word_embedder(self) -> WordEmbedder:
-        return self.embedder.words
+        return self.model.word_embedder
 
     def forward(self, batch: TranslationBatch):
-        """Teacher-forced logits (B, T + 1, V) for ``target_ids[:, 1:]`` and the attention (B, T + 1, S) or None."""
-        return self.decoder(batch["target_ids"][:, :-1], self.encode(batch))
-
-    def translate(self, batch: TranslationBatch, search: SearchStrategy, return_attention: bool = False) -> Hypotheses:
-        return search(self.decoder, self.encode(batch), self.bos_index, self.eos_index, return_attention)
+        """The network's teacher-forced output: logits (B, T + 1, V) for ``target_ids[:, 1:]``, attention
+        (B, T + 1, S) or None."""
+        return self.model(batch)
 
     def _target(self) -> TextEncoder:
         if self.target_encoder is None:
@@ -137,31 +130,29 @@ class Seq2SeqTranslation(SequenceTask):
         return [decode(row[:length]) for row, length in zip(tokens, lengths)]
 
     # ----------------------------------------------------------------- steps
-    def loss(self, logits: torch.Tensor, batch: TranslationBatch) -> torch.Tensor:
-        """The training loss of teacher-forced ``logits`` (B, T + 1, V): label-smoothed cross-entropy over the target
-        tokens after BOS (EOS included), padding ignored."""
-        gold = batch["target_ids"][:, 1:]  # (B, T + 1): y_1 .. y_T EOS, padded
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), gold.reshape(-1),
-                               ignore_index=self.target_padding_idx, label_smoothing=self.label_smoothing)
-
     def shared_step(self, batch: TranslationBatch, stage: str) -> torch.Tensor:
-        gold = batch["target_ids"][:, 1:]  # (B, T + 1): y_1 .. y_T EOS, padded
-        logits = self(batch).logits  # (B, T + 1, V)
-        flat_logits, flat_gold = logits.reshape(-1, logits.shape[-1]), gold.reshape(-1)
-        loss = self.loss(logits, batch)
-        batch_size = gold.shape[0]
+        output = self(batch)
+        loss = self.model.loss(output, batch)
+        batch_size = batch["target_ids"].shape[0]
         if stage == "train":
             self.log_train({"train/loss": loss}, batch_size)
         else:
             self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=True, on_step=False,
                      on_epoch=True)
-            tokens = int((flat_gold != self.target_padding_idx).sum())
-            nll = F.cross_entropy(flat_logits.detach(), flat_gold, ignore_index=self.target_padding_idx)
-            self.log(f"{stage}/nll", nll, batch_size=tokens, sync_dist=True, on_step=False, on_epoch=True)
-            self._collect(f"{stage}_greedy", batch, self.translate(batch, self.search))
+            self._log_nll(output.logits.detach(), batch, stage)
+            self._collect(f"{stage}_greedy", batch, self.model.translate(batch, self.search))
             if stage == "test" and self.beam_search is not None:
-                self._collect("test_beam", batch, self.translate(batch, self.beam_search))
+                self._collect("test_beam", batch, self.model.translate(batch, self.beam_search))
         return loss
+
+    def _log_nll(self, logits: torch.Tensor, batch: TranslationBatch, stage: str) -> None:
+        """``{stage}/nll``: the unsmoothed cross-entropy of teacher-forced ``logits`` (B, T + 1, V) per real target
+        token (perplexity = exp(nll))."""
+        pad = self.model.target_padding_idx
+        gold = batch["target_ids"][:, 1:].reshape(-1)  # (B * (T + 1),): y_1 .. y_T EOS, padded
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), gold, ignore_index=pad)
+        self.log(f"{stage}/nll", nll, batch_size=int((gold != pad).sum()), sync_dist=True, on_step=False,
+                 on_epoch=True)
 
     def _collect(self, key: str, batch: TranslationBatch, hypotheses: Hypotheses) -> None:
         texts = self.detokenize(hypotheses)
@@ -201,8 +192,8 @@ class Seq2SeqTranslation(SequenceTask):
         ``predict_attention`` also the source pieces, the output pieces and the attention (one row per output
         piece, one weight per source piece)."""
         search = self.beam_search if self.beam_search is not None else self.search
-        attention = self.predict_attention and self.decoder.attention is not None
-        hypotheses = self.translate(batch, search, return_attention=attention)
+        attention = self.predict_attention and self.model.decoder.attention is not None
+        hypotheses = self.model.translate(batch, search, return_attention=attention)
         texts = self.detokenize(hypotheses)
         scores = hypotheses.scores[:, 0].tolist()
         log_probs = hypotheses.log_probs[:, 0].tolist()

@@ -48,11 +48,48 @@ def test_gradients_reach_every_parameter_with_stacking_bilstm_and_attention():
     example = batch()
     logits = task(example)
     assert logits.shape == (2, 7, 4)  # every input frame, at the input rate despite stacking by 2
-    task.head.loss(logits, example["label_ids"], example["mask"]).backward()
+    task.model.loss(logits, example).backward()
     names = [name for name, _ in task.named_parameters()]
-    assert any(n.startswith("attention.") for n in names) and any(n.startswith("encoder.") for n in names)
+    assert any(n.startswith("model.attention.") for n in names) and any(n.startswith("model.encoder.") for n in names)
     for name, parameter in task.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_network_loss_is_the_training_step_loss(mode):
+    """The plain-torch network's loss is the task's training loss: the same value under the same seed, with
+    SpecAugment's random masks and dropout (train) or without (eval); in eval mode also the cross-entropy over the
+    labelled real frames, computed here from the logits."""
+    task = model(encoder=lambda size: BiLSTMEncoder(size, hidden_size=8, num_layers=2, dropout=0.3),
+                 input_dropout=0.2).train(mode == "train")
+    example = batch(lengths=(7, 4, 5))
+    example["label_ids"][0, 2] = IGNORE_INDEX  # a real frame without a label
+    torch.manual_seed(3)
+    step = task.training_step(example, 0)
+    torch.manual_seed(3)
+    logits = task.model(example)
+    plain = task.model.loss(logits, example)
+    assert torch.equal(step, plain)
+    if mode == "eval":
+        labelled = example["mask"] & (example["label_ids"] != IGNORE_INDEX)  # (B, T)
+        expected = F.cross_entropy(logits[labelled], example["label_ids"][labelled])
+        torch.testing.assert_close(plain, expected)
+
+
+def test_the_network_holds_every_weight_and_old_weight_names_move_into_it():
+    """``self.model`` holds all of the task's parameters; a state dict saved with the names of before (``encoder.``,
+    ``attention.``, ``head.`` at the top) loads into it through ``state_key_moves``."""
+    task = model()
+    assert {name for name, _ in task.named_parameters()} == {f"model.{n}" for n, _ in task.model.named_parameters()}
+    old = {name[len("model."):]: torch.randn_like(value) for name, value in task.state_dict().items()
+           if name.startswith("model.")}
+    assert {name.split(".")[0] for name in old} == {"encoder", "attention", "head"}
+    checkpoint = {"state_dict": old}
+    fresh = model()
+    fresh.on_load_checkpoint(checkpoint)
+    fresh.load_state_dict(checkpoint["state_dict"])
+    for name, value in old.items():
+        assert torch.equal(fresh.state_dict()[f"model.{name}"], value), name
 
 
 @pytest.mark.parametrize("parts", [

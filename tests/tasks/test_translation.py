@@ -15,7 +15,15 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from seqlab.data_modules import TranslationData
-from seqlab.models import AdditiveAttention, BeamSearch, BiLSTMEncoder, GreedySearch, LSTMDecoder, WordEmbedding
+from seqlab.models import (
+    AdditiveAttention,
+    BeamSearch,
+    BiLSTMEncoder,
+    GreedySearch,
+    LSTMDecoder,
+    PretrainedWordEmbedding,
+    WordEmbedding,
+)
 from seqlab.tasks import Seq2SeqTranslation
 from seqlab.tasks.translation import corpus_scores, gather_once
 from tests.data_modules.test_translation import ENGLISH, GERMAN, write
@@ -38,10 +46,10 @@ def tiny_data(tmp_path) -> TranslationData:
 
 def task_for(data: TranslationData, attention=True, tie=False, **kwargs) -> Seq2SeqTranslation:
     torch.manual_seed(0)
+    kwargs.setdefault("source_embedding", functools.partial(WordEmbedding, embedding_dim=16))
     task = Seq2SeqTranslation(
         data.source_vocab_size, data.target_vocab_size, data.source_padding_idx, data.target_padding_idx,
         data.bos_index, data.eos_index,
-        source_embedding=functools.partial(WordEmbedding, embedding_dim=16),
         encoder=functools.partial(BiLSTMEncoder, hidden_size=16),
         decoder=functools.partial(LSTMDecoder, embedding_dim=16, hidden_size=24, tie_embeddings=tie,
                                   attention=functools.partial(AdditiveAttention, attention_size=8) if attention
@@ -67,11 +75,47 @@ def test_loss_is_label_smoothed_and_gradients_reach_every_parameter(tiny_data, a
     with torch.no_grad():
         logits = task(batch).logits
         log_probs = logits.log_softmax(-1)
-        real = gold != task.target_padding_idx
+        real = gold != task.model.target_padding_idx
         nll = -log_probs.gather(-1, gold.unsqueeze(-1)).squeeze(-1)[real].mean()
         uniform = -log_probs.mean(-1)[real].mean()
         expected = (1 - 0.1) * nll + 0.1 * uniform
         assert float(task.shared_step(batch, "train")) == pytest.approx(float(expected), rel=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_network_loss_is_the_training_step_loss(tiny_data, mode):
+    """The plain-torch network's loss on a real batch is the task's training loss: the same value under the same
+    seed, dropout active (train) or not (eval)."""
+    task = task_for(tiny_data).train(mode == "train")
+    batch = next(iter(tiny_data.train_dataloader()))
+    torch.manual_seed(3)
+    step = task.training_step(batch, 0)
+    torch.manual_seed(3)
+    plain = task.model.loss(task.model(batch), batch)
+    assert torch.equal(step, plain)  # and test_loss_is_label_smoothed... checks that loss against its formula
+
+
+def test_the_network_holds_every_weight_and_old_weight_names_move_into_it(tiny_data):
+    """``self.model`` holds all of the task's parameters; a state dict saved with the names of before (``embedder.``,
+    ``encoder.``, ``decoder.`` at the top) loads into it through ``state_key_moves``."""
+    task = task_for(tiny_data)
+    assert {name for name, _ in task.named_parameters()} == {f"model.{n}" for n, _ in task.model.named_parameters()}
+    old = {name[len("model."):]: torch.randn_like(value) for name, value in task.state_dict().items()}
+    checkpoint = {"state_dict": old}
+    fresh = task_for(tiny_data)
+    fresh.on_load_checkpoint(checkpoint)
+    fresh.load_state_dict(checkpoint["state_dict"])
+    for name, value in old.items():
+        assert torch.equal(fresh.state_dict()[f"model.{name}"], value), name
+
+
+def test_linked_word_vectors_start_the_networks_source_embedding(tiny_data):
+    vectors = torch.randn(tiny_data.source_vocab_size, 16, generator=torch.Generator().manual_seed(0))  # (V, D)
+    vectors[tiny_data.source_padding_idx] = 0.0
+    task = task_for(tiny_data, source_embedding=functools.partial(PretrainedWordEmbedding, embedding_dim=16),
+                    word_vectors=vectors)
+    assert task.word_embedder is task.model.embedder.words
+    assert torch.equal(task.model.embedder.words.embedding.weight, vectors)
 
 
 def test_target_encoder_detokenizes_and_stays_out_of_the_hyperparameters(tiny_data):
@@ -79,7 +123,7 @@ def test_target_encoder_detokenizes_and_stays_out_of_the_hyperparameters(tiny_da
     assert "target_encoder" not in task.hparams and "word_vectors" not in task.hparams
     batch = next(iter(tiny_data.val_dataloader()))
     with torch.no_grad():
-        hypotheses = task.translate(batch, task.search)
+        hypotheses = task.model.translate(batch, task.search)
     tokens, lengths = hypotheses.tokens[:, 0].tolist(), hypotheses.lengths[:, 0].tolist()
     assert task.detokenize(hypotheses) == [tiny_data.target_encoder.decode(row[:n]) for row, n in zip(tokens, lengths)]
     task.target_encoder = None
