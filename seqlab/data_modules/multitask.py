@@ -18,7 +18,7 @@ from pytorch_lightning.utilities import CombinedLoader
 
 from seqlab import SeqlabError
 from seqlab.data_modules.base import SequenceDataModule, linked
-from seqlab.data_modules.loader import ResumableDataLoader
+from seqlab.data_modules.loader import EpochOrder, ResumableDataLoader
 from seqlab.data_modules.streaming import InMemory
 from seqlab.data_modules.words import WordVectorsData
 from seqlab.encoders.vocab import Vocabulary
@@ -72,7 +72,7 @@ def with_task(collate: Callable[[list[dict]], dict], task: str, examples: list[d
     return {**collate(examples), "task": task}
 
 
-class TaskSampledLoader:
+class TaskSampledLoader(EpochOrder):
     """The training iterable: per step a task, then that task's next batch.
 
     Epoch e: each task gets floor or ceil of p_i x ``steps`` steps (``step_counts``), in an order shuffled by
@@ -81,7 +81,7 @@ class TaskSampledLoader:
     its next epoch's order. Where each task stands at step k of epoch e follows from the counts of epochs 0..e-1 and
     the first k draws, so a pass does not depend on which passes ran before it in this process.
 
-    Lightning gives the epoch to ``loader.sampler.set_epoch`` (``sampler`` is this loader itself); without it, each
+    Lightning gives the epoch to ``loader.sampler.set_epoch`` (an ``EpochOrder``: itself); without it, each
     pass is the next epoch. ``state_dict`` (the epoch and the steps served, which Lightning keeps in checkpoints)
     and ``load_state_dict``: a run resumed mid-epoch continues that epoch after the steps it had trained on, each
     task at the batch where it stopped.
@@ -94,17 +94,8 @@ class TaskSampledLoader:
         self.probabilities = sampling.probabilities(sizes)
         self.steps = steps or sum(sizes)
         self.seed = seed
-        self.epoch = 0
         self.served = (0, 0)  # (epoch, steps) of the current pass
-        self._resume: Optional[tuple[int, int]] = None  # (epoch, steps to skip) for the next pass
         self._lengths: dict[tuple[int, int], int] = {}
-
-    @property
-    def sampler(self) -> "TaskSampledLoader":
-        return self
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.steps
@@ -130,9 +121,8 @@ class TaskSampledLoader:
         return generator.permutation(np.repeat(np.arange(len(counts)), counts))
 
     def __iter__(self) -> Iterator[dict]:
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        skip = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
-        self._resume, order = None, self.order(epoch)
+        epoch, skip = self.epoch, self.resume_point()
+        self.epoch, self._resume, order = epoch + 1, None, self.order(epoch)
         start = sum((self.counts(e) for e in range(epoch)), np.bincount(order[:skip], minlength=len(self.loaders)))
         streams = [self.batches_from(loader, int(position)) for loader, position in zip(self.loaders.values(), start)]
         self.served = (epoch, skip)
