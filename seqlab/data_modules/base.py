@@ -85,6 +85,17 @@ def load_rows(kind: str, files: list[Path], cache_dir=None) -> datasets.Dataset:
         raise SeqlabError(f"{', '.join(map(str, files))}: cannot read as {kind} ({detail})") from None
 
 
+def rowwise(encode: Callable[..., dict], columns: Sequence[str]) -> Callable[[dict, list[int]], dict]:
+    """A batch function for ``datasets.map(batched=True, with_indices=True)`` made of a row function:
+    ``encode(index, *that row's values of columns)`` -> the row's output values by column."""
+
+    def encode_batch(batch: dict, indices: list[int]) -> dict:
+        rows = [encode(index, *values) for index, *values in zip(indices, *(batch[c] for c in columns))]
+        return {name: [row[name] for row in rows] for name in (rows[0] if rows else ())}
+
+    return encode_batch
+
+
 def part_option(value: Any, kind: type, option: str) -> Any:
     """An option that is a part (a class): given as an object, or as its configuration (``class_path`` and
     ``init_args``, as a checkpoint's data hyperparameters hold it), which is instantiated."""
@@ -225,17 +236,9 @@ class SequenceDataModule(pl.LightningDataModule):
                  convert: Callable[..., dict]) -> datasets.Dataset:
         """A hub/parquet/JSON dataset -> ``features``: ``convert(row_number, *values of columns)`` gives each row's
         values (``error`` set for a bad row), then the bad-row policy. Cached by ``datasets``."""
-
-        def convert_batch(batch: dict, indices: list[int]) -> dict:
-            out = {name: [] for name in features}
-            for row, *values in zip(indices, *(batch[c] for c in columns)):
-                for name, value in convert(row, *values).items():
-                    out[name].append(value)
-            return out
-
-        return self.checked(split, dataset.map(convert_batch, batched=True, with_indices=True, features=features,
-                                               remove_columns=dataset.column_names, desc="standardizing",
-                                               **self.map_options(split)))
+        return self.checked(split, dataset.map(rowwise(convert, columns), batched=True, with_indices=True,
+                                               features=features, remove_columns=dataset.column_names,
+                                               desc="standardizing", **self.map_options(split)))
 
     @staticmethod
     def map_options(split: str) -> dict:

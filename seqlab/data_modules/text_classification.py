@@ -12,7 +12,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import linked
+from seqlab.data_modules.base import linked, rowwise
 from seqlab.data_modules.readers import (DelimitedReader, JsonlReader, LinesReader, Reader, SSTTreeReader, choose_reader,
                                          is_parquet)
 from seqlab.data_modules.transformer import TRANSFORMER_COLUMNS, TransformerBatch, TransformerInputs
@@ -237,31 +237,20 @@ class TextClassificationData(WordVectorsData):
         labels = ", ".join(self.label_vocab.itos)
         hint = f" (ids 0..{len(self.label_vocab) - 1} index them)" if self.hparams.label_names else ""
 
-        def encode_batch(batch: dict, indices: list[int]) -> dict:
-            out = {"token_ids": [], "tokens": [], "label_id": [], "length": [], "index": [], "truncated": [],
-                   "error": []}
-            for index, text, label, source, line in zip(
-                indices, batch["text"], batch["label"], batch["source"], batch["line"]
-            ):
-                tokens, ids = text_encoder.encode(" ".join(pre_tokenizer.words(text)) if pre_tokenizer else text)
-                error = "" if ids else f"{where(source, line)}: no tokens in the text"
-                truncated = max_length is not None and len(ids) > max_length
-                target = -1
-                if label and not error:
-                    try:
-                        target = label_id(label)
-                    except KeyError:
-                        error = f"{where(source, line)}: label '{label}' is not in the label set: {labels}{hint}"
-                out["token_ids"].append(ids[:max_length])
-                out["tokens"].append(tokens[:max_length])
-                out["label_id"].append(target)
-                out["length"].append(len(ids[:max_length]))
-                out["index"].append(index)
-                out["truncated"].append(truncated)
-                out["error"].append(error)
-            return out
+        def encode(index: int, text: str, label: str, source: str, line: int) -> dict:
+            tokens, ids = text_encoder.encode(" ".join(pre_tokenizer.words(text)) if pre_tokenizer else text)
+            error = "" if ids else f"{where(source, line)}: no tokens in the text"
+            target = -1
+            if label and not error:
+                try:
+                    target = label_id(label)
+                except KeyError:
+                    error = f"{where(source, line)}: label '{label}' is not in the label set: {labels}{hint}"
+            return {"token_ids": ids[:max_length], "tokens": tokens[:max_length], "label_id": target,
+                    "length": len(ids[:max_length]), "index": index, "error": error,
+                    "truncated": max_length is not None and len(ids) > max_length}
 
-        return encode_batch
+        return rowwise(encode, self.raw_columns)
 
     def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         encoded = super().encode(split, dataset)

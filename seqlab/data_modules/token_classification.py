@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import linked
+from seqlab.data_modules.base import linked, rowwise
 from seqlab.data_modules.readers import (CoNLLUReader, ColumnReader, JsonlReader, LinesReader, Reader, head_lines,
                                          is_parquet)
 from seqlab.data_modules.transformer import TRANSFORMER_COLUMNS, TransformerBatch, TransformerInputs
@@ -241,26 +241,19 @@ class TokenClassificationData(WordVectorsData):
         words, chars, tags = self.words, self.chars, self.tags
         max_word_length, plain = self.hparams.max_word_length, self.hparams.tag_format == "plain"
 
-        def encode_batch(batch: dict, indices: list[int]) -> dict:
-            out = {"token_ids": [], "char_ids": [], "tag_ids": [], "length": [], "index": []}
-            for index, tokens, tag_list, source, line in zip(
-                indices, batch["tokens"], batch["tags"], batch["source"], batch["line"]
-            ):
-                if not tokens:
-                    raise SeqlabError(f"{location(source, line, 0)}: empty sentence")
-                for offset, tag in enumerate(tag_list):
-                    if tag not in tags.stoi:
-                        why = (f"tag '{tag}' does not occur in the training data" if plain
-                               else unknown_tag_message(tag, tags.itos))
-                        raise SeqlabError(f"{location(source, line, offset)}: {why}")
-                out["token_ids"].append(words.encode(tokens))
-                out["char_ids"].append([chars.encode(token[:max_word_length]) for token in tokens])
-                out["tag_ids"].append([tags.stoi[tag] for tag in tag_list])
-                out["length"].append(len(tokens))
-                out["index"].append(index)
-            return out
+        def encode(index: int, tokens: list[str], tag_list: list[str], source: str, line: int) -> dict:
+            if not tokens:
+                raise SeqlabError(f"{location(source, line, 0)}: empty sentence")
+            for offset, tag in enumerate(tag_list):
+                if tag not in tags.stoi:
+                    why = (f"tag '{tag}' does not occur in the training data" if plain
+                           else unknown_tag_message(tag, tags.itos))
+                    raise SeqlabError(f"{location(source, line, offset)}: {why}")
+            return {"token_ids": words.encode(tokens),
+                    "char_ids": [chars.encode(token[:max_word_length]) for token in tokens],
+                    "tag_ids": [tags.stoi[tag] for tag in tag_list], "length": len(tokens), "index": index}
 
-        return encode_batch
+        return rowwise(encode, self.raw_columns)
 
     def collate(self, examples: list[dict]) -> TokenBatch:
         batch, longest = len(examples), max(e["length"] for e in examples)
