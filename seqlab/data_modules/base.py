@@ -3,6 +3,7 @@ and restored from checkpoints, bucketed loaders. A task data module declares its
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
@@ -196,16 +197,22 @@ class SequenceDataModule(pl.LightningDataModule):
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Union[str, Path, dict], **overrides: Any) -> "SequenceDataModule":
-        """The data module a checkpoint was trained with (its options, ``overrides`` on top), encoders restored."""
+        """The data module a checkpoint was trained with (its options, ``overrides`` on top; parts, such as a
+        multi-task module's tasks, built from their configuration), encoders restored; nothing is read."""
+        from jsonargparse import ArgumentParser
+
         from seqlab.checkpoints import class_of, migrate_checkpoint, read_checkpoint
 
         checkpoint = migrate_checkpoint(read_checkpoint(checkpoint))
-        options = dict(checkpoint.get("datamodule_hyper_parameters") or {})
-        saved_class = class_of(str(options.pop("_class_path", "")))
-        options.pop("_instantiator", None)
+        saved = checkpoint.get("datamodule_hyper_parameters") or {}
+        saved_class = class_of(str(saved.get("_class_path", "")))
         if cls is SequenceDataModule and saved_class is not None:
             return saved_class.from_checkpoint(checkpoint, **overrides)
-        data = cls(**{**options, **overrides})
+        options = {key: copy.deepcopy(value) for key, value in saved.items()  # parsing makes Namespaces in place
+                   if not key.startswith("_")}
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_class_arguments(cls, "data", fail_untyped=False)
+        data = parser.instantiate(parser.parse_object({"data": {**options, **overrides}})).data
         data.load_state_dict(checkpoint.get(cls.__qualname__) or {})
         return data
 

@@ -4,13 +4,11 @@ its child's own, plus ``"task"``: the child's name."""
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from contextlib import contextmanager
 from functools import partial
-from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -220,23 +218,6 @@ class MultiTaskData(WordVectorsData):
 
     def __str__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{name}: {child}' for name, child in self.tasks.items())})"
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: Union[str, Path, dict], **overrides: Any) -> "MultiTaskData":
-        """The data module a checkpoint was trained with, each task's encoders restored; nothing is read."""
-        from jsonargparse import ArgumentParser
-
-        from seqlab.checkpoints import migrate_checkpoint, read_checkpoint
-
-        checkpoint = migrate_checkpoint(read_checkpoint(checkpoint))
-        saved = checkpoint.get("datamodule_hyper_parameters") or {}
-        options = {key: copy.deepcopy(value) for key, value in saved.items()  # parsing makes Namespaces in place
-                   if not key.startswith("_")}
-        parser = ArgumentParser(exit_on_error=False)
-        parser.add_class_arguments(cls, "data", fail_untyped=False)
-        data = parser.instantiate(parser.parse_object({"data": {**options, **overrides}})).data
-        data.load_state_dict(checkpoint.get(cls.__qualname__) or {})
-        return data
 
     # ----------------------------------------------------------------- what the model is built from
     vocab_size = linked(lambda self: len(self.words))
