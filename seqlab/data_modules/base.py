@@ -15,86 +15,12 @@ from pytorch_lightning.accelerators import CUDAAccelerator
 from torch.utils.data import DataLoader
 
 from seqlab import SeqlabError
-from seqlab.data_modules.policy import OnBadRow, apply_policy, check_policy
 from seqlab.data_modules.loader import ResumableDataLoader
+from seqlab.data_modules.policy import OnBadRow, apply_policy, check_policy
+from seqlab.data_modules.rows import ListDataset, generate_dataset, rowwise
 from seqlab.data_modules.sampler import BucketBatchSampler
 from seqlab.data_modules.sources import SPLITS, SplitSource, file_signature
 from seqlab.data_modules.streaming import InMemory, TrainingSplit
-
-
-class ListDataset:
-    """Columns (lists, or ``datasets`` columns read lazily from Arrow), indexed by example; ``__getitems__`` serves
-    whole batches to the DataLoader, reading each lazy column once per batch (one Arrow take, not one per
-    example: ~15x faster for token batches)."""
-
-    def __init__(self, columns: dict[str, Sequence]) -> None:
-        self.columns = columns
-        self.length = len(next(iter(columns.values())))
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> dict:
-        return {name: values[index] for name, values in self.columns.items()}
-
-    def __getitems__(self, indices: list[int]) -> list[dict]:
-        indices = list(indices)
-        fetched = {
-            name: [values[i] for i in indices] if isinstance(values, list) else values[indices]
-            for name, values in self.columns.items()
-        }
-        return [dict(zip(fetched, row)) for row in zip(*fetched.values())]
-
-
-def _seqlab_cause(error: BaseException) -> Optional[SeqlabError]:
-    cause = error.__cause__ or error.__context__
-    while cause is not None and not isinstance(cause, SeqlabError):
-        cause = cause.__cause__ or cause.__context__
-    return cause
-
-
-def generate_dataset(generator: Callable[..., Iterator[dict]], features: datasets.Features, cache_dir=None,
-                     **gen_kwargs: Any) -> datasets.Dataset:
-    """``datasets.Dataset.from_generator`` (cached by the generator and its arguments) that lets seqlab's own
-    input errors through as they are, instead of wrapped in a DatasetGenerationError; a generator that yields
-    nothing gives an empty dataset."""
-    try:
-        return datasets.Dataset.from_generator(
-            generator, features=features, gen_kwargs=gen_kwargs, cache_dir=cache_dir
-        )
-    except datasets.exceptions.DatasetGenerationError as error:
-        cause = _seqlab_cause(error)
-        if cause is not None:
-            raise cause from None
-        raise
-    except ValueError as error:
-        if "corresponds to no data" in str(error):
-            return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
-        raise
-
-
-def load_rows(kind: str, files: list[Path], cache_dir=None) -> datasets.Dataset:
-    """``datasets.load_dataset(kind)`` (``json`` or ``parquet``) on local files; an empty, truncated or foreign file
-    is one SeqlabError naming it."""
-    try:
-        return datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train", cache_dir=cache_dir)
-    except Exception as error:  # pyarrow and datasets raise many kinds for a bad file
-        if "corresponds to no data" in str(error) or "empty" in str(error).lower():
-            raise SeqlabError(f"{files[0]}: the file holds no rows") from None
-        cause = _seqlab_cause(error) or error
-        detail = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
-        raise SeqlabError(f"{', '.join(map(str, files))}: cannot read as {kind} ({detail})") from None
-
-
-def rowwise(encode: Callable[..., dict], columns: Sequence[str]) -> Callable[[dict, list[int]], dict]:
-    """A batch function for ``datasets.map(batched=True, with_indices=True)`` made of a row function:
-    ``encode(index, *that row's values of columns)`` -> the row's output values by column."""
-
-    def encode_batch(batch: dict, indices: list[int]) -> dict:
-        rows = [encode(index, *values) for index, *values in zip(indices, *(batch[c] for c in columns))]
-        return {name: [row[name] for row in rows] for name in (rows[0] if rows else ())}
-
-    return encode_batch
 
 
 def part_option(value: Any, kind: type, option: str) -> Any:
@@ -225,9 +151,6 @@ class SequenceDataModule(pl.LightningDataModule):
         streams; the arguments key the cache, so they hold the files' ``signature``."""
         raise NotImplementedError
 
-    def read_predict(self, path: Path) -> datasets.Dataset:
-        raise NotImplementedError
-
     def input_rows(self, inputs: list) -> datasets.Dataset:
         """In-memory inputs of the Python API (texts; audio files for speech) -> the rows ``read_predict`` gives."""
         raise NotImplementedError
@@ -239,12 +162,12 @@ class SequenceDataModule(pl.LightningDataModule):
         """Rows of a hub or parquet/JSON dataset -> the columns the module's readers give."""
         raise NotImplementedError
 
-    def map_rows(self, split: str, dataset: datasets.Dataset, features: datasets.Features, columns: Sequence[str],
-                 convert: Callable[..., dict]) -> datasets.Dataset:
-        """A hub/parquet/JSON dataset -> ``features``: ``convert(row_number, *values of columns)`` gives each row's
-        values (``error`` set for a bad row), then the bad-row policy. Cached by ``datasets``."""
+    def map_rows(self, split: str, dataset: datasets.Dataset, columns: Sequence[str], convert: Callable[..., dict]
+                 ) -> datasets.Dataset:
+        """A hub/parquet/JSON dataset -> ``row_features``: ``convert(row_number, *values of columns)`` gives each
+        row's values (``error`` set for a bad row), then the bad-row policy. Cached by ``datasets``."""
         return self.checked(split, dataset.map(rowwise(convert, columns), batched=True, with_indices=True,
-                                               features=features, remove_columns=dataset.column_names,
+                                               features=self.row_features, remove_columns=dataset.column_names,
                                                desc="standardizing", **self.map_options(split)))
 
     @staticmethod
@@ -261,13 +184,6 @@ class SequenceDataModule(pl.LightningDataModule):
             if column not in dataset.column_names:
                 raise SeqlabError(f"{source}: no field '{column}' (fields: {', '.join(dataset.column_names)}); "
                                   f"set --data.{option}")
-
-    def fit_encoders(self, train: datasets.Dataset) -> None:
-        raise NotImplementedError
-
-    @property
-    def encoders_ready(self) -> bool:
-        raise NotImplementedError
 
     #: the columns of the read rows that ``batch_encoder`` encodes
     raw_columns: Sequence[str] = ()
@@ -291,16 +207,9 @@ class SequenceDataModule(pl.LightningDataModule):
                               "/path/to/dir (with train/valid/test files) or --data.data_files")
         return self.source.files(split)
 
-    def collate(self, examples: list[dict]) -> dict:
-        raise NotImplementedError
-
-    def state_dict(self) -> dict:
-        raise NotImplementedError
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        raise NotImplementedError
-
     # ----------------------------------------------------------------- shared machinery
+    signature = staticmethod(file_signature)
+
     def generated(self, split: str, generator: Callable[..., Iterator[dict]],
                   features: Optional[datasets.Features] = None, /, **arguments: Any) -> datasets.Dataset:
         """The rows of ``generator(**arguments)`` (``row_features`` by default), cached, after the bad-row policy."""
@@ -441,10 +350,4 @@ class SequenceDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.sampled_loader("predict", shuffle=False)
-
-    @staticmethod
-    def signature(files: list[Path]) -> tuple:
-        """What identifies input files for the ``datasets`` cache: paths, sizes and mtimes (a tuple: ``datasets``
-        would split a list across generator shards)."""
-        return tuple(map(tuple, file_signature(files)))
 

@@ -13,7 +13,8 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import ListDataset, SequenceDataModule, generate_dataset, linked
+from seqlab.data_modules.base import SequenceDataModule, linked
+from seqlab.data_modules.rows import ListDataset, generate_dataset
 from seqlab.data_modules.policy import OnBadRow
 from seqlab.data_modules.utterances import RAW, SpeechSource, Utterance, read_entry, utterance_rows
 from seqlab.encoders.audio import CMVN, IGNORE_INDEX, CMVNStats, FeatureConfig, single_thread

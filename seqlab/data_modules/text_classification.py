@@ -12,7 +12,8 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import linked, rowwise
+from seqlab.data_modules.base import linked
+from seqlab.data_modules.rows import rowwise
 from seqlab.data_modules.readers import (DelimitedReader, JsonlReader, LinesReader, Reader, SSTTreeReader, choose_reader,
                                          is_parquet)
 from seqlab.data_modules.transformer import TRANSFORMER_COLUMNS, TransformerBatch, TransformerInputs
@@ -191,7 +192,7 @@ class TextClassificationData(WordVectorsData):
             text, label, error = labelled_text({text_field: text or "", label_field: label}, at, text_field, label_field)
             return {"text": text, "label": label, "source": at, "line": 0, "error": error}
 
-        return self.map_rows(split, dataset, _FEATURES, (text_field, label_field), convert)
+        return self.map_rows(split, dataset, (text_field, label_field), convert)
 
     # ----------------------------------------------------------------- encoders
     @property
@@ -201,9 +202,7 @@ class TextClassificationData(WordVectorsData):
     def fit_encoders(self, train: datasets.Dataset) -> None:
         encoder = SubwordEncoder.load(self.hparams.tokenizer) if self.hparams.tokenizer else WhitespaceEncoder(
             min_freq=self.hparams.min_freq, lowercase=self.hparams.lowercase)
-        words = self.pre_tokenizer.words
-        encoder.fit(" ".join(words(text)) for split in dict.fromkeys(["train", *self.hparams.vocab_splits])
-                    for text in (train if split == "train" else self.raw_split(split))["text"])
+        encoder.fit(" ".join(self.pre_tokenizer.words(text)) for text in self.vocabulary_rows(train, "text"))
         label_names = self.hparams.label_names or self.class_label_names
         if label_names is None:
             found = set(train["label"])

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import linked, rowwise
+from seqlab.data_modules.base import linked
+from seqlab.data_modules.rows import rowwise
 from seqlab.data_modules.readers import (CoNLLUReader, ColumnReader, JsonlReader, LinesReader, Reader, head_lines,
                                          is_parquet)
 from seqlab.data_modules.transformer import TRANSFORMER_COLUMNS, TransformerBatch, TransformerInputs
@@ -209,7 +210,7 @@ class TokenClassificationData(WordVectorsData):
             return {"tokens": [] if error else list(tokens), "tags": [] if error else tags, "source": where, "line": 0,
                     "error": f"{where}: {error}" if error else ""}
 
-        return self.map_rows(split, dataset, _FEATURES, (tokens_field, tags_field), convert)
+        return self.map_rows(split, dataset, (tokens_field, tags_field), convert)
 
     # ----------------------------------------------------------------- encoders
     @property
@@ -217,11 +218,8 @@ class TokenClassificationData(WordVectorsData):
         return self.tags is not None
 
     def fit_encoders(self, train: datasets.Dataset) -> None:
-        word_sources = [train["tokens"]] + [self.raw_split(s)["tokens"] for s in self.hparams.vocab_splits if s != "train"]
-        self.words = Vocabulary.fit(
-            (tokens for source in word_sources for tokens in source),
-            min_freq=self.hparams.min_freq, lowercase=self.hparams.lowercase, normalize_digits=self.hparams.normalize_digits,
-        )
+        self.words = Vocabulary.fit(self.vocabulary_rows(train, "tokens"), min_freq=self.hparams.min_freq,
+                                    lowercase=self.hparams.lowercase, normalize_digits=self.hparams.normalize_digits)
         self.chars = Vocabulary.fit(token for tokens in train["tokens"] for token in tokens)  # a token: its chars
         found = {t for tags in train["tags"] for t in tags}
         plain = self.hparams.tag_format == "plain"

@@ -13,7 +13,8 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch.nn.utils.rnn import pad_sequence
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import SequenceDataModule, generate_dataset
+from seqlab.data_modules.base import SequenceDataModule
+from seqlab.data_modules.rows import generate_dataset
 from seqlab.data_modules.policy import OnBadRow
 from seqlab.data_modules.sources import strip_compression
 from seqlab.files import iter_lines
@@ -220,7 +221,7 @@ class TranslationData(SequenceDataModule):
             dataset = dataset.flatten()
             dataset = dataset.rename_columns({c: c.split(".", 1)[1] for c in dataset.column_names if "." in c})
         self.require_columns(dataset, at, source_lang=source, target_lang=target)
-        return self.map_rows(split, dataset, FEATURES, (source, target),
+        return self.map_rows(split, dataset, (source, target),
                              lambda row, s, t: pair_row(f"{at}: row {row + 1}", s or "", t or ""))
 
     def batch_encoder(self, split: str) -> PairEncoder:

@@ -11,7 +11,8 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import SequenceDataModule, load_rows
+from seqlab.data_modules.base import SequenceDataModule
+from seqlab.data_modules.rows import load_rows
 from seqlab.data_modules.readers import Reader, choose_reader
 from seqlab.data_modules.transformer import TransformerBatch, TransformerInputs, transformer_option
 from seqlab.encoders.pretokenizers import PreTokenizer, WhitespacePreTokenizer
@@ -94,6 +95,11 @@ class WordVectorsData(SequenceDataModule):
         return super().read_lazily(split)
 
     # ----------------------------------------------------------------- encoders
+    def vocabulary_rows(self, train: datasets.Dataset, column: str) -> Iterator:
+        """``column`` of train, then of the other ``vocab_splits`` (their words, never their labels)."""
+        for split in dict.fromkeys(["train", *self.hparams.vocab_splits]):
+            yield from (train if split == "train" else self.raw_split(split))[column]
+
     def encoder_state(self) -> dict:
         raise NotImplementedError
 
