@@ -13,7 +13,7 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from seqlab import SeqlabError
 from seqlab.data_modules.base import linked
-from seqlab.data_modules.rows import rowwise
+from seqlab.data_modules.rows import pad, rowwise
 from seqlab.data_modules.readers import (DelimitedReader, JsonlReader, LinesReader, Reader, SSTTreeReader, choose_reader,
                                          is_parquet)
 from seqlab.data_modules.transformer import TRANSFORMER_COLUMNS, TransformerBatch, TransformerInputs
@@ -260,13 +260,10 @@ class TextClassificationData(WordVectorsData):
         return encoded
 
     def collate(self, examples: list[dict]) -> SentenceBatch:
-        batch, longest = len(examples), max(e["length"] for e in examples)
-        token_ids = np.full((batch, longest), self.text_encoder.pad_index, dtype=np.int64)  # (B, T)
-        for row, example in enumerate(examples):
-            token_ids[row, : example["length"]] = example["token_ids"]
-        lengths = torch.tensor([e["length"] for e in examples])
+        token_ids = pad([e["token_ids"] for e in examples], self.text_encoder.pad_index)  # (B, T)
+        lengths, longest = torch.tensor([e["length"] for e in examples]), token_ids.shape[1]
         return SentenceBatch(
-            token_ids=torch.from_numpy(token_ids),
+            token_ids=token_ids,
             mask=torch.arange(longest).unsqueeze(0) < lengths.unsqueeze(1),
             lengths=lengths,
             label_ids=torch.tensor([e["label_id"] for e in examples]),

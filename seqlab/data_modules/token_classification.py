@@ -12,7 +12,7 @@ import torch
 
 from seqlab import SeqlabError
 from seqlab.data_modules.base import linked
-from seqlab.data_modules.rows import rowwise
+from seqlab.data_modules.rows import pad, rowwise
 from seqlab.data_modules.readers import (CoNLLUReader, ColumnReader, JsonlReader, LinesReader, Reader, head_lines,
                                          is_parquet)
 from seqlab.data_modules.transformer import TRANSFORMER_COLUMNS, TransformerBatch, TransformerInputs
@@ -254,26 +254,21 @@ class TokenClassificationData(WordVectorsData):
         return rowwise(encode, self.raw_columns)
 
     def collate(self, examples: list[dict]) -> TokenBatch:
-        batch, longest = len(examples), max(e["length"] for e in examples)
+        token_ids = pad([e["token_ids"] for e in examples])  # (B, T)
+        batch, longest = token_ids.shape
         widest = max(len(chars) for e in examples for chars in e["char_ids"])
-        token_ids = np.zeros((batch, longest), dtype=np.int64)  # (B, T)
-        tag_ids = np.zeros((batch, longest), dtype=np.int64)  # (B, T)
         char_ids = np.zeros((batch, longest, widest), dtype=np.int64)  # (B, T, L)
         for row, example in enumerate(examples):
-            length = example["length"]
-            token_ids[row, :length] = example["token_ids"]
-            if example["tag_ids"]:
-                tag_ids[row, :length] = example["tag_ids"]
             for position, chars in enumerate(example["char_ids"]):
                 char_ids[row, position, : len(chars)] = chars
         lengths = torch.tensor([e["length"] for e in examples])
         texts, offsets = zip(*(spans(e) for e in examples))
         return TokenBatch(
-            token_ids=torch.from_numpy(token_ids),
+            token_ids=token_ids,
             char_ids=torch.from_numpy(char_ids),
             mask=torch.arange(longest).unsqueeze(0) < lengths.unsqueeze(1),
             lengths=lengths,
-            tag_ids=torch.from_numpy(tag_ids),
+            tag_ids=pad([e["tag_ids"] for e in examples], width=longest),  # (B, T), 0 on padding and for predict
             index=torch.tensor([e["index"] for e in examples]),
             tokens=[e["tokens"] for e in examples],
             text=list(texts),

@@ -10,11 +10,10 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Optional, TypedDi
 import datasets
 import torch
 from pytorch_lightning.utilities import rank_zero_info
-from torch.nn.utils.rnn import pad_sequence
 
 from seqlab import SeqlabError
 from seqlab.data_modules.base import SequenceDataModule
-from seqlab.data_modules.rows import generate_dataset
+from seqlab.data_modules.rows import generate_dataset, pad
 from seqlab.data_modules.policy import OnBadRow
 from seqlab.data_modules.sources import strip_compression
 from seqlab.files import iter_lines
@@ -90,11 +89,6 @@ def is_tsv(path: Path) -> bool:
     """A file of ``source<TAB>target`` lines, recognised by content: its first non-empty line holds a tab."""
     lines = (line for _, line in iter_lines(path, lenient=True) if isinstance(line, str) and line.strip())
     return "\t" in next(lines, "")
-
-
-def pad(rows: list[list[int]], value: int) -> torch.Tensor:
-    """(B, max length) int64, ``value`` after each row's end."""
-    return pad_sequence([torch.tensor(row, dtype=torch.int64) for row in rows], batch_first=True, padding_value=value)
 
 
 class PairEncoder:
