@@ -14,8 +14,8 @@ from pytorch_lightning.utilities import rank_zero_info
 from seqlab import SeqlabError
 from seqlab.data_modules.base import linked
 from seqlab.data_modules.rows import pad, rowwise
-from seqlab.data_modules.readers import (DelimitedReader, JsonlReader, LinesReader, Reader, SSTTreeReader, choose_reader,
-                                         is_parquet)
+from seqlab.data_modules.readers import (DelimitedReader, JsonlReader, LinesReader, Reader, SSTTreeReader,
+                                         choose_reader, is_parquet)
 from seqlab.data_modules.transformer import TRANSFORMER_COLUMNS, TransformerBatch, TransformerInputs
 from seqlab.data_modules.words import WordVectorsData
 from seqlab.encoders.pretokenizers import PreTokenizer

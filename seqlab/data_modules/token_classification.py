@@ -65,16 +65,20 @@ def read_tags(tags: list[str], tag_format: str, tag_scheme: str) -> tuple[list[s
     return (list(tags), malformed) if malformed is not None else (convert_tags(tags, tag_format, tag_scheme), None)
 
 
+def sentence_row(tokens: list[str], tags: list[str], source: str, line: int, error: str, tag_format: str,
+                 tag_scheme: str) -> dict:
+    """A sentence with its tags in ``tag_scheme``; a malformed tag makes it a bad row (its ``error``)."""
+    if not error:
+        tags, malformed = read_tags(tags, tag_format, tag_scheme)
+        error = f"{location(source, line, malformed[0])}: {malformed[1]}" if malformed is not None else ""
+    return {"tokens": tokens, "tags": tags, "source": source, "line": line, "error": error}
+
+
 def _sentences(signature: tuple, reader: Reader, split: str, tag_format: str, tag_scheme: str):
-    """The reader's sentences with their tags converted; a malformed tag makes the sentence a bad row."""
     for path, *_ in signature:
         for row in reader.rows(Path(path), split):
-            tags, malformed = read_tags(row["tags"], tag_format, tag_scheme)
-            if malformed is not None and not row["error"]:
-                row["error"] = f"{location(row['source'], row['line'], malformed[0])}: {malformed[1]}"
-            elif not row["error"]:
-                row["tags"] = tags
-            yield {name: row[name] for name in _FEATURES}
+            yield sentence_row(row["tokens"], row["tags"], row["source"], row["line"], row["error"], tag_format,
+                               tag_scheme)
 
 
 def raw_sentence(text: str, pre_tokenizer: PreTokenizer, source: str, line: int) -> dict:
@@ -200,15 +204,12 @@ class TokenClassificationData(WordVectorsData):
             return ""
 
         def convert(row: int, tokens: list, tags: list) -> dict:
-            where = f"{source}: row {row + 1}"
-            error = problem(tokens or [], tags or [])
-            if not error:
-                tags, malformed = read_tags([t if isinstance(t, str) else names[t] for t in tags], tag_format,
-                                            tag_scheme)
-                error = malformed[1] if malformed is not None else ""
+            where, error = f"{source}: row {row + 1}", problem(tokens or [], tags or [])
+            if error:
+                return sentence_row([], [], where, 0, f"{where}: {error}", tag_format, tag_scheme)
             # rows have no line numbers (line 0): locations name the row and token
-            return {"tokens": [] if error else list(tokens), "tags": [] if error else tags, "source": where, "line": 0,
-                    "error": f"{where}: {error}" if error else ""}
+            return sentence_row(list(tokens), [t if isinstance(t, str) else names[t] for t in tags], where, 0, "",
+                                tag_format, tag_scheme)
 
         return self.map_rows(split, dataset, (tokens_field, tags_field), convert)
 
