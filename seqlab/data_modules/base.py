@@ -85,8 +85,10 @@ class SequenceDataModule(pl.LightningDataModule):
         """batch_size: examples per training batch; max_tokens: optional cap on padded tokens per batch;
         eval_batch_size: examples per evaluation batch (default: 2 x batch_size); bucket_size: batches per
         length-sorting pool; seed: the shuffling seed (the epoch is added each epoch; by default the run's
-        ``--seed_everything``, which the CLI fills in, else 0)."""
+        ``--seed_everything``, which the CLI fills in, else 0). The options of every class in the chain of
+        constructors are saved as ``hparams`` (which checkpoints keep)."""
         super().__init__()
+        self.save_hyperparameters()
         for option, value in (("batch_size", batch_size), ("bucket_size", bucket_size),
                               ("eval_batch_size", eval_batch_size), ("max_tokens", max_tokens)):
             if value is not None and value < 1:

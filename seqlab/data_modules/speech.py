@@ -114,7 +114,6 @@ class SpeechFrameData(SequenceDataModule):
                                             deltas)
         self.cmvn = CMVN[cmvn]()
         self.phone_labels: Optional[PhoneLabels] = None
-        self.save_hyperparameters()
 
     # ----------------------------------------------------------------- sizes linked into the model
     labels = linked(lambda self: list(self.phone_labels.labels), "The model's classes.")

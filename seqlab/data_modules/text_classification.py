@@ -104,15 +104,10 @@ class TextClassificationData(WordVectorsData):
         text_field: str = "sentence",
         label_field: str = "label",
         column_names: Optional[list[str]] = None,
-        reader: Optional[Reader] = None,
         label_names: Optional[list[str]] = None,
         tokenizer: Optional[str] = None,
         pre_tokenizer: Optional[PreTokenizer] = None,
-        lowercase: bool = False,
-        min_freq: int = 1,
-        vocab_splits: list[str] = ["train"],
         max_length: Optional[int] = None,
-        vectors: Optional[str] = None,
         transformer: Optional[TransformerInputs] = None,
         **kwargs: Any,
     ) -> None:
@@ -122,8 +117,7 @@ class TextClassificationData(WordVectorsData):
         if transformer is not None and tokenizer:
             raise SeqlabError("--data.transformer computes word vectors over words; a sub-word --data.tokenizer "
                               "splits the text itself: give one of them")
-        super().__init__(path, reader, pre_tokenizer, vectors, transformer, name=name, **kwargs)
-        self.save_hyperparameters()  # the options are read from self.hparams
+        super().__init__(path, pre_tokenizer=pre_tokenizer, transformer=transformer, name=name, **kwargs)
         self.class_label_names: Optional[list[str]] = None  # a hub ClassLabel's, read with train
         self.text_encoder: Optional[TextEncoder] = None
         self.label_vocab: Optional[Vocabulary] = None

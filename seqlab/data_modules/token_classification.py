@@ -15,7 +15,7 @@ from seqlab.data_modules.base import linked
 from seqlab.data_modules.rows import pad, rowwise
 from seqlab.data_modules.readers import (CoNLLUReader, ColumnReader, JsonlReader, LinesReader, Reader, head_lines,
                                          is_parquet)
-from seqlab.data_modules.transformer import TRANSFORMER_COLUMNS, TransformerBatch, TransformerInputs
+from seqlab.data_modules.transformer import TRANSFORMER_COLUMNS, TransformerBatch
 from seqlab.data_modules.words import WordVectorsData
 from seqlab.encoders.pretokenizers import PreTokenizer
 from seqlab.encoders.vocab import Vocabulary
@@ -119,23 +119,16 @@ class TokenClassificationData(WordVectorsData):
         path: str = "eriktks/conll2003",
         token_column: int = 0,
         tag_column: int = -1,
-        reader: Optional[Reader] = None,
         tokens_field: str = "tokens",
         tags_field: str = "ner_tags",
         tag_names: Optional[list[str]] = None,
         tag_format: Literal["iob1", "iob2", "plain"] = "iob2",
         tag_scheme: Literal["BIO", "BIOES"] = "BIO",
-        lowercase: bool = False,
         normalize_digits: bool = False,
-        min_freq: int = 1,
-        vocab_splits: list[str] = ["train"],
         max_word_length: int = 30,
-        vectors: Optional[str] = None,
-        pre_tokenizer: Optional[PreTokenizer] = None,
-        transformer: Optional[TransformerInputs] = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(path, reader, pre_tokenizer, vectors, transformer, **kwargs)
+        super().__init__(path, **kwargs)
         for option, value, allowed in (("tag_format", tag_format, ("iob1", "iob2", "plain")),
                                        ("tag_scheme", tag_scheme, ("BIO", "BIOES"))):
             if value not in allowed:
@@ -143,7 +136,6 @@ class TokenClassificationData(WordVectorsData):
         if tag_format == "plain" and tag_scheme != "BIO":
             raise SeqlabError(f"--data.tag_scheme {tag_scheme} converts entity tags; plain labels (--data.tag_format "
                               "plain) have none")
-        self.save_hyperparameters()  # the options are read from self.hparams
         self.column_reader = ColumnReader(token_column, tag_column)
         self.words: Optional[Vocabulary] = None
         self.chars: Optional[Vocabulary] = None

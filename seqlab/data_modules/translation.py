@@ -139,7 +139,6 @@ class TranslationData(SequenceDataModule):
         self.tokenizer, self.joint, self.max_vocab_size, self.min_freq = tokenizer, joint, max_vocab_size, min_freq
         self._encoders: Optional[tuple[TextEncoder, TextEncoder]] = None  # (source, target), one object if joint
         super().__init__(path, on_bad_row=on_bad_row, batch_size=batch_size, **kwargs)
-        self.save_hyperparameters()
 
     @property
     def encoders(self) -> tuple[TextEncoder, TextEncoder]:

@@ -38,8 +38,19 @@ class WordVectorsData(SequenceDataModule):
     transformer: Optional[TransformerInputs] = None  # (a multi-task module, built without this __init__, has none)
     _word_vectors: Optional[torch.Tensor] = None
 
-    def __init__(self, path: str, reader: Optional[Reader] = None, pre_tokenizer: Optional[PreTokenizer] = None,
-                 vectors: Optional[str] = None, transformer: Optional[TransformerInputs] = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        path: str,
+        reader: Optional[Reader] = None,
+        pre_tokenizer: Optional[PreTokenizer] = None,
+        lowercase: bool = False,
+        min_freq: int = 1,
+        vocab_splits: list[str] = ["train"],
+        vectors: Optional[str] = None,
+        transformer: Optional[TransformerInputs] = None,
+        **kwargs: Any,
+    ) -> None:
+        """The word vocabulary keeps words seen ``min_freq`` times in the ``vocab_splits``, ``lowercase``d or not."""
         super().__init__(path, **kwargs)
         self.reader = reader
         self.pre_tokenizer = pre_tokenizer or WhitespacePreTokenizer()
