@@ -56,22 +56,16 @@ def location(source: str, line: int, token: int) -> str:
     return f"{source}:{line + token}" if line > 0 else f"{source}, token {token + 1}"
 
 
-def read_tags(tags: list[str], tag_format: str, tag_scheme: str) -> tuple[list[str], Optional[tuple[int, str]]]:
-    """(the tags in the scheme trained, None), or (the tags as read, (position, what is wrong)) when one is
-    malformed; ``plain`` labels (part-of-speech tags...) are taken as they are."""
-    if tag_format == "plain":
-        return list(tags), None
-    malformed = first_malformed(tags)
-    return (list(tags), malformed) if malformed is not None else (convert_tags(tags, tag_format, tag_scheme), None)
-
-
 def sentence_row(tokens: list[str], tags: list[str], source: str, line: int, error: str, tag_format: str,
                  tag_scheme: str) -> dict:
-    """A sentence with its tags in ``tag_scheme``; a malformed tag makes it a bad row (its ``error``)."""
-    if not error:
-        tags, malformed = read_tags(tags, tag_format, tag_scheme)
-        error = f"{location(source, line, malformed[0])}: {malformed[1]}" if malformed is not None else ""
-    return {"tokens": tokens, "tags": tags, "source": source, "line": line, "error": error}
+    """A sentence with its tags converted from ``tag_format`` to ``tag_scheme`` (``plain`` labels, such as
+    part-of-speech tags, as they are); a malformed tag makes it a bad row (its ``error``)."""
+    malformed = None if error or tag_format == "plain" else first_malformed(tags)
+    if malformed is not None:
+        error = f"{location(source, line, malformed[0])}: {malformed[1]}"
+    elif not error and tag_format != "plain":
+        tags = convert_tags(tags, tag_format, tag_scheme)
+    return {"tokens": tokens, "tags": list(tags), "source": source, "line": line, "error": error}
 
 
 def _sentences(signature: tuple, reader: Reader, split: str, tag_format: str, tag_scheme: str):

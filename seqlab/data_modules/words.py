@@ -11,10 +11,10 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import SequenceDataModule
+from seqlab.data_modules.base import SequenceDataModule, part_option
 from seqlab.data_modules.rows import load_rows
 from seqlab.data_modules.readers import Reader, choose_reader
-from seqlab.data_modules.transformer import TransformerBatch, TransformerInputs, transformer_option
+from seqlab.data_modules.transformer import TransformerBatch, TransformerInputs
 from seqlab.encoders.pretokenizers import PreTokenizer, WhitespacePreTokenizer
 
 
@@ -31,8 +31,9 @@ class WordVectorsData(SequenceDataModule):
     (``FrozenTransformer``: features cached once; ``FineTunedTransformer``: pieces for the model to run it; see
     ``seqlab.data_modules.transformer``).
 
-    A subclass implements ``formats``, ``encoder_state``/``load_encoder_state`` (its own encoders) and the rest of
-    the ``SequenceDataModule`` contract."""
+    A subclass implements ``formats``, ``row_format``, ``encoder_state``/``load_encoder_state`` (its own encoders,
+    which ``state_dict`` joins with the pre-tokenizer's and the transformer's) and the rest of the
+    ``SequenceDataModule`` contract."""
 
     words = None  # the word Vocabulary, once the encoders are fitted (None for sub-word tokens)
     transformer: Optional[TransformerInputs] = None  # (a multi-task module, built without this __init__, has none)
@@ -55,7 +56,7 @@ class WordVectorsData(SequenceDataModule):
         self.reader = reader
         self.pre_tokenizer = pre_tokenizer or WhitespacePreTokenizer()
         self.vectors = vectors
-        self.transformer = transformer_option(transformer)
+        self.transformer = part_option(transformer, TransformerInputs, "transformer")
 
     @property
     def word_vectors(self) -> Optional[torch.Tensor]:
@@ -110,12 +111,6 @@ class WordVectorsData(SequenceDataModule):
         """``column`` of train, then of the other ``vocab_splits`` (their words, never their labels)."""
         for split in dict.fromkeys(["train", *self.hparams.vocab_splits]):
             yield from (train if split == "train" else self.raw_split(split))[column]
-
-    def encoder_state(self) -> dict:
-        raise NotImplementedError
-
-    def load_encoder_state(self, state_dict: dict) -> None:
-        raise NotImplementedError
 
     def state_dict(self) -> dict:
         if not self.encoders_ready:
