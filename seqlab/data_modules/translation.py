@@ -13,7 +13,7 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from seqlab import SeqlabError
 from seqlab.data_modules.base import SequenceDataModule
-from seqlab.data_modules.rows import generate_dataset, pad
+from seqlab.data_modules.rows import pad
 from seqlab.data_modules.policy import OnBadRow
 from seqlab.data_modules.sources import strip_compression
 from seqlab.files import iter_lines
@@ -199,7 +199,7 @@ class TranslationData(SequenceDataModule):
         )
 
     def read_predict(self, path: Path) -> datasets.Dataset:
-        return generate_dataset(read_sources, FEATURES, self.cache_dir, signature=self.signature([path]))
+        return self.generated("predict", read_sources, signature=self.signature([path]))
 
     def input_rows(self, inputs: list) -> datasets.Dataset:
         rows = [{"source_text": " ".join(str(text).split()), "target_text": "", "where": f"input {number}", "error": ""
