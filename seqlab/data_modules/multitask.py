@@ -18,7 +18,7 @@ from seqlab import SeqlabError
 from seqlab.data_modules.base import SequenceDataModule, linked
 from seqlab.data_modules.loader import EpochOrder, ResumableDataLoader
 from seqlab.data_modules.streaming import InMemory
-from seqlab.data_modules.words import PretrainedWordVectors, WordVectorsData
+from seqlab.data_modules.words import WordVectorsData, WordVocabularyLinks
 from seqlab.encoders.vocab import Vocabulary
 
 
@@ -156,7 +156,7 @@ def task_options(name: str) -> Iterator[None]:
         raise SeqlabError(named if named != message else f"{option}: {message}") from None
 
 
-class MultiTaskData(PretrainedWordVectors, SequenceDataModule):
+class MultiTaskData(WordVocabularyLinks, SequenceDataModule):
     """Several tasks' data for one multi-task model: ``tasks`` maps a task name to its data module (a
     ``TokenClassificationData`` or ``TextClassificationData``, with its own files, options and labels).
 
@@ -220,9 +220,7 @@ class MultiTaskData(PretrainedWordVectors, SequenceDataModule):
         return f"{type(self).__name__}({', '.join(f'{name}: {child}' for name, child in self.tasks.items())})"
 
     # ----------------------------------------------------------------- what the model is built from
-    vocab_size = linked(lambda self: len(self.words))
     char_vocab_size = linked(lambda self: len(self.chars) if self.chars is not None else 0)
-    padding_idx = linked(lambda self: self.words.pad_index)
     task_labels = linked(lambda self: {name: list(child.labels) for name, child in self.tasks.items()},
                          "Task name -> that task's labels, in the order of ``tasks``.")
 

