@@ -344,12 +344,16 @@ class SequenceDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self.dataset.loader(self)
 
+    def evaluation_loader(self, split: str) -> DataLoader:
+        """The loader of ``validation``, ``test`` or ``predict``: each example once, in batches of similar length."""
+        return self.sampled_loader(split, shuffle=False)
+
     def val_dataloader(self) -> DataLoader:
-        return self.sampled_loader("validation", shuffle=False)
+        return self.evaluation_loader("validation")
 
     def test_dataloader(self) -> DataLoader:
-        return self.sampled_loader("test", shuffle=False)
+        return self.evaluation_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self.sampled_loader("predict", shuffle=False)
+        return self.evaluation_loader("predict")
 

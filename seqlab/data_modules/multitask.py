@@ -269,11 +269,12 @@ class MultiTaskData(WordVocabularyLinks, SequenceDataModule):
             with task_options(name):
                 self.tasks[name].setup(stage)
 
-    def _loaders(self, split: str, names: Sequence[str]) -> dict:
-        """Each named task's loader of ``split``, its batches carrying the task's name."""
+    def _loaders(self, split: str) -> dict:
+        """Each task's loader of ``split`` (of ``predict``: the ``predict_tasks``'), its batches carrying the task's
+        name."""
         self.prepare_encoders()
         loaders = {}
-        for name in names:
+        for name in self.predict_tasks if split == "predict" else self.tasks:
             child = self.tasks[name]
             child.trainer = self.trainer  # pinned memory on CUDA, as the trainer's own data module
             with task_options(name):
@@ -282,17 +283,12 @@ class MultiTaskData(WordVocabularyLinks, SequenceDataModule):
         return loaders
 
     def train_dataloader(self) -> TaskSampledLoader:
-        return TaskSampledLoader(self._loaders("train", list(self.tasks)), self.sampling, self.steps_per_epoch,
+        return TaskSampledLoader(self._loaders("train"), self.sampling, self.steps_per_epoch,
                                  self.seed if self.seed is not None else 0)
 
-    def val_dataloader(self) -> CombinedLoader:
-        return CombinedLoader(self._loaders("validation", list(self.tasks)), mode="sequential")
-
-    def test_dataloader(self) -> CombinedLoader:
-        return CombinedLoader(self._loaders("test", list(self.tasks)), mode="sequential")
-
-    def predict_dataloader(self) -> CombinedLoader:
-        return CombinedLoader(self._loaders("predict", self.predict_tasks), mode="sequential")
+    def evaluation_loader(self, split: str) -> CombinedLoader:
+        """Every task's batches of ``split``, one task after another."""
+        return CombinedLoader(self._loaders(split), mode="sequential")
 
 
 def joined(vocabularies: Iterator[Optional[Vocabulary]]) -> Optional[Vocabulary]:
