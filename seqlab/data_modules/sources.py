@@ -138,6 +138,7 @@ def load_hub(path: str, name: Optional[str] = None, **kwargs):
     return datasets.DatasetDict({SPLIT_ALIASES.get(k, k): v for k, v in loaded.items()})
 
 
-def file_signature(paths: list[Path]) -> list[tuple[str, int, int]]:
-    """Path, size and mtime of each file: part of the cache fingerprint, so edited files are read again."""
-    return [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+def file_signature(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    """Path, size and mtime of each file: what identifies input files for the ``datasets`` cache, so edited files are
+    read again (a tuple: ``datasets`` would split a list across generator shards)."""
+    return tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)

@@ -5,7 +5,7 @@ phone maps, labels)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional, TypedDict
+from typing import Any, Callable, Iterator, Literal, Optional, TypedDict
 
 import datasets
 import numpy as np
@@ -13,7 +13,8 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import ListDataset, SequenceDataModule, generate_dataset, linked
+from seqlab.data_modules.base import SequenceDataModule, linked
+from seqlab.data_modules.rows import ListDataset, generate_dataset
 from seqlab.data_modules.policy import OnBadRow
 from seqlab.data_modules.utterances import RAW, SpeechSource, Utterance, read_entry, utterance_rows
 from seqlab.encoders.audio import CMVN, IGNORE_INDEX, CMVNStats, FeatureConfig, single_thread
@@ -113,7 +114,6 @@ class SpeechFrameData(SequenceDataModule):
                                             deltas)
         self.cmvn = CMVN[cmvn]()
         self.phone_labels: Optional[PhoneLabels] = None
-        self.save_hyperparameters()
 
     # ----------------------------------------------------------------- sizes linked into the model
     labels = linked(lambda self: list(self.phone_labels.labels), "The model's classes.")
@@ -141,6 +141,9 @@ class SpeechFrameData(SequenceDataModule):
     def read(self, split: str, files: list[Path]) -> datasets.Dataset:
         return self.rows(files, [entry for file in files for entry in read_entry(file, split, self.split_column)])
 
+    def read_lazily(self, split: str) -> Callable[[], Iterator[dict]]:
+        raise SeqlabError(f"{type(self).__name__} has no streaming path: leave --data.dataset unset (in memory)")
+
     def read_predict(self, path: Path) -> datasets.Dataset:
         """An audio file, a folder of audio files (recursive), a text file listing audio paths (one per line,
         relative to the list), a JSONL manifest or an utterance table (alignments, if any, are ignored)."""
@@ -157,11 +160,8 @@ class SpeechFrameData(SequenceDataModule):
 
     def from_hub(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         """Rows with ``audio`` and ``phonetic_detail`` (``start``, ``stop``, ``utterance``, in samples)."""
-        for field in (self.audio_field, self.phonetic_field):
-            if field not in dataset.column_names:
-                raise SeqlabError(f"{self.path}[{split}]: no field '{field}' (fields: "
-                                  f"{', '.join(dataset.column_names)}); set --data.audio_field / --data.phonetic_field")
         audio_field, phonetic_field, source = self.audio_field, self.phonetic_field, f"{self.path}[{split}]"
+        self.require_columns(dataset, source, audio_field=audio_field, phonetic_field=phonetic_field)
 
         def standardize(row: dict, index: int) -> dict:
             at, audio = f"{source}: row {index + 1}", row[audio_field] or {}

@@ -20,7 +20,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from seqlab import SeqlabError
-from seqlab.data_modules.loader import ResumableDataLoader
+from seqlab.data_modules.loader import EpochOrder, ResumableDataLoader
 from seqlab.data_modules.policy import bad_row_error, report_dropped
 from seqlab.data_modules.sampler import _world
 
@@ -91,7 +91,7 @@ def shuffled(items: Iterable, size: int, rng: np.random.Generator) -> Iterator:
     yield from buffer
 
 
-class StreamingBatches(IterableDataset):
+class StreamingBatches(EpochOrder, IterableDataset):
     """Training batches of a ``RowStream`` (with its ``count``), encoded on the fly by ``encode`` (rows -> the
     examples kept, each with ``length``), as lists of examples for the collator.
 
@@ -118,20 +118,12 @@ class StreamingBatches(IterableDataset):
         self.shuffle_buffer, self.seed, self.workers = shuffle_buffer, seed, workers
         self.num_replicas = num_replicas if num_replicas is not None else world_size
         self.rank = rank if rank is not None else world_rank
-        self.epoch = 0
-        self._resume: Optional[tuple[int, int]] = None  # (epoch, batches to skip) for the next pass
         shards = self.num_replicas * workers
         if rows.count < shards:
             raise SeqlabError(f"the training split's {rows.count} examples cannot feed {self.num_replicas} processes x "
                               f"{workers} loader workers: use fewer --data.num_workers or devices")
 
     # ----------------------------------------------------------------- the order's protocol (see ResumableDataLoader)
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def resume_point(self) -> int:
-        return self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
-
     def state_dict(self) -> dict:
         return {"seed": self.seed, "epoch": self.epoch, "batches": 0, "num_replicas": self.num_replicas,
                 "workers": self.workers}

@@ -3,9 +3,8 @@ hub dataset -> token ids and one label per text."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import datasets
 import numpy as np
@@ -13,23 +12,13 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import WordVectorsData, generate_dataset, linked, load_rows
-from seqlab.data_modules.readers import (
-    DelimitedReader,
-    JsonlReader,
-    Reader,
-    SSTTreeReader,
-    LinesReader,
-    choose_reader,
-    is_parquet,
-)
-from seqlab.data_modules.transformer import (
-    TRANSFORMER_COLUMNS,
-    TransformerBatch,
-    TransformerInputs,
-    transformer_option,
-)
-from seqlab.encoders.pretokenizers import PreTokenizer, WhitespacePreTokenizer
+from seqlab.data_modules.base import linked
+from seqlab.data_modules.rows import pad, rowwise
+from seqlab.data_modules.readers import (DelimitedReader, JsonlReader, LinesReader, Reader, SSTTreeReader,
+                                         choose_reader, is_parquet)
+from seqlab.data_modules.transformer import TRANSFORMER_COLUMNS, TransformerBatch, TransformerInputs
+from seqlab.data_modules.words import WordVectorsData
+from seqlab.encoders.pretokenizers import PreTokenizer
 from seqlab.encoders.text import SubwordEncoder, TextEncoder, WhitespaceEncoder
 from seqlab.encoders.vocab import Vocabulary
 
@@ -96,14 +85,11 @@ class TextClassificationData(WordVectorsData):
     for SST-2's 0/1); otherwise the set is read from train (a hub ClassLabel keeps its names). A label in
     validation/test outside the set is an error naming the file and line.
 
-    Tokens: whitespace words looked up in a vocabulary fitted on ``vocab_splits`` (default train; adding the words,
-    never the labels, of validation/test lets pretrained vectors cover them), with ``min_freq`` and ``lowercase``; or
-    ``tokenizer``, a ``tokenizers`` JSON file or a transformers model name/directory. ``pre_tokenizer`` splits raw text
-    into words the same way at training and prediction (``TreebankPreTokenizer``: PTB conventions, as SST is
-    tokenized; default whitespace), and travels in the checkpoint. ``max_length`` truncates
-    longer texts (the number truncated is logged per split). ``vectors`` gives the model pretrained word rows.
-    ``transformer`` adds word vectors from a transformers encoder over the words (``FrozenTransformer``: features
-    cached once; ``FineTunedTransformer``: pieces for the model to run it; see ``seqlab.data_modules.transformer``).
+    Tokens: whitespace words looked up in a vocabulary fitted on ``vocab_splits`` (default train), with ``min_freq``
+    and ``lowercase``; or ``tokenizer``, a ``tokenizers`` JSON file or a transformers model name/directory.
+    ``pre_tokenizer`` (``TreebankPreTokenizer``: PTB conventions, as SST is tokenized), ``vectors`` and
+    ``transformer``: see ``WordVectorsData``. ``max_length`` truncates longer texts (the number truncated is logged
+    per split).
     """
 
     batch_columns = ("token_ids", "label_id", "length", "index", "tokens")
@@ -118,30 +104,20 @@ class TextClassificationData(WordVectorsData):
         text_field: str = "sentence",
         label_field: str = "label",
         column_names: Optional[list[str]] = None,
-        reader: Optional[Reader] = None,
         label_names: Optional[list[str]] = None,
         tokenizer: Optional[str] = None,
         pre_tokenizer: Optional[PreTokenizer] = None,
-        lowercase: bool = False,
-        min_freq: int = 1,
-        vocab_splits: list[str] = ["train"],
         max_length: Optional[int] = None,
-        vectors: Optional[str] = None,
         transformer: Optional[TransformerInputs] = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(path, name=name, **kwargs)
-        self.save_hyperparameters()  # the options are read from self.hparams
-        self.reader = reader
         if pre_tokenizer is not None and tokenizer:
             raise SeqlabError("--data.pre_tokenizer splits words for the word vocabulary; a sub-word --data.tokenizer "
                               "splits the text itself: give one of them")
         if transformer is not None and tokenizer:
             raise SeqlabError("--data.transformer computes word vectors over words; a sub-word --data.tokenizer "
                               "splits the text itself: give one of them")
-        self.pre_tokenizer = pre_tokenizer or WhitespacePreTokenizer()
-        self.vectors = vectors
-        self.transformer = transformer_option(transformer)
+        super().__init__(path, pre_tokenizer=pre_tokenizer, transformer=transformer, name=name, **kwargs)
         self.class_label_names: Optional[list[str]] = None  # a hub ClassLabel's, read with train
         self.text_encoder: Optional[TextEncoder] = None
         self.label_vocab: Optional[Vocabulary] = None
@@ -150,10 +126,6 @@ class TextClassificationData(WordVectorsData):
     vocab_size = linked(lambda self: self.text_encoder.vocab_size)
     padding_idx = linked(lambda self: self.text_encoder.pad_index)
     labels = linked(lambda self: list(self.label_vocab.itos), "Label names, in id order.")
-    transformer_spec = linked(lambda self: self.transformer and self.transformer.spec(),
-                              "What the model's TransformerWordEmbedding is built from (None: no transformer).")
-    transformer_weights = linked(lambda self: self.transformer and self.transformer.weights(),
-                                 "The pretrained weights of a transformer to fine-tune.")
 
     @property
     def words(self) -> Optional[Vocabulary]:
@@ -169,29 +141,17 @@ class TextClassificationData(WordVectorsData):
         self.text_encoder.vocabulary = words
 
     # ----------------------------------------------------------------- reading
-    def read(self, split: str, files: list[Path]) -> datasets.Dataset:
-        if all(is_parquet(f) for f in files):
-            return self.standardize(split, load_rows("parquet", files, self.cache_dir), source=str(files[0]))
-        return self._read_rows(split, files, self.text_reader(split, files), self.hparams.text_field,
-                               self.hparams.label_field)
+    row_features = _FEATURES
 
-    def text_reader(self, split: str, files: list[Path]) -> Reader:
-        """The reader of the split's text files (``reader``, or the format they all have)."""
-        formats = [JsonlReader(), SSTTreeReader(), DelimitedReader(column_names=self.hparams.column_names)]
-        readers = [choose_reader(f, formats, self.reader) for f in files]
-        if len({type(r) for r in readers}) > 1:
-            raise SeqlabError(f"split '{split}' mixes file formats: {', '.join(map(str, files))}")
-        return readers[0]
+    def formats(self) -> list[Reader]:
+        return [JsonlReader(), SSTTreeReader(), DelimitedReader(column_names=self.hparams.column_names)]
 
-    def read_lazily(self, split: str) -> Callable[[], Iterator[dict]]:
-        files = self.streamed_files(split, is_parquet)
-        return functools.partial(_texts, self.signature(files), self.text_reader(split, files), split,
-                                 self.hparams.text_field, self.hparams.label_field)
+    def row_format(self, path: Path) -> Optional[str]:
+        return "parquet" if is_parquet(path) else None
 
-    def _read_rows(self, split: str, files: list[Path], reader: Reader, text_field: str, label_field: Optional[str]):
-        return self.checked(split, generate_dataset(
-            _texts, _FEATURES, self.cache_dir, signature=self.signature(files), reader=reader, split=split,
-            text_field=text_field, label_field=label_field))
+    def row_reader(self, split: str, files: list[Path]) -> tuple[Callable[..., Any], dict]:
+        return _texts, {"signature": self.signature(files), "reader": self.file_reader(split, files), "split": split,
+                        "text_field": self.hparams.text_field, "label_field": self.hparams.label_field}
 
     def read_predict(self, path: Path) -> datasets.Dataset:
         """Plain text, one input per line; JSONL rows, or a ``.tsv``/``.csv`` table, with ``text_field`` (labels, if
@@ -201,7 +161,8 @@ class TextClassificationData(WordVectorsData):
         else:
             reader = choose_reader(path, [JsonlReader(), LinesReader()])
         text_field = "text" if isinstance(reader, LinesReader) else self.hparams.text_field
-        return self._read_rows("predict", [path], reader, text_field, None)
+        return self.generated("predict", _texts, signature=self.signature([path]), reader=reader, split="predict",
+                              text_field=text_field, label_field=None)
 
     def input_rows(self, inputs: list) -> datasets.Dataset:
         rows = [{"text": str(text).strip(), "label": "", "source": "input", "line": number, "error": ""
@@ -221,7 +182,7 @@ class TextClassificationData(WordVectorsData):
             text, label, error = labelled_text({text_field: text or "", label_field: label}, at, text_field, label_field)
             return {"text": text, "label": label, "source": at, "line": 0, "error": error}
 
-        return self.map_rows(split, dataset, _FEATURES, (text_field, label_field), convert)
+        return self.map_rows(split, dataset, (text_field, label_field), convert)
 
     # ----------------------------------------------------------------- encoders
     @property
@@ -231,9 +192,7 @@ class TextClassificationData(WordVectorsData):
     def fit_encoders(self, train: datasets.Dataset) -> None:
         encoder = SubwordEncoder.load(self.hparams.tokenizer) if self.hparams.tokenizer else WhitespaceEncoder(
             min_freq=self.hparams.min_freq, lowercase=self.hparams.lowercase)
-        words = self.pre_tokenizer.words
-        encoder.fit(" ".join(words(text)) for split in dict.fromkeys(["train", *self.hparams.vocab_splits])
-                    for text in (train if split == "train" else self.raw_split(split))["text"])
+        encoder.fit(" ".join(self.pre_tokenizer.words(text)) for text in self.vocabulary_rows(train, "text"))
         label_names = self.hparams.label_names or self.class_label_names
         if label_names is None:
             found = set(train["label"])
@@ -243,22 +202,12 @@ class TextClassificationData(WordVectorsData):
         self.text_encoder = encoder
         self.label_vocab = Vocabulary(label_names, specials=())
 
-    def state_dict(self) -> dict:
-        if not self.encoders_ready:
-            return {}
-        transformer = {"transformer": self.transformer.state_dict()} if self.transformer is not None else {}
-        return {"text_encoder": self.text_encoder.state_dict(), "labels": self.label_vocab.state_dict(),
-                "pre_tokenizer": self.pre_tokenizer.state_dict(), **transformer}
+    def encoder_state(self) -> dict:
+        return {"text_encoder": self.text_encoder.state_dict(), "labels": self.label_vocab.state_dict()}
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        """A checkpoint's encoders; its pre-tokenizer wins over the option (none before 0.1: whitespace)."""
-        if state_dict:
-            self.text_encoder = TextEncoder.from_state_dict(state_dict["text_encoder"])
-            self.label_vocab = Vocabulary.from_state_dict(state_dict["labels"])
-            if "pre_tokenizer" in state_dict:
-                self.pre_tokenizer = PreTokenizer.from_state_dict(state_dict["pre_tokenizer"])
-            if self.transformer is not None:
-                self.transformer.load_state_dict(state_dict.get("transformer"))
+    def load_encoder_state(self, state_dict: dict) -> None:
+        self.text_encoder = TextEncoder.from_state_dict(state_dict["text_encoder"])
+        self.label_vocab = Vocabulary.from_state_dict(state_dict["labels"])
 
     # ----------------------------------------------------------------- encoding and batching
     def label_id(self, label: str) -> int:
@@ -277,54 +226,38 @@ class TextClassificationData(WordVectorsData):
         labels = ", ".join(self.label_vocab.itos)
         hint = f" (ids 0..{len(self.label_vocab) - 1} index them)" if self.hparams.label_names else ""
 
-        def encode_batch(batch: dict, indices: list[int]) -> dict:
-            out = {"token_ids": [], "tokens": [], "label_id": [], "length": [], "index": [], "truncated": [],
-                   "error": []}
-            for index, text, label, source, line in zip(
-                indices, batch["text"], batch["label"], batch["source"], batch["line"]
-            ):
-                tokens, ids = text_encoder.encode(" ".join(pre_tokenizer.words(text)) if pre_tokenizer else text)
-                error = "" if ids else f"{where(source, line)}: no tokens in the text"
-                truncated = max_length is not None and len(ids) > max_length
-                target = -1
-                if label and not error:
-                    try:
-                        target = label_id(label)
-                    except KeyError:
-                        error = f"{where(source, line)}: label '{label}' is not in the label set: {labels}{hint}"
-                out["token_ids"].append(ids[:max_length])
-                out["tokens"].append(tokens[:max_length])
-                out["label_id"].append(target)
-                out["length"].append(len(ids[:max_length]))
-                out["index"].append(index)
-                out["truncated"].append(truncated)
-                out["error"].append(error)
-            return out
+        def encode(index: int, text: str, label: str, source: str, line: int) -> dict:
+            tokens, ids = text_encoder.encode(" ".join(pre_tokenizer.words(text)) if pre_tokenizer else text)
+            error = "" if ids else f"{where(source, line)}: no tokens in the text"
+            target = -1
+            if label and not error:
+                try:
+                    target = label_id(label)
+                except KeyError:
+                    error = f"{where(source, line)}: label '{label}' is not in the label set: {labels}{hint}"
+            return {"token_ids": ids[:max_length], "tokens": tokens[:max_length], "label_id": target,
+                    "length": len(ids[:max_length]), "index": index, "error": error,
+                    "truncated": max_length is not None and len(ids) > max_length}
 
-        return encode_batch
+        return rowwise(encode, self.raw_columns)
 
     def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
-        max_length = self.hparams.max_length
-        encoded = self.checked(split, dataset.map(self.batch_encoder(split), batched=True, with_indices=True,
-                                                  desc=f"encoding {split}", **self.map_options(split)))
+        encoded = super().encode(split, dataset)
         truncated = int(np.sum(encoded["truncated"]))
         if truncated:
-            rank_zero_info(f"{split}: truncated {truncated} of {len(encoded)} texts to max_length={max_length}")
-        return self.transformer.add_columns(split, encoded) if self.transformer is not None else encoded
+            rank_zero_info(f"{split}: truncated {truncated} of {len(encoded)} texts to "
+                           f"max_length={self.hparams.max_length}")
+        return encoded
 
     def collate(self, examples: list[dict]) -> SentenceBatch:
-        batch, longest = len(examples), max(e["length"] for e in examples)
-        token_ids = np.full((batch, longest), self.text_encoder.pad_index, dtype=np.int64)  # (B, T)
-        for row, example in enumerate(examples):
-            token_ids[row, : example["length"]] = example["token_ids"]
-        lengths = torch.tensor([e["length"] for e in examples])
-        transformer = self.transformer.collate(examples, longest) if self.transformer is not None else {}
+        token_ids = pad([e["token_ids"] for e in examples], self.text_encoder.pad_index)  # (B, T)
+        lengths, longest = torch.tensor([e["length"] for e in examples]), token_ids.shape[1]
         return SentenceBatch(
-            token_ids=torch.from_numpy(token_ids),
+            token_ids=token_ids,
             mask=torch.arange(longest).unsqueeze(0) < lengths.unsqueeze(1),
             lengths=lengths,
             label_ids=torch.tensor([e["label_id"] for e in examples]),
             index=torch.tensor([e["index"] for e in examples]),
             tokens=[e["tokens"] for e in examples],
-            **transformer,
+            **self.transformer_batch(examples, longest),
         )

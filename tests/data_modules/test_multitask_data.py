@@ -163,7 +163,7 @@ def test_step_counts_are_floor_or_ceil_and_exact_in_the_mean():
 @pytest.mark.parametrize("sampling", [Proportional(), Uniform(), Temperature(2.0)],
                          ids=lambda sampling: type(sampling).__name__)
 def test_task_frequencies_over_many_epochs_match_the_scheme(ner_sst, sampling):
-    loader = TaskSampledLoader(ner_sst._loaders("train", ["ner", "sst"]), sampling, steps=50, seed=11)
+    loader = TaskSampledLoader(ner_sst._loaders("train"), sampling, steps=50, seed=11)
     sizes = np.array([32, 63])  # 1,000 sentences / 32, 4,000 phrases / 64: each task's batches
     assert [len(child) for child in loader.loaders.values()] == list(sizes)
     expected = sizes ** (1 / sampling.temperature) / (sizes ** (1 / sampling.temperature)).sum()
@@ -178,7 +178,7 @@ def test_task_frequencies_over_many_epochs_match_the_scheme(ner_sst, sampling):
 def test_draws_are_identical_on_every_rank_and_shard_the_batches(ner_sst):
     by_rank = []
     for rank in (0, 1):
-        loaders = ner_sst._loaders("train", ["ner", "sst"])
+        loaders = ner_sst._loaders("train")
         for child in loaders.values():
             child.batch_sampler.num_replicas, child.batch_sampler.rank = 2, rank
         by_rank.append(served(TaskSampledLoader(loaders, Proportional(), seed=3), epoch=0))
@@ -206,7 +206,7 @@ def test_an_epoch_serves_every_batch_once_and_epochs_differ_and_continue(ner_sst
 
 def test_tasks_continue_across_epochs_where_their_batches_left_off(ner_sst):
     """Uniform over 20 steps: NER (32 batches) runs out in its 4th epoch and starts its own next epoch there."""
-    loader = TaskSampledLoader(ner_sst._loaders("train", ["ner", "sst"]), Uniform(), steps=20, seed=7)
+    loader = TaskSampledLoader(ner_sst._loaders("train"), Uniform(), steps=20, seed=7)
     ner = [batch for epoch in range(4) for task, batch in served(loader, epoch) if task == "ner"]
     assert len(ner) == 40
     assert sorted(i for batch in ner[:32] for i in batch) == list(range(1000))  # NER's epoch 0, then its epoch 1
@@ -249,7 +249,7 @@ def test_lightning_gives_the_epoch_and_validates_every_task_example_once(ner_sst
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          use_distributed_sampler=False, accelerator="cpu")
     trainer.fit(model, datamodule=ner_sst)
-    expected = TaskSampledLoader(ner_sst._loaders("train", ["ner", "sst"]), Proportional(), seed=7)
+    expected = TaskSampledLoader(ner_sst._loaders("train"), Proportional(), seed=7)
     for epoch in (0, 1):
         tasks = [task for e, task, _ in model.train_steps if e == epoch]
         assert tasks == [["ner", "sst"][i] for i in expected.order(epoch)]

