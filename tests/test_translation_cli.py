@@ -77,10 +77,11 @@ def test_fit_then_test_logs_greedy_and_beam_bleu_and_the_signature(trained, mult
                            "--data.init_args.cache_dir", str(root / "cache"), "--ckpt_path", str(last),
                            "--trainer.logger", "false", "--results_path", str(results)])
     metrics = test.trainer.callback_metrics
-    for key in ("test/loss", "test/nll", "test/bleu_greedy", "test/chrf_greedy", "test/bleu", "test/chrf"):
+    for key in ("test/loss", "test/nll", "test/bleu_greedy", "test/chrf_greedy", "test/bleu_lc_greedy", "test/bleu",
+                "test/chrf", "test/bleu_lc"):
         assert key in metrics, key
     # 30 steps of a tiny model: BLEU is near 0, but chrF already sees some right words (an untrained model: ~1)
-    assert 0 <= float(metrics["test/bleu"]) < 100 and float(metrics["test/chrf"]) > 4
+    assert 0 <= float(metrics["test/bleu"]) <= float(metrics["test/bleu_lc"]) < 100 and float(metrics["test/chrf"]) > 4
     printed = "\n".join(messages)
     assert "sacrebleu nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:" in printed
     assert "over 100 sentences" in printed  # the whole test split, each sentence once
@@ -185,6 +186,6 @@ def test_test_bleu_agrees_on_one_and_two_processes(trained, multi30k_slice, tmp_
         assert run.returncode == 0, run.stderr[-4000:]
     single, double = read_rows(results)
     assert single["world_size"] == 1 and double["world_size"] == 2
-    for key in ("test/bleu", "test/chrf", "test/bleu_greedy", "test/chrf_greedy"):
+    for key in ("test/bleu", "test/chrf", "test/bleu_lc", "test/bleu_greedy", "test/chrf_greedy"):
         assert single["metrics"][key] == pytest.approx(double["metrics"][key], abs=1e-9), key
     assert single["metrics"]["test/chrf"] > 0.0

@@ -18,7 +18,7 @@ TASK_TITLES = {"ner": "NER", "sentiment": "Sentiment", "speech": "Speech (frame 
                "translation": "Translation"}
 METRIC_TITLES = {"f1": "F1", "precision": "P", "recall": "R", "accuracy": "accuracy", "frame_accuracy": "frame acc.",
                  "per": "PER", "bleu": "BLEU", "chrf": "chrF",
-                 "bleu_greedy": "BLEU greedy", "chrf_greedy": "chrF greedy"}
+                 "bleu_greedy": "BLEU greedy", "chrf_greedy": "chrF greedy", "bleu_lc": "BLEU lower-cased"}
 UNITS = {"speech": "frames/s"}
 
 

@@ -43,7 +43,7 @@ TASKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "ner": ("CoNLL-2003 English", "test/f1", ("test/precision", "test/recall")),
     "sentiment": ("SST-2", "test/accuracy", ("test/f1",)),
     "speech": ("TIMIT sample", "test/frame_accuracy", ("test/per",)),
-    "translation": ("Multi30k de-en", "test/bleu", ("test/chrf", "test/bleu_greedy")),
+    "translation": ("Multi30k de-en", "test/bleu", ("test/chrf", "test/bleu_greedy", "test/bleu_lc")),
 }
 
 ENTRY_KEYS = {"name", "task", "config", "data", "dataset", "checkpoint", "train", "seeds", "test_args", "timeout",

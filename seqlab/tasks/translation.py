@@ -4,7 +4,7 @@ splits, across ranks."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional
 
 import torch
 import torch.distributed as dist
@@ -21,18 +21,30 @@ from seqlab.models.seq2seq import build_seq2seq_network
 from seqlab.tasks.base import SequenceTask
 
 if TYPE_CHECKING:  # the Batch its data module's collator gives
+    from sacrebleu.metrics.bleu import BLEUScore
+    from sacrebleu.metrics.chrf import CHRFScore
+
     from seqlab.data_modules.translation import TranslationBatch
 
 
-def corpus_scores(hypotheses: list[str], references: list[str]):
-    """sacrebleu's corpus BLEU and chrF (its command-line defaults: 13a tokenization, exp smoothing; chrF n=6,
-    beta=2) of detokenized hypotheses against one reference each -> (BLEUScore, CHRFScore, BLEU signature)."""
+class CorpusScores(NamedTuple):
+    """sacrebleu scores of one corpus: ``bleu`` cased detokenized BLEU (the command line's default: 13a tokenization,
+    exp smoothing), ``bleu_lowercase`` the same lower-cased (what older papers report as lower-cased tokenized BLEU),
+    ``chrf`` (n=6, beta=2), and ``signature``, the cased BLEU's sacrebleu signature."""
+
+    bleu: BLEUScore
+    chrf: CHRFScore
+    bleu_lowercase: BLEUScore
+    signature: str
+
+
+def corpus_scores(hypotheses: list[str], references: list[str]) -> CorpusScores:
+    """Corpus BLEU (cased and lower-cased) and chrF of detokenized hypotheses against one reference each."""
     from sacrebleu.metrics import BLEU, CHRF
 
-    bleu, chrf = BLEU(), CHRF()
-    bleu_score = bleu.corpus_score(hypotheses, [references])
-    chrf_score = chrf.corpus_score(hypotheses, [references])
-    return bleu_score, chrf_score, str(bleu.get_signature())
+    bleu = BLEU()
+    return CorpusScores(bleu.corpus_score(hypotheses, [references]), CHRF().corpus_score(hypotheses, [references]),
+                        BLEU(lowercase=True).corpus_score(hypotheses, [references]), str(bleu.get_signature()))
 
 
 def gather_once(records: list[tuple[int, str, str]]) -> list[tuple[str, str]]:
@@ -62,10 +74,11 @@ class Seq2SeqTranslation(SequenceTask):
     embedding.
 
     Logs ``{stage}/loss`` (label-smoothed cross-entropy per target token, EOS included), ``val|test/nll``
-    (unsmoothed, per token: perplexity = exp(nll)), ``val/bleu`` and ``val/chrf`` with ``search`` (greedy by default), and at test
-    ``test/bleu_greedy``, ``test/chrf_greedy`` (``search``) and ``test/bleu``, ``test/chrf`` (``beam_search``,
-    when set), each over the whole split gathered from every rank, on detokenized hypotheses against the raw
-    references; the sacrebleu signature is printed at test. ``predict`` translates with ``beam_search`` (else
+    (unsmoothed, per token: perplexity = exp(nll)), ``val/bleu``, ``val/chrf`` and ``val/bleu_lc`` with ``search``
+    (greedy by default), and at test ``test/bleu_greedy``, ``test/chrf_greedy``, ``test/bleu_lc_greedy`` (``search``)
+    and ``test/bleu``, ``test/chrf``, ``test/bleu_lc`` (``beam_search``, when set), each over the whole split gathered
+    from every rank, on detokenized hypotheses against the raw references (``bleu_lc``: lower-cased BLEU, for older
+    papers' numbers); the sacrebleu signature is printed at test. ``predict`` translates with ``beam_search`` (else
     ``search``); ``predict_attention`` adds each output token's attention over the source pieces.
     """
 
@@ -165,26 +178,31 @@ class Seq2SeqTranslation(SequenceTask):
         self._outputs.pop("test_greedy", None)
         self._outputs.pop("test_beam", None)
 
-    def _score(self, key: str, names: tuple[str, str], announce: bool = False) -> None:
+    def _score(self, key: str, prefix: str, suffix: str = "", announce: bool = False) -> None:
+        """Logs ``{prefix}/bleu{suffix}``, ``{prefix}/chrf{suffix}`` and ``{prefix}/bleu_lc{suffix}`` (lower-cased) of
+        the translations kept under ``key``."""
         pairs = gather_once(self._outputs.pop(key, []))
         if not pairs:
             return
         hypotheses, references = [h for h, _ in pairs], [r for _, r in pairs]
-        bleu, chrf, signature = corpus_scores(hypotheses, references)
-        self.log_dict({names[0]: float(bleu.score), names[1]: float(chrf.score)}, sync_dist=True,
-                      prog_bar=names[0].endswith("bleu"))
+        scores = corpus_scores(hypotheses, references)
+        bleu = f"{prefix}/bleu{suffix}"
+        self.log_dict({bleu: float(scores.bleu.score), f"{prefix}/chrf{suffix}": float(scores.chrf.score),
+                       f"{prefix}/bleu_lc{suffix}": float(scores.bleu_lowercase.score)}, sync_dist=True,
+                      prog_bar=not suffix)
         if announce:
-            rank_zero_info(f"{names[0]} {bleu.score:.2f} over {len(pairs)} sentences; sacrebleu {signature}")
+            rank_zero_info(f"{bleu} {scores.bleu.score:.2f} (lower-cased {scores.bleu_lowercase.score:.2f}) over "
+                           f"{len(pairs)} sentences; sacrebleu {scores.signature}")
 
     def on_validation_epoch_end(self) -> None:
-        self._score("val_greedy", ("val/bleu", "val/chrf"))
+        self._score("val_greedy", "val")
 
     def on_test_epoch_end(self) -> None:
         if "test_beam" in self._outputs:
-            self._score("test_greedy", ("test/bleu_greedy", "test/chrf_greedy"), announce=True)
-            self._score("test_beam", ("test/bleu", "test/chrf"), announce=True)
+            self._score("test_greedy", "test", "_greedy", announce=True)
+            self._score("test_beam", "test", announce=True)
         else:
-            self._score("test_greedy", ("test/bleu", "test/chrf"), announce=True)
+            self._score("test_greedy", "test", announce=True)
 
     def predict_step(self, batch: TranslationBatch, batch_idx: int = 0) -> list[dict]:
         """One record per source line: source, translation (the best hypothesis), score (its log-probability

@@ -186,11 +186,16 @@ def test_bleu_and_chrf_equal_the_sacrebleu_command_line(scored_files):
     records = [(i, h, r) for i, (h, r) in enumerate(zip(hypotheses, references))]
     shuffled = records[::-1] + records[:7]
     pairs = gather_once(shuffled)
-    bleu, chrf, signature = corpus_scores([h for h, _ in pairs], [r for _, r in pairs])
+    bleu, chrf, bleu_lowercase, signature = corpus_scores([h for h, _ in pairs], [r for _, r in pairs])
     assert 20 < bleu.score < 80
     assert round(bleu.score, 4) == pytest.approx(command_bleu, abs=1e-4)
     assert round(chrf.score, 4) == pytest.approx(command_chrf, abs=1e-4)
-    assert "tok:13a" in signature and "smooth:exp" in signature
+    assert "tok:13a" in signature and "smooth:exp" in signature and "case:mixed" in signature
+    lowercased = subprocess.run([str(SACREBLEU), str(folder / "ref.txt"), "-i", str(folder / "hyp.txt"), "-m", "bleu",
+                                 "-lc", "-b", "-w", "4"], capture_output=True, text=True, timeout=120)
+    assert lowercased.returncode == 0, lowercased.stderr
+    assert round(bleu_lowercase.score, 4) == pytest.approx(float(lowercased.stdout.strip()), abs=1e-4)
+    assert bleu_lowercase.score > bleu.score  # "the" put where a reference starts with "The" only counts lower-cased
 
 
 def _gather_worker(rank: int, world: int, port: int, records: list, out_dir: str) -> None:
