@@ -379,3 +379,41 @@ def test_git_commit_is_dirty_only_for_code_changes(tmp_path):
     assert git_commit(tmp_path) == clean
     (tmp_path / "seqlab" / "model.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == clean + "-dirty"
+
+
+# ------------------------------------------------------------------ comparisons over seeds (multi-task vs single)
+def _comparison_row(config: str, model: str, seed: int, metrics: dict, subcommand: str = "test") -> dict:
+    return {"subcommand": subcommand, "configs": [config], "model": model, "metrics": metrics,
+            "comparison": "mt_vs_single", "seed": seed}
+
+
+def test_comparison_tables_give_mean_and_sample_std_over_seeds(tmp_path, capsys):
+    from seqlab.leaderboard.comparisons import comparison_tables, main
+
+    multi = [(0.88, 0.95), (0.89, 0.94), (0.87, 0.96)]  # (NER F1, POS accuracy) per seed
+    single = [0.90, 0.91, 0.89]
+    rows = [_comparison_row("configs/ner/single.yaml", "TokenTagging", 0, {"test/f1": 0.10}, "fit")]  # not a test row
+    for seed, (ner, pos) in enumerate(multi):
+        rows.append(_comparison_row("configs/multitask/mt.yaml", "MultiTask", seed,
+                                    {"test/ner/f1": ner, "test/ner/loss": 3.0, "test/pos/accuracy": pos}))
+    for seed, ner in enumerate(single):
+        rows.append(_comparison_row("configs/ner/single.yaml", "TokenTagging", seed,
+                                    {"test/f1": ner, "test/f1_PER": 0.5, "test/precision": 0.2}))
+    markdown = comparison_tables(rows)
+    lines = markdown.splitlines()
+    assert lines[0] == "### mt_vs_single"
+    assert lines[2] == "| model | seeds | ner f1 | pos accuracy |"
+    # NER F1 of the multi-task arm: mean 88.00, sample std sqrt(((0)^2 + 1^2 + 1^2) / 2) = 1.00 (percent points)
+    assert lines[4] == "| mt | 0, 1, 2 | 88.00 ± 1.00 (88.00, 89.00, 87.00) | 95.00 ± 1.00 (95.00, 94.00, 96.00) |"
+    assert lines[5] == "| single | 0, 1, 2 | 90.00 ± 1.00 (90.00, 91.00, 89.00) |  |"
+
+    path, out = tmp_path / "rows.jsonl", tmp_path / "table.md"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main([str(path), "--out", str(out)]) == 0
+    assert out.read_text() == markdown and markdown in capsys.readouterr().out
+    unseeded = {k: v for k, v in rows[1].items() if k != "seed"}
+    path.write_text("".join(json.dumps(r) + "\n" for r in [*rows, unseeded]))
+    assert main([str(path)]) == 2  # a comparison test row without its seed
+    assert "has no 'seed' field" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing.jsonl")]) == 2
+    assert "missing.jsonl: no such file" in capsys.readouterr().err
