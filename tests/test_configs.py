@@ -126,3 +126,16 @@ def test_gpu_trainer_configs_parse_as_trainer_options(name, expected):
     trainer = parser.parse_args(["--config", str(CONFIGS / "trainer" / f"{name}.yaml")]).trainer
     check_trainer_options(trainer)
     assert {key: trainer[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.glob("sentiment/sst2_*.yaml")), ids=lambda p: p.stem)
+def test_sst2_configs_split_and_lower_case_raw_text_as_sst2_is(config):
+    """GLUE's SST-2 and GloVe 6B are lower-cased and PTB-tokenized: users' raw text must reach the model so."""
+    import importlib
+
+    import yaml
+
+    spec = yaml.safe_load(config.read_text())["data"]["init_args"]["pre_tokenizer"]
+    module, _, name = spec["class_path"].rpartition(".")
+    pre_tokenizer = getattr(importlib.import_module(module), name)(**spec.get("init_args", {}))
+    assert pre_tokenizer.words("Great movie! It's not bad.") == ["great", "movie", "!", "it", "'s", "not", "bad", "."]

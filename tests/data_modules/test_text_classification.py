@@ -275,9 +275,16 @@ def test_pre_tokenizer_splits_raw_text_like_the_training_data_and_travels_in_the
     restored.load_state_dict(state)
     (row,) = restored.encoded_inputs(["A gripping, funny movie!"]).columns["tokens"]
     assert row == ["a", "gripping", ",", "funny", "movie", "!"]
-    plain = data_for(sst_dir)  # today's default: whitespace, so "movie!" is one unknown word
-    plain.prepare_encoders()
+    default = data_for(sst_dir)  # the default: the Treebank rules, case kept
+    assert default.pre_tokenizer == TreebankPreTokenizer()
+    default.prepare_encoders()
+    (tokens,) = default.encoded_inputs(["funny movie!"]).columns["tokens"]
+    assert tokens == ["funny", "movie", "!"] and default.words.index("movie") != default.words.unk_index
+    old = default.state_dict()
+    del old["pre_tokenizer"]  # a checkpoint from before pre-tokenizers were stored: they split on whitespace
+    plain = data_for(sst_dir)
+    plain.load_state_dict(old)
     (ids,) = plain.encoded_inputs(["funny movie!"]).columns["token_ids"]
-    assert ids[-1] == plain.words.unk_index
+    assert ids[-1] == plain.words.unk_index  # "movie!" is one unknown word
     with pytest.raises(SeqlabError, match="give one of them"):
         data_for(sst_dir, tokenizer="bert-base-uncased", pre_tokenizer=TreebankPreTokenizer())

@@ -18,6 +18,7 @@ import torch
 
 from seqlab import SeqlabError
 from seqlab.data_modules import TokenClassificationData
+from seqlab.encoders import TreebankPreTokenizer, WhitespacePreTokenizer
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -388,6 +389,27 @@ def test_predict_reads_one_sentence_per_line(make_data, conll_dir, tmp_path):
         for row, tokens in enumerate(b["tokens"]):
             assert b["token_ids"][row, : len(tokens)].tolist() == data.words.encode(tokens)
             assert not b["tag_ids"].any()
+
+
+def test_raw_text_is_split_as_conll_is_by_default_and_old_checkpoints_keep_whitespace(make_data, conll_dir, tmp_path):
+    text = 'Peter Blackburn met "Germany\'s" minister in China.'
+    raw = tmp_path / "raw.txt"
+    raw.write_text(text + "\n")
+    data = make_data(conll_dir, predict_path=str(raw))
+    (batch,) = all_batches(data.predict_dataloader())
+    # the final period and the clitic split off, CoNLL's straight quotes kept (not PTB's `` '')
+    expected = ["Peter", "Blackburn", "met", '"', "Germany", "'s", '"', "minister", "in", "China", "."]
+    assert batch["tokens"] == [expected]
+    (row,) = data.input_rows([text])
+    assert [text[start:end] for start, end in zip(row["starts"], row["ends"])] == expected
+    state = data.state_dict()
+    assert state["pre_tokenizer"] == {"kind": "treebank", **TreebankPreTokenizer(ptb_quotes=False).options()}
+    del state["pre_tokenizer"]  # a checkpoint from before pre-tokenizers were stored: they split on whitespace
+    restored = make_data(conll_dir, fit=False)
+    restored.load_state_dict(state)
+    assert restored.pre_tokenizer == WhitespacePreTokenizer()
+    (row,) = restored.input_rows([text])
+    assert row["tokens"] == text.split()
 
 
 def test_predict_empty_line_is_an_error(make_data, conll_dir, tmp_path):
