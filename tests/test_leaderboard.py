@@ -414,6 +414,6 @@ def test_comparison_tables_give_mean_and_sample_std_over_seeds(tmp_path, capsys)
     unseeded = {k: v for k, v in rows[1].items() if k != "seed"}
     path.write_text("".join(json.dumps(r) + "\n" for r in [*rows, unseeded]))
     assert main([str(path)]) == 2  # a comparison test row without its seed
-    assert "has no 'seed' field" in capsys.readouterr().err
+    assert "mt (mt_vs_single) has no integer 'seed'" in capsys.readouterr().err
     assert main([str(tmp_path / "missing.jsonl")]) == 2
     assert "missing.jsonl: no such file" in capsys.readouterr().err

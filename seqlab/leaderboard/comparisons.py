@@ -28,12 +28,12 @@ def headline_scores(row: dict) -> dict[str, float]:
     """task -> headline test metric of one test row: ``test/{task}/{metric}`` of a multi-task model,
     ``test/{metric}`` of a single-task one (its task from the model class)."""
     scores = {}
+    single = SINGLE_TASKS.get(str(row.get("model")))
     for key, value in (row.get("metrics") or {}).items():
         multi = re.fullmatch(r"test/([^/]+)/([^/]+)", key)
         if multi and HEADLINE.get(multi.group(1)) == multi.group(2):
             scores[multi.group(1)] = value
-        single = SINGLE_TASKS.get(str(row.get("model")))
-        if single and key == f"test/{HEADLINE[single]}":
+        elif single and key == f"test/{HEADLINE[single]}":
             scores[single] = value
     return scores
 
@@ -49,10 +49,10 @@ def comparison_tables(rows: list[dict]) -> str:
     for row in rows:
         if row.get("subcommand") != "test" or "comparison" not in row:
             continue
-        if "seed" not in row:
-            raise SeqlabError(f"a comparison test row of {arm_name(row)} ({row['comparison']}) has no 'seed' field")
+        if not isinstance(row.get("seed"), int):
+            raise SeqlabError(f"a comparison test row of {arm_name(row)} ({row['comparison']}) has no integer 'seed'")
         arms = grouped.setdefault(row["comparison"], {})
-        arms.setdefault(arm_name(row), {})[int(row["seed"])] = headline_scores(row)  # the latest row per seed wins
+        arms.setdefault(arm_name(row), {})[row["seed"]] = headline_scores(row)  # the latest row per seed wins
     if not grouped:
         raise SeqlabError("no comparison test rows (test rows with 'comparison' and 'seed' fields)")
     out = []
