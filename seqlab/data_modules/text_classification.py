@@ -74,6 +74,16 @@ def _texts(signature: tuple, reader: Reader, split: str, text_field: str, label_
             yield {"text": text, "label": label, "source": row["source"], "line": row["line"], "error": error}
 
 
+def label_index(label: str, stoi: dict[str, int], by_index: bool) -> int:
+    """The id of a raw label: its name in ``stoi``, or (``by_index``: the label names were given) an integer index
+    into the names. Raises KeyError for a label outside the set."""
+    if label in stoi:
+        return stoi[label]
+    if by_index and label.lstrip("-").isdigit() and 0 <= int(label) < len(stoi):
+        return int(label)
+    raise KeyError(label)
+
+
 class TextClassificationData(WordVectorsData):
     """One label per text.
 
@@ -215,18 +225,11 @@ class TextClassificationData(WordVectorsData):
         self.label_vocab = Vocabulary.from_state_dict(state_dict["labels"])
 
     # ----------------------------------------------------------------- encoding and batching
-    def label_id(self, label: str) -> int:
-        """The id of a raw label: its name, or (with ``label_names``) an integer index into the names. Raises
-        KeyError for a label outside the set."""
-        vocab = self.label_vocab
-        if label in vocab.stoi:
-            return vocab.stoi[label]
-        if self.hparams.label_names and label.lstrip("-").isdigit() and 0 <= int(label) < len(vocab):
-            return int(label)
-        raise KeyError(label)
-
     def batch_encoder(self, split: str) -> Callable[[dict, list[int]], dict]:
-        text_encoder, max_length, label_id = self.text_encoder, self.hparams.max_length, self.label_id
+        # the closure holds plain values, never the module: datasets fingerprints it by pickling (a module holding a
+        # loaded transformer cannot be pickled, and the cache would be missed on every run)
+        text_encoder, max_length = self.text_encoder, self.hparams.max_length
+        stoi, by_index = dict(self.label_vocab.stoi), bool(self.hparams.label_names)
         pre_tokenizer = self.pre_tokenizer if isinstance(text_encoder, WhitespaceEncoder) else None  # sub-words: raw
         labels = ", ".join(self.label_vocab.itos)
         hint = f" (ids 0..{len(self.label_vocab) - 1} index them)" if self.hparams.label_names else ""
@@ -237,7 +240,7 @@ class TextClassificationData(WordVectorsData):
             target = -1
             if label and not error:
                 try:
-                    target = label_id(label)
+                    target = label_index(label, stoi, by_index)
                 except KeyError:
                     error = f"{where(source, line)}: label '{label}' is not in the label set: {labels}{hint}"
             return {"token_ids": ids[:max_length], "tokens": tokens[:max_length], "label_id": target,

@@ -126,6 +126,31 @@ def test_cached_features_equal_the_live_transformer_and_are_computed_once(tmp_pa
         assert torch.equal(features, cached[words])
 
 
+def test_sentence_features_are_cached_across_runs_for_every_split(tmp_path):
+    """The second run reads every split's features from the cache. Before, once the transformer had run for train,
+    the text module's encoding function (which held the module, and through it the loaded transformer) could not be
+    fingerprinted: datasets used a random hash, and validation was encoded and featurized again on every run."""
+    from seqlab.data_modules import TextClassificationData
+
+    (tmp_path / "data").mkdir()
+    for split, rows in (("train", "a gripping , funny movie\t1\nflat and dull\t0\n"), ("dev", "funny movie\t1\n")):
+        (tmp_path / "data" / f"{split}.tsv").write_text("sentence\tlabel\n" + rows)
+
+    def data_module() -> TextClassificationData:
+        data = TextClassificationData(path=str(tmp_path / "data"), name=None, cache_dir=str(tmp_path / "cache"),
+                                      label_names=["negative", "positive"], transformer=FrozenTransformer(layers=2))
+        data.setup("fit")
+        return data
+
+    first = data_module()
+    assert first.transformer.encoder._module is not None
+    again = data_module()
+    assert again.transformer.encoder._module is None  # every split read from the cache: the transformer never loaded
+    for split in ("train", "validation"):
+        assert [f["filename"] for f in again.encode(split, again.raw_split(split)).cache_files] == \
+               [f["filename"] for f in first.encode(split, first.raw_split(split)).cache_files]
+
+
 TEXTS = ["Peter Blackburn rejects German embeddings .", "EU", "Tokenization is unbelievably fun"]
 
 
