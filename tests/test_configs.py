@@ -128,14 +128,21 @@ def test_gpu_trainer_configs_parse_as_trainer_options(name, expected):
     assert {key: trainer[key] for key in expected} == expected
 
 
-@pytest.mark.parametrize("config", sorted(CONFIGS.glob("sentiment/sst2_*.yaml")), ids=lambda p: p.stem)
+#: every config that trains on SST-2 -> where its sentiment data options are
+SST2_DATA = {**{p: ("data", "init_args") for p in sorted(CONFIGS.glob("sentiment/sst2_*.yaml"))},
+             CONFIGS / "multitask" / "conll2003_ner_sst2.yaml": ("data", "init_args", "tasks", "sentiment", "init_args")}
+
+
+@pytest.mark.parametrize("config", list(SST2_DATA), ids=lambda p: p.stem)
 def test_sst2_configs_split_and_lower_case_raw_text_as_sst2_is(config):
     """GLUE's SST-2 and GloVe 6B are lower-cased and PTB-tokenized: users' raw text must reach the model so."""
+    import functools
     import importlib
 
     import yaml
 
-    spec = yaml.safe_load(config.read_text())["data"]["init_args"]["pre_tokenizer"]
+    options = functools.reduce(lambda node, key: node[key], SST2_DATA[config], yaml.safe_load(config.read_text()))
+    spec = options["pre_tokenizer"]
     module, _, name = spec["class_path"].rpartition(".")
     pre_tokenizer = getattr(importlib.import_module(module), name)(**spec.get("init_args", {}))
     assert pre_tokenizer.words("Great movie! It's not bad.") == ["great", "movie", "!", "it", "'s", "not", "bad", "."]
