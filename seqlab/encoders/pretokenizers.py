@@ -70,6 +70,11 @@ class PreTokenizer:
         """The pre-tokenizer of kind ``name`` with its default options."""
         return PreTokenizer.from_state_dict({"kind": name})
 
+    def __reduce__(self) -> tuple:
+        """Pickled as its state: the same bytes in every process (``datasets`` fingerprints an encoding function by
+        pickling it, so a set inside, whose order changes with the process's string hashing, would miss the cache)."""
+        return PreTokenizer.from_state_dict, (self.state_dict(),)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PreTokenizer) and self.state_dict() == other.state_dict()
 
