@@ -177,7 +177,8 @@ def test_frozen_checkpoint_round_trip_predicts_as_the_trained_model(tmp_path):
     write_conll(tmp_path / "data", SENTENCES * 3)
     cli = fit(tmp_path, tmp_path / "data")
     mix = cli.model.model.body.embedder.transformer.mix
-    assert cli.model.model.body.embedder.transformer.layers == 4 and cli.model.model.body.embedder.transformer.transformer is None
+    assert cli.model.model.body.embedder.transformer.layers == 7  # the config's, linked from the data module
+    assert cli.model.model.body.embedder.transformer.transformer is None
     assert mix.weights.abs().sum() > 0  # linked in, and trained
     checkpoint = next((tmp_path / "runs").rglob("last.ckpt"))
     expected = Predictor(cli.model, cli.datamodule).predict(TEXTS)
