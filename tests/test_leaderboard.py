@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from seqlab import SeqlabError
+from seqlab.encoders import TreebankPreTokenizer
 from seqlab.leaderboard.importer import import_rows
 from seqlab.leaderboard.plots import render_plots
 from seqlab.leaderboard.render import render_csv, render_markdown
@@ -298,7 +299,8 @@ def test_tiny_spec_runs_records_renders_and_appends(tmp_path, conll_slice, sst2_
                               "pooling": None, "head": "CRFTagger", "embedding": "WordEmbedding", "attends": False}
     assert ner["metrics"].keys() >= {"test/f1", "test/precision", "test/recall"}
     assert sentiment["variant"]["pooling"] == "SelfAttentivePooling" and sentiment["variant"]["attends"]
-    assert sentiment["test_tokens"] == sum(len(line.split("\t")[0].split())
+    split = TreebankPreTokenizer(lowercase=True).words  # the config's pre-tokenizer
+    assert sentiment["test_tokens"] == sum(len(split(line.split("\t")[0]))
                                            for line in (sst2_slice / "test.tsv").read_text().splitlines()[1:])
     assert missing["error"].startswith("config not found") and missing["failed_stage"] == "fit"
 
