@@ -419,3 +419,48 @@ def test_comparison_tables_give_mean_and_sample_std_over_seeds(tmp_path, capsys)
     assert "mt (mt_vs_single) has no integer 'seed'" in capsys.readouterr().err
     assert main([str(tmp_path / "missing.jsonl")]) == 2
     assert "missing.jsonl: no such file" in capsys.readouterr().err
+
+
+def test_the_spec_comparisons_become_a_leaderboard_section_with_their_notes(tmp_path, capsys):
+    from seqlab.leaderboard import main
+
+    rows = []
+    for seed, (ner, single) in enumerate([(0.88, 0.90), (0.89, 0.92)]):
+        note = f"20 min each, side by side, --seed_everything {seed}"
+        rows.append({**_comparison_row("configs/multitask/mt.yaml", "MultiTask", seed, {"test/ner/f1": ner}),
+                     "note": note})
+        rows.append({**_comparison_row("configs/ner/single.yaml", "TokenTagging", seed, {"test/f1": single}),
+                     "note": note})
+    comparisons = tmp_path / "comparisons.jsonl"
+    comparisons.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    raw = {"results": str(tmp_path / "rows.jsonl"), "markdown": str(tmp_path / "L.md"), "csv": str(tmp_path / "L.csv"),
+           "plots": str(tmp_path / "plots"), "bench": None, "comparisons": str(comparisons),
+           "entries": [{"name": "ner/x", "task": "ner", "config": "configs/ner/conll2003_bilstm_crf.yaml",
+                        "train": {"max_time": "1m"}}]}
+    main([str(write_spec(tmp_path / "s.yaml", raw)), "--render-only"])
+    text = (tmp_path / "L.md").read_text()
+    section = text[text.index("## Multi-task vs single-task models"):].splitlines()
+    start = section.index("### mt_vs_single")
+    # NER F1: mean (88 + 89) / 2 = 88.50, sample std sqrt(2 * 0.5^2 / 1) = 0.71; single: 91.00 +- 1.41
+    assert section[start + 2:start + 9] == [
+        "| model | seeds | ner f1 |", "| --- | --- | --- |", "| mt | 0, 1 | 88.50 ± 0.71 (88.00, 89.00) |",
+        "| single | 0, 1 | 91.00 ± 1.41 (90.00, 92.00) |", "",
+        "- 20 min each, side by side, --seed_everything 0", "- 20 min each, side by side, --seed_everything 1"]
+    assert f"From `{comparisons.as_posix()}`" in "\n".join(section)
+
+    comparisons.unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "s.yaml"), "--render-only"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"seqlab leaderboard: error: comparisons: {comparisons}: no such file"]
+
+
+def test_the_default_spec_renders_the_committed_multitask_comparisons():
+    from seqlab.leaderboard.comparisons import comparison_section
+
+    spec = load_spec(repo_root() / "leaderboards" / "default.yaml", data_root="/data")
+    assert spec.comparisons == Path("results/multitask_comparisons.jsonl")
+    section = "\n".join(comparison_section(repo_root() / spec.comparisons))
+    assert "### ner_pos_chunk_vs_ner" in section and "### ner_sst2_vs_ner_and_sst2" in section
+    assert "| conll2003_ner_pos_chunk | 0, 1, 2 |" in section and "| conll2003_bilstm_crf_glove | 0, 1, 2 |" in section

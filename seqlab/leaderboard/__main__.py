@@ -109,7 +109,7 @@ def render_all(spec, console) -> None:
     rows = read_rows(spec.results)
     plots = render_plots(rows, spec.plots)
     render_markdown(rows, spec.markdown, title=spec.title, budget=spec.budget, plots=plots,
-                    results_path=str(spec.results), bench=spec.bench)
+                    results_path=str(spec.results), bench=spec.bench, comparisons=spec.comparisons)
     render_csv(rows, spec.csv)
     count = sum(len(p) for p in plots.values())
     console.print(f"wrote {spec.markdown}, {spec.csv} and {count} plots in {spec.plots} "

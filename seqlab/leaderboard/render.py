@@ -11,7 +11,8 @@ from typing import Optional
 
 from seqlab.leaderboard.bench import bench_lines, latest_bench_rows
 from seqlab.leaderboard.references import Reference, references_for
-from seqlab.leaderboard.rows import Aggregate, aggregate, lower_is_better, sort_key
+from seqlab.leaderboard.comparisons import comparison_section
+from seqlab.leaderboard.rows import Aggregate, aggregate, fmt_mean_std, lower_is_better, sort_key
 from seqlab.leaderboard.spec import TASKS
 
 TASK_TITLES = {"ner": "NER", "sentiment": "Sentiment", "speech": "Speech (frame phone recognition)",
@@ -34,13 +35,6 @@ def metric_title(metric: str) -> str:
     name = metric.rsplit("/", 1)[-1]
     title = METRIC_TITLES.get(name, name)
     return f"{title} (%)" if scale(metric, []) == 100.0 else title
-
-
-def fmt_mean_std(mean: Optional[float], std: Optional[float], factor: float = 1.0, digits: int = 2) -> str:
-    if mean is None:
-        return "–"
-    text = f"{mean * factor:.{digits}f}"
-    return text + (f" ± {std * factor:.{digits}f}" if std is not None else "")
 
 
 def fmt_count(value: Optional[float]) -> str:
@@ -147,9 +141,10 @@ def _variant_text(variant: dict) -> str:
 
 def render_markdown(rows: list[dict], path: Path, title: str = "seqlab leaderboard", budget: str = "",
                     plots: Optional[dict[tuple[str, str, str], list[Path]]] = None, results_path: str = "",
-                    bench: Optional[Path] = None) -> str:
-    """Write the leaderboard Markdown to ``path`` and return it; ``bench``: the benchmarks' JSONL folder, whose
-    newest rows become a last section."""
+                    bench: Optional[Path] = None, comparisons: Optional[Path] = None) -> str:
+    """Write the leaderboard Markdown to ``path`` and return it; ``comparisons``: a JSONL of side-by-side runs over
+    seeds (``seqlab.leaderboard.comparisons``), shown as a section after the tables; ``bench``: the benchmarks' JSONL
+    folder, whose newest rows become a last section."""
     grouped = tables(rows)
     commits = sorted({str(r.get("git_commit")) for r in rows if r.get("git_commit")})
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -196,6 +191,8 @@ def render_markdown(rows: list[dict], path: Path, title: str = "seqlab leaderboa
         for plot in (plots or {}).get((task, dataset, split), []):
             relative = os.path.relpath(plot, path.parent)
             out += [f"![{plot.stem}]({Path(relative).as_posix()})", ""]
+    if comparisons is not None:
+        out += comparison_section(comparisons)
     if bench is not None:
         out += bench_lines(latest_bench_rows(bench), bench)
     out += ["Reference numbers not listed: TIMIT (the `timit_sample` here is 160 utterances, not comparable with "

@@ -181,6 +181,14 @@ def mean_std(values: Iterable[Any]) -> tuple[Optional[float], Optional[float], i
     return statistics.fmean(numbers), (statistics.stdev(numbers) if len(numbers) > 1 else None), len(numbers)
 
 
+def fmt_mean_std(mean: Optional[float], std: Optional[float], factor: float = 1.0, digits: int = 2) -> str:
+    """``"88.00 ± 1.00"``: mean and std times ``factor``; the mean alone without a std, "–" without a mean."""
+    if mean is None:
+        return "–"
+    text = f"{mean * factor:.{digits}f}"
+    return text + (f" ± {std * factor:.{digits}f}" if std is not None else "")
+
+
 def latest_runs(rows: list[dict]) -> list[dict]:
     """The last row per (entry, seed, source) in file order: re-running an entry replaces it in the tables (the
     JSONL keeps every row)."""

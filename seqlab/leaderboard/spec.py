@@ -7,6 +7,7 @@ markdown: LEADERBOARD.md
 csv: results/leaderboard.csv
 plots: results/leaderboard        # PNG folder
 bench: results/bench              # the benchmarks' JSONL rows, shown in a last section (null: none)
+comparisons: results/multitask_comparisons.jsonl  # side-by-side runs over seeds, a section of their own (default: none)
 runs: runs/leaderboard            # log/checkpoint folder, one subfolder per entry and seed
 defaults: {seeds: [0], train: {max_time: 10m}}    # merged into every entry (an entry's own keys win)
 entries:
@@ -49,8 +50,8 @@ TASKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 ENTRY_KEYS = {"name", "task", "config", "data", "dataset", "checkpoint", "train", "seeds", "test_args", "timeout",
               "env"}
 TRAIN_KEYS = {"max_time", "max_epochs", "args"}
-SPEC_KEYS = {"data_root", "results", "markdown", "csv", "plots", "bench", "runs", "defaults", "entries", "title",
-             "budget", "import"}
+SPEC_KEYS = {"data_root", "results", "markdown", "csv", "plots", "bench", "comparisons", "runs", "defaults", "entries",
+             "title", "budget", "import"}
 
 
 def default_data_root() -> Path:
@@ -130,6 +131,7 @@ class Spec:
     csv: Path = Path("results/leaderboard.csv")
     plots: Path = Path("results/leaderboard")
     bench: Optional[Path] = Path("results/bench")
+    comparisons: Optional[Path] = None
     runs: Path = Path("runs/leaderboard")
     title: str = "seqlab leaderboard"
     budget: str = ""
@@ -238,4 +240,6 @@ def load_spec(path: str | Path, data_root: Optional[str | Path] = None) -> Spec:
             setattr(spec, key, Path(str(raw[key])))
     if "bench" in raw:
         spec.bench = Path(str(raw["bench"])) if raw["bench"] else None
+    if raw.get("comparisons"):
+        spec.comparisons = Path(str(raw["comparisons"]))
     return spec
