@@ -202,6 +202,18 @@ def test_import_quality_rows_once(tmp_path):
     assert import_rows(quality, rows) == []  # importing again adds nothing
 
 
+def test_an_imported_row_takes_the_dataset_of_the_spec_entry_with_its_config(tmp_path):
+    quality = tmp_path / "quality.jsonl"
+    row = {"subcommand": "test", "model": "SentenceClassification", "metrics": {"test/accuracy": 0.49}}
+    quality.write_text("\n".join(json.dumps({**row, "configs": [config], "ckpt_path": str(tmp_path / f"{i}.ckpt")})
+                                 for i, config in enumerate(["configs/sentiment/sst5_bilstm.yaml",
+                                                             "configs/sentiment/sst2_bilstm.yaml"])) + "\n")
+    spec = load_spec(repo_root() / "leaderboards" / "default.yaml", data_root="/data")
+    sst5, sst2 = import_rows(quality, [], datasets=spec.datasets_by_config())
+    assert (sst5["dataset"], sst2["dataset"]) == ("SST-5", "SST-2")
+    assert [r["dataset"] for r in import_rows(quality, [])] == ["SST-2", "SST-2"]  # no spec: the task's default
+
+
 def test_cli_dispatches_to_the_leaderboard(tmp_path, capsys):
     from seqlab.cli import main
 

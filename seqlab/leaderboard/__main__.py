@@ -133,7 +133,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         for source in [] if args.dry_run else [*spec.imports, *map(Path, args.imports)]:
             if not source.is_file():
                 raise SeqlabError(f"--import: file not found: {source}")
-            imported = import_rows(source, read_rows(spec.results))
+            imported = import_rows(source, read_rows(spec.results), datasets=spec.datasets_by_config())
             for row in imported:
                 append_row(spec.results, row)
             console.print(f"imported {len(imported)} rows from {source}", highlight=False)

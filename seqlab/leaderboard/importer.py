@@ -35,6 +35,10 @@ def _run_name(row: dict) -> str:
     return parts[-4] if len(parts) >= 4 else Path(str(row.get("ckpt_path"))).stem
 
 
+def _posix(config: str) -> str:
+    return Path(config).as_posix()
+
+
 def _config_variant(row: dict, task: str, name: str) -> Optional[dict]:
     candidates = [Path(c) for c in row.get("configs") or []] + [Path("configs") / task / f"{name}.yaml"]
     for config in candidates:
@@ -45,8 +49,10 @@ def _config_variant(row: dict, task: str, name: str) -> Optional[dict]:
     return None
 
 
-def import_rows(source: str | Path, existing: list[dict]) -> list[dict]:
-    """Leaderboard rows for the ``test`` rows of ``source`` that name a checkpoint and are not imported yet."""
+def import_rows(source: str | Path, existing: list[dict], datasets: Optional[dict[str, str]] = None) -> list[dict]:
+    """Leaderboard rows for the ``test`` rows of ``source`` that name a checkpoint and are not imported yet.
+    ``datasets``: config path -> dataset name (the spec's entries'); a row of another config gets its task's default
+    dataset (e.g. SST-2 for sentiment)."""
     source = Path(source)
     known = {r.get("run_id") for r in existing}
     env = environment()
@@ -74,11 +80,13 @@ def import_rows(source: str | Path, existing: list[dict]) -> list[dict]:
                 info = {}
         variant = info.get("variant") or _config_variant(raw, task, name)
         main_metric = TASKS[task][1]
+        dataset = next((datasets[c] for c in map(_posix, raw.get("configs") or []) if c in (datasets or {})),
+                       TASKS[task][0])
         rows.append({
             "schema": SCHEMA, "run_id": run_id, "status": "ok" if main_metric in metrics else "failed",
             "error": None if main_metric in metrics else f"no {main_metric} in the imported row",
             "failed_stage": None, "source": f"import:{source}", "spec": None,
-            "entry": f"{name} (quality run)", "task": task, "dataset": TASKS[task][0], "split": "test",
+            "entry": f"{name} (quality run)", "task": task, "dataset": dataset, "split": "test",
             "configs": raw.get("configs") or [], "data_path": info.get("data_path"), "seed": None, "budget_s": None,
             "max_epochs": None, "main_metric": main_metric, "main_value": metrics.get(main_metric),
             "metrics": metrics, "variant": variant, "model_variant": describe_variant(variant) if variant else None,

@@ -140,6 +140,10 @@ class Spec:
     def budget_seconds(self) -> float:
         return sum(e.budget_seconds() * len(e.seeds) for e in self.entries)
 
+    def datasets_by_config(self) -> dict[str, str]:
+        """config path (POSIX) -> the dataset of the entries that train it."""
+        return {Path(c).as_posix(): e.dataset for e in self.entries for c in e.configs}
+
 
 def _str_list(value: Any, where: str) -> list[str]:
     if value is None:
