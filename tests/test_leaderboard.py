@@ -476,3 +476,37 @@ def test_the_default_spec_renders_the_committed_multitask_comparisons():
     section = "\n".join(comparison_section(repo_root() / spec.comparisons))
     assert "### ner_pos_chunk_vs_ner" in section and "### ner_sst2_vs_ner_and_sst2" in section
     assert "| conll2003_ner_pos_chunk | 0, 1, 2 |" in section and "| conll2003_bilstm_crf_glove | 0, 1, 2 |" in section
+
+
+def test_every_line_lists_the_commands_that_made_it(tmp_path):
+    from seqlab.leaderboard import main
+    from seqlab.leaderboard.importer import import_commands
+
+    base = ["--config", "configs/ner/conll2003_bilstm_crf.yaml", "--data.init_args.path", "../shared/data/ner x"]
+    quality = tmp_path / "quality.jsonl"
+    raw = [{"subcommand": "fit", "configs": base[1:2], "argv": ["fit", *base, "--results_path", "q.jsonl"],
+            "note": "seed 0, 40 min"},
+           {"subcommand": "test", "configs": base[1:2], "model": "TokenTagging", "metrics": {"test/f1": 0.91},
+            "argv": ["test", *base, "--ckpt_path", "best", "--results_path", "q.jsonl"], "ckpt_path": "runs/a.ckpt"},
+           {"subcommand": "test", "model": "TokenTagging", "metrics": {"test/f1": 0.90}, "ckpt_path": "runs/b.ckpt"}]
+    quality.write_text("".join(json.dumps(r) + "\n" for r in raw))
+    results = tmp_path / "rows.jsonl"
+    results.write_text(json.dumps(make_row("ner/crf", 0, 0.89, spec="s.yaml")) + "\n")
+    spec = write_spec(tmp_path / "s.yaml", {
+        "results": str(results), "markdown": str(tmp_path / "L.md"), "csv": str(tmp_path / "L.csv"),
+        "plots": str(tmp_path / "plots"), "bench": None, "import": [str(quality)],
+        "entries": [{"name": "ner/crf", "task": "ner", "config": "c.yaml", "train": {"max_time": "1m"}}]})
+    main([str(spec), "--render-only"])
+
+    commands = import_commands(quality)
+    assert sorted(commands) == sorted(r["run_id"] for r in import_rows(quality, []))  # the same run ids
+    text = (tmp_path / "L.md").read_text()
+    section = text[text.index("## How each line was made"):].split("\n## ")[0].splitlines()
+    made = section[section.index("### NER: CoNLL-2003 English (test)") + 2:]
+    fit = "seqlab fit --config configs/ner/conll2003_bilstm_crf.yaml --data.init_args.path '../shared/data/ner x' " \
+          "--results_path q.jsonl"
+    assert made[:3] == [
+        f"- conll2003_bilstm_crf (quality run): `{fit}`, then `seqlab test` with the same options and "
+        "`--ckpt_path best`. seed 0, 40 min",
+        "- b (quality run): the command was not recorded (tested checkpoint `runs/b.ckpt`)",
+        "- ner/crf: `seqlab leaderboard s.yaml --only ner/crf` (seeds 0)"]

@@ -101,15 +101,20 @@ def select(entries, only: Optional[list[str]]):
     return chosen
 
 
-def render_all(spec, console) -> None:
+def render_all(spec, console, imports: list[Path]) -> None:
+    """The Markdown, the CSV and the plots; ``imports``: the files quality rows were imported from (their commands
+    are listed)."""
+    from seqlab.leaderboard.importer import import_commands
     from seqlab.leaderboard.plots import render_plots
     from seqlab.leaderboard.render import render_csv, render_markdown
     from seqlab.leaderboard.rows import read_rows
 
     rows = read_rows(spec.results)
     plots = render_plots(rows, spec.plots)
+    commands = {run_id: how for source in imports if source.is_file()
+                for run_id, how in import_commands(source).items()}
     render_markdown(rows, spec.markdown, title=spec.title, budget=spec.budget, plots=plots,
-                    results_path=str(spec.results), bench=spec.bench, comparisons=spec.comparisons)
+                    results_path=str(spec.results), bench=spec.bench, comparisons=spec.comparisons, commands=commands)
     render_csv(rows, spec.csv)
     count = sum(len(p) for p in plots.values())
     console.print(f"wrote {spec.markdown}, {spec.csv} and {count} plots in {spec.plots} "
@@ -130,7 +135,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         spec = load_spec(args.spec, data_root=args.data_root)
         if args.results:
             spec.results = Path(args.results)
-        for source in [] if args.dry_run else [*spec.imports, *map(Path, args.imports)]:
+        imports = [*spec.imports, *map(Path, args.imports)]
+        for source in [] if args.dry_run else imports:
             if not source.is_file():
                 raise SeqlabError(f"--import: file not found: {source}")
             imported = import_rows(source, read_rows(spec.results), datasets=spec.datasets_by_config())
@@ -152,7 +158,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             runner = Runner(spec, on_event=Progress(console))
             rows = runner.run(entries)
             summary(console, rows)
-        render_all(spec, console)
+        render_all(spec, console, imports)
     except SeqlabError as error:
         print(f"seqlab leaderboard: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from pathlib import Path
 from typing import Optional
 
@@ -49,6 +50,36 @@ def _config_variant(row: dict, task: str, name: str) -> Optional[dict]:
     return None
 
 
+def _run_id(source: Path, raw: dict) -> str:
+    digest = hashlib.sha1(json.dumps([str(source), raw.get("ckpt_path"), raw.get("metrics") or {}],
+                                     sort_keys=True).encode())
+    return "import-" + digest.hexdigest()[:12]
+
+
+def _command(raw: Optional[dict]) -> Optional[str]:
+    argv = (raw or {}).get("argv")
+    return "seqlab " + shlex.join(map(str, argv)) if argv else None
+
+
+def import_commands(source: str | Path) -> dict[str, dict[str, Optional[str]]]:
+    """``run_id`` of each test row ``import_rows`` takes from ``source`` -> how it was made: ``fit`` (the command of
+    the last fit row before it with the same configs, as ``scripts/quality_run.sh`` writes them), ``test`` (its own
+    command), ``note`` (the row's ``note`` field) and ``checkpoint`` (the tested checkpoint's path)."""
+    source = Path(source)
+    last_fit: dict[str, dict] = {}
+    commands = {}
+    for raw in read_rows(source):
+        configs = json.dumps(raw.get("configs") or [])
+        if raw.get("subcommand") == "fit":
+            last_fit[configs] = raw
+        elif raw.get("subcommand") == "test" and raw.get("ckpt_path"):
+            fit = last_fit.get(configs)
+            commands[_run_id(source, raw)] = {"fit": _command(fit), "test": _command(raw),
+                                              "note": raw.get("note") or (fit or {}).get("note"),
+                                              "checkpoint": str(raw["ckpt_path"])}
+    return commands
+
+
 def import_rows(source: str | Path, existing: list[dict], datasets: Optional[dict[str, str]] = None) -> list[dict]:
     """Leaderboard rows for the ``test`` rows of ``source`` that name a checkpoint and are not imported yet.
     ``datasets``: config path -> dataset name (the spec's entries'); a row of another config gets its task's default
@@ -65,8 +96,7 @@ def import_rows(source: str | Path, existing: list[dict], datasets: Optional[dic
         if task is None:
             continue
         metrics = raw.get("metrics") or {}
-        digest = hashlib.sha1(json.dumps([str(source), raw.get("ckpt_path"), metrics], sort_keys=True).encode())
-        run_id = "import-" + digest.hexdigest()[:12]
+        run_id = _run_id(source, raw)
         if run_id in known:
             continue
         known.add(run_id)

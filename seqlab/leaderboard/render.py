@@ -105,6 +105,7 @@ def table_lines(task: str, dataset: str, split: str, aggs: list[Aggregate]) -> l
             "cuda_max_allocated_mb": agg.stats.get("cuda_max_allocated_mb", (None,))[0],
             "seeds": n, "failed": len(agg.failed_seeds), "status": "ok" if agg.ok else "failed",
             "error": agg.errors[-1] if agg.errors else "", "notes": "; ".join(notes), "source": agg.source,
+            "run_ids": agg.run_ids, "spec": agg.spec, "seed_list": agg.seeds + agg.failed_seeds,
         })
     for ref in references_for(task, dataset, main_metric):
         lines.append(_reference_line(ref, split))
@@ -139,12 +140,48 @@ def _variant_text(variant: dict) -> str:
     return text
 
 
+def _tested_as(fit: str) -> str:
+    """The test command ``scripts/quality_run.sh`` runs after the fit command ``fit``."""
+    return fit.replace("seqlab fit ", "seqlab test ", 1).replace(" --results_path ", " --ckpt_path best --results_path ", 1)
+
+
+def command_lines(grouped: dict[tuple[str, str, str], list[Aggregate]],
+                  commands: dict[str, dict[str, Optional[str]]]) -> list[str]:
+    """Markdown: how each of our lines was made, table by table: ``seqlab leaderboard SPEC --only ENTRY`` for the
+    spec's own runs; the fit and test commands and the note of an imported quality run (``commands``: run_id ->
+    ``importer.import_commands``' record)."""
+    out = ["## How each line was made", "",
+           "The commands as they were run, from the repository root (data paths as the run saw them: `../shared/data` "
+           "or where `$DATA` pointed); a quality run's own `note` follows its commands.", ""]
+    for (task, dataset, split), aggs in grouped.items():
+        items = []
+        for agg in aggs:
+            if agg.spec:
+                seeds = ", ".join(map(str, agg.seeds + agg.failed_seeds))
+                items.append(f"- {agg.entry}: `seqlab leaderboard {agg.spec} --only {agg.entry}` (seeds {seeds})")
+                continue
+            how = next((commands[r] for r in reversed(agg.run_ids) if r in commands), {})
+            fit, test = how.get("fit"), how.get("test")
+            if fit and test == _tested_as(fit):
+                made = f"`{fit}`, then `seqlab test` with the same options and `--ckpt_path best`"
+            elif fit or test:
+                made = " then ".join(f"`{c}`" for c in (fit, test) if c)
+            else:
+                made = "the command was not recorded" + (f" (tested checkpoint `{how['checkpoint']}`)"
+                                                          if how.get("checkpoint") else "")
+            items.append(f"- {agg.entry}: {made}" + (f". {how['note']}" if how.get("note") else ""))
+        out += [f"### {TASK_TITLES.get(task, task)}: {dataset} ({split})", "", *items, ""]
+    return out
+
+
 def render_markdown(rows: list[dict], path: Path, title: str = "seqlab leaderboard", budget: str = "",
                     plots: Optional[dict[tuple[str, str, str], list[Path]]] = None, results_path: str = "",
-                    bench: Optional[Path] = None, comparisons: Optional[Path] = None) -> str:
+                    bench: Optional[Path] = None, comparisons: Optional[Path] = None,
+                    commands: Optional[dict[str, dict[str, Optional[str]]]] = None) -> str:
     """Write the leaderboard Markdown to ``path`` and return it; ``comparisons``: a JSONL of side-by-side runs over
-    seeds (``seqlab.leaderboard.comparisons``), shown as a section after the tables; ``bench``: the benchmarks' JSONL
-    folder, whose newest rows become a last section."""
+    seeds (``seqlab.leaderboard.comparisons``), shown as a section after the tables; ``commands``: how the imported
+    runs were made (``importer.import_commands``), given to list every line's command; ``bench``: the benchmarks'
+    JSONL folder, whose newest rows become a last section."""
     grouped = tables(rows)
     commits = sorted({str(r.get("git_commit")) for r in rows if r.get("git_commit")})
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -191,6 +228,8 @@ def render_markdown(rows: list[dict], path: Path, title: str = "seqlab leaderboa
         for plot in (plots or {}).get((task, dataset, split), []):
             relative = os.path.relpath(plot, path.parent)
             out += [f"![{plot.stem}]({Path(relative).as_posix()})", ""]
+    if commands is not None and grouped:
+        out += command_lines(grouped, commands)
     if comparisons is not None:
         out += comparison_section(comparisons)
     if bench is not None:

@@ -215,6 +215,8 @@ class Aggregate:
     errors: list = field(default_factory=list)
     stats: dict = field(default_factory=dict)  # field -> (mean, std, n); metrics keyed by their metric name
     budget_s: Optional[float] = None
+    run_ids: list = field(default_factory=list)  # of the runs the line shows
+    spec: Optional[str] = None  # the leaderboard spec that ran them (None: imported)
 
     @property
     def ok(self) -> bool:
@@ -240,7 +242,8 @@ def aggregate(rows: list[dict]) -> list[Aggregate]:
                         variant=last.get("variant") or {}, source=last.get("source") or "leaderboard",
                         seeds=[r.get("seed") for r in ok], failed_seeds=[r.get("seed") for r in failed],
                         errors=[f"{r.get('failed_stage') or 'run'}: {r.get('error') or 'failed'}" for r in failed],
-                        budget_s=last.get("budget_s"))
+                        budget_s=last.get("budget_s"), run_ids=[r.get("run_id") for r in (ok or runs)],
+                        spec=last.get("spec"))
         metric_names = {m for r in ok for m in (r.get("metrics") or {})}
         for name in metric_names:
             agg.stats[name] = mean_std((r.get("metrics") or {}).get(name) for r in ok)
