@@ -4,7 +4,7 @@ import pytest
 
 from seqlab.cli import SeqlabCLI
 from tests.cli_helpers import CONFIGS, run_options
-from tests.conftest import require_shared_data, write_conll_slice, write_lines_slice
+from tests.conftest import require_shared_data, write_conll_slice, write_head_lines, write_lines_slice
 
 #: configs/multitask/ recipes name their tasks' files themselves: tests/test_multitask.py runs the README's lines
 TASK_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent.name not in ("trainer", "multitask"))
@@ -13,12 +13,13 @@ DATA_FOR = {"ner": "conll_slice", "sentiment": "sst2_slice", "speech": "timit_sa
 DATA_BY_PREFIX = {"sst5": "sst_trees_slice"}
 #: configs whose data module runs a transformer over every sentence (to cache its features): a smaller slice
 TRANSFORMER_DATA_FOR = {"ner": "conll_tiny", "sentiment": "sst2_tiny"}
+TRANSFORMER_DATA_BY_PREFIX = {"sst5": "sst_trees_tiny"}
 
 
 def data_fixture(config) -> str:
-    if config.stem.endswith("_minilm"):
-        return TRANSFORMER_DATA_FOR[config.parent.name]
-    return next((f for prefix, f in DATA_BY_PREFIX.items() if config.stem.startswith(prefix)), DATA_FOR[config.parent.name])
+    by_task, by_prefix = ((TRANSFORMER_DATA_FOR, TRANSFORMER_DATA_BY_PREFIX) if config.stem.endswith("_minilm")
+                          else (DATA_FOR, DATA_BY_PREFIX))
+    return next((f for prefix, f in by_prefix.items() if config.stem.startswith(prefix)), by_task[config.parent.name])
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +38,15 @@ def sst2_tiny(tmp_path_factory):
     for name, target_name, count in (("train.tsv.gz", "train.tsv", 128), ("dev.tsv", "dev.tsv", 64),
                                      ("test.tsv", "test.tsv", 64)):
         write_lines_slice(source / name, target / target_name, count)
+    return target
+
+
+@pytest.fixture(scope="session")
+def sst_trees_tiny(tmp_path_factory):
+    """The first 16 train / 16 dev / 16 test SST trees (about 600 training phrases)."""
+    source, target = require_shared_data("sentiment/sst_trees"), tmp_path_factory.mktemp("sst_trees_tiny")
+    for split in ("train", "dev", "test"):
+        write_head_lines(source / f"{split}.txt.gz", target / f"{split}.txt", 16)
     return target
 
 
