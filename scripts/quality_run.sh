@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Full train -> best dev checkpoint -> validate and test, for one config; one row per stage in results/quality.jsonl.
-# The data folder under $DATA follows the config's task folder (ner -> ner/conll2003/iob2, sentiment -> sentiment/sst2,
-# speech -> speech/timit_sample,
-# translation -> translation/multi30k/raw).
+# The data folder under $DATA follows the config's task folder (ner -> ner/conll2003/iob2, sentiment -> sentiment/sst2
+# or sentiment/sst_trees for sst5_*, speech -> speech/timit_sample, translation -> translation/multi30k/raw).
 # usage: scripts/quality_run.sh configs/ner/conll2003_bilstm_crf.yaml [extra seqlab options...]
 set -euo pipefail
 config=$1; shift
@@ -10,7 +9,7 @@ DATA=${DATA:-../shared/data}
 name=$(basename "$config" .yaml)
 case "$(basename "$(dirname "$config")")" in
   ner) data="$DATA/ner/conll2003/iob2" ;;
-  sentiment) data="$DATA/sentiment/sst2" ;;
+  sentiment) case "$name" in sst5*) data="$DATA/sentiment/sst_trees" ;; *) data="$DATA/sentiment/sst2" ;; esac ;;
   speech) data="$DATA/speech/timit_sample" ;;
   translation) data="$DATA/translation/multi30k/raw" ;;
   *) echo "quality_run.sh: no data folder known for $config" >&2; exit 2 ;;
