@@ -105,7 +105,6 @@ def table_lines(task: str, dataset: str, split: str, aggs: list[Aggregate]) -> l
             "cuda_max_allocated_mb": agg.stats.get("cuda_max_allocated_mb", (None,))[0],
             "seeds": n, "failed": len(agg.failed_seeds), "status": "ok" if agg.ok else "failed",
             "error": agg.errors[-1] if agg.errors else "", "notes": "; ".join(notes), "source": agg.source,
-            "run_ids": agg.run_ids, "spec": agg.spec, "seed_list": agg.seeds + agg.failed_seeds,
         })
     for ref in references_for(task, dataset, main_metric):
         lines.append(_reference_line(ref, split))
@@ -142,7 +141,8 @@ def _variant_text(variant: dict) -> str:
 
 def _tested_as(fit: str) -> str:
     """The test command ``scripts/quality_run.sh`` runs after the fit command ``fit``."""
-    return fit.replace("seqlab fit ", "seqlab test ", 1).replace(" --results_path ", " --ckpt_path best --results_path ", 1)
+    test = fit.replace("seqlab fit ", "seqlab test ", 1)
+    return test.replace(" --results_path ", " --ckpt_path best --results_path ", 1)
 
 
 def command_lines(grouped: dict[tuple[str, str, str], list[Aggregate]],
