@@ -510,3 +510,17 @@ def test_every_line_lists_the_commands_that_made_it(tmp_path):
         "`--ckpt_path best`. seed 0, 40 min",
         "- b (quality run): the command was not recorded (tested checkpoint `runs/b.ckpt`)",
         "- ner/crf: `seqlab leaderboard s.yaml --only ner/crf` (seeds 0)"]
+
+
+def test_an_imported_row_keeps_its_seed_so_two_seeds_of_one_config_make_one_line_with_a_spread(tmp_path):
+    quality = tmp_path / "quality.jsonl"
+    base = {"subcommand": "test", "model": "FrameClassification", "configs": ["configs/speech/timit_sample_bilstm.yaml"]}
+    runs = [([], 0.70), (["--seed_everything", "1"], 0.68), (["--seed_everything=2"], 0.72),
+            (["--seed_everything", "true"], 0.5)]
+    quality.write_text("".join(json.dumps({**base, "argv": ["test", *argv], "ckpt_path": str(tmp_path / f"{i}.ckpt"),
+                                           "metrics": {"test/frame_accuracy": value}}) + "\n"
+                               for i, (argv, value) in enumerate(runs)))
+    rows = import_rows(quality, [])
+    assert [r["seed"] for r in rows] == [0, 1, 2, None]  # no option: Lightning's seed 0; "true": a random seed
+    (line,) = [a for a in aggregate(rows[:3]) if a.entry == "timit_sample_bilstm (quality run)"]
+    assert line.seeds == [0, 1, 2] and line.main == pytest.approx((0.70, 0.02, 3))

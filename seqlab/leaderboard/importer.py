@@ -50,6 +50,21 @@ def _config_variant(row: dict, task: str, name: str) -> Optional[dict]:
     return None
 
 
+def _seed(raw: dict) -> Optional[int]:
+    """The run's ``--seed_everything`` (``scripts/quality_run.sh`` passes the same options to fit, validate and test),
+    else 0: what Lightning seeds when the option is absent (and ``PL_GLOBAL_SEED`` unset); None when it was not an
+    integer (``true``: a random seed)."""
+    argv = [str(a) for a in raw.get("argv") or []]
+    values = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--seed_everything"]
+    values += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--seed_everything=")]
+    if not values:
+        return 0
+    try:
+        return int(values[-1])
+    except ValueError:
+        return None
+
+
 def _run_id(source: Path, raw: dict) -> str:
     digest = hashlib.sha1(json.dumps([str(source), raw.get("ckpt_path"), raw.get("metrics") or {}],
                                      sort_keys=True).encode())
@@ -117,7 +132,8 @@ def import_rows(source: str | Path, existing: list[dict], datasets: Optional[dic
             "error": None if main_metric in metrics else f"no {main_metric} in the imported row",
             "failed_stage": None, "source": f"import:{source}", "spec": None,
             "entry": f"{name} (quality run)", "task": task, "dataset": dataset, "split": "test",
-            "configs": raw.get("configs") or [], "data_path": info.get("data_path"), "seed": None, "budget_s": None,
+            "configs": raw.get("configs") or [], "data_path": info.get("data_path"), "seed": _seed(raw),
+            "budget_s": None,
             "max_epochs": None, "main_metric": main_metric, "main_value": metrics.get(main_metric),
             "metrics": metrics, "variant": variant, "model_variant": describe_variant(variant) if variant else None,
             "params": info.get("params"), "checkpoint": str(checkpoint), "train_wall_s": None,
