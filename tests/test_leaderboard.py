@@ -489,6 +489,14 @@ def test_every_line_lists_the_commands_that_made_it(tmp_path):
            {"subcommand": "test", "configs": base[1:2], "model": "TokenTagging", "metrics": {"test/f1": 0.91},
             "argv": ["test", *base, "--ckpt_path", "best", "--results_path", "q.jsonl"], "ckpt_path": "runs/a.ckpt"},
            {"subcommand": "test", "model": "TokenTagging", "metrics": {"test/f1": 0.90}, "ckpt_path": "runs/b.ckpt"}]
+    two = ["configs/ner/two_seeds.yaml"]
+    seed1 = ["--config", *two, "--seed_everything", "1"]
+    raw += [{"subcommand": "test", "configs": two, "model": "TokenTagging", "metrics": {"test/f1": 0.88},
+             "argv": ["test", "--config", *two, "--ckpt_path", "c"], "ckpt_path": "c", "note": "first"},
+            {"subcommand": "fit", "configs": two, "argv": ["fit", *seed1, "--results_path", "q"]},
+            {"subcommand": "test", "configs": two, "model": "TokenTagging",
+             "metrics": {"test/f1": 0.86}, "argv": ["test", *seed1, "--ckpt_path", "best", "--results_path", "q"],
+             "ckpt_path": "d"}]
     quality.write_text("".join(json.dumps(r) + "\n" for r in raw))
     results = tmp_path / "rows.jsonl"
     results.write_text(json.dumps(make_row("ner/crf", 0, 0.89, spec="s.yaml")) + "\n")
@@ -505,16 +513,22 @@ def test_every_line_lists_the_commands_that_made_it(tmp_path):
     made = section[section.index("### NER: CoNLL-2003 English (test)") + 2:]
     fit = "seqlab fit --config configs/ner/conll2003_bilstm_crf.yaml --data.init_args.path '../shared/data/ner x' " \
           "--results_path q.jsonl"
-    assert made[:3] == [
+    assert made[:6] == [
         f"- conll2003_bilstm_crf (quality run): `{fit}`, then `seqlab test` with the same options and "
         "`--ckpt_path best`. seed 0, 40 min",
         "- b (quality run): the command was not recorded (tested checkpoint `runs/b.ckpt`)",
-        "- ner/crf: `seqlab leaderboard s.yaml --only ner/crf` (seeds 0)"]
+        "- ner/crf: `seqlab leaderboard s.yaml --only ner/crf` (seeds 0)",
+        "- two_seeds (quality run), 2 runs:",  # mean 0.87: last
+        "  - seed 0: `seqlab test --config configs/ner/two_seeds.yaml --ckpt_path c`. first",
+        "  - seed 1: `seqlab fit --config configs/ner/two_seeds.yaml --seed_everything 1 --results_path q`, then "
+        "`seqlab test` with the "
+        "same options and `--ckpt_path best`"]
 
 
 def test_an_imported_row_keeps_its_seed_so_two_seeds_of_one_config_make_one_line_with_a_spread(tmp_path):
     quality = tmp_path / "quality.jsonl"
-    base = {"subcommand": "test", "model": "FrameClassification", "configs": ["configs/speech/timit_sample_bilstm.yaml"]}
+    base = {"subcommand": "test", "model": "FrameClassification",
+            "configs": ["configs/speech/timit_sample_bilstm.yaml"]}
     runs = [([], 0.70), (["--seed_everything", "1"], 0.68), (["--seed_everything=2"], 0.72),
             (["--seed_everything", "true"], 0.5)]
     quality.write_text("".join(json.dumps({**base, "argv": ["test", *argv], "ckpt_path": str(tmp_path / f"{i}.ckpt"),

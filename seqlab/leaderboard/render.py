@@ -145,6 +145,20 @@ def _tested_as(fit: str) -> str:
     return test.replace(" --results_path ", " --ckpt_path best --results_path ", 1)
 
 
+def _made(how: dict[str, Optional[str]]) -> str:
+    """How one imported run was made: its fit and test commands (the test as "the same options" when it is), then
+    its note."""
+    fit, test = how.get("fit"), how.get("test")
+    if fit and test == _tested_as(fit):
+        made = f"`{fit}`, then `seqlab test` with the same options and `--ckpt_path best`"
+    elif fit or test:
+        made = " then ".join(f"`{c}`" for c in (fit, test) if c)
+    else:
+        made = "the command was not recorded" + (f" (tested checkpoint `{how['checkpoint']}`)"
+                                                  if how.get("checkpoint") else "")
+    return made + (f". {how['note']}" if how.get("note") else "")
+
+
 def command_lines(grouped: dict[tuple[str, str, str], list[Aggregate]],
                   commands: dict[str, dict[str, Optional[str]]]) -> list[str]:
     """Markdown: how each of our lines was made, table by table: ``seqlab leaderboard SPEC --only ENTRY`` for the
@@ -160,16 +174,15 @@ def command_lines(grouped: dict[tuple[str, str, str], list[Aggregate]],
                 seeds = ", ".join(map(str, agg.seeds + agg.failed_seeds))
                 items.append(f"- {agg.entry}: `seqlab leaderboard {agg.spec} --only {agg.entry}` (seeds {seeds})")
                 continue
-            how = next((commands[r] for r in reversed(agg.run_ids) if r in commands), {})
-            fit, test = how.get("fit"), how.get("test")
-            if fit and test == _tested_as(fit):
-                made = f"`{fit}`, then `seqlab test` with the same options and `--ckpt_path best`"
-            elif fit or test:
-                made = " then ".join(f"`{c}`" for c in (fit, test) if c)
-            else:
-                made = "the command was not recorded" + (f" (tested checkpoint `{how['checkpoint']}`)"
-                                                          if how.get("checkpoint") else "")
-            items.append(f"- {agg.entry}: {made}" + (f". {how['note']}" if how.get("note") else ""))
+            runs = [commands.get(r, {}) for r in agg.run_ids]
+            if len(runs) <= 1:
+                items.append(f"- {agg.entry}: {_made(runs[0] if runs else {})}")
+                continue
+            seeds = agg.seeds or agg.failed_seeds  # run_ids are the succeeded runs', or all when none did
+            seeds = seeds if len(seeds) == len(runs) else [None] * len(runs)
+            items.append(f"- {agg.entry}, {len(runs)} runs:")
+            items += [f"  - seed {seed}: {_made(how)}" if seed is not None else f"  - {_made(how)}"
+                      for seed, how in zip(seeds, runs)]
         out += [f"### {TASK_TITLES.get(task, task)}: {dataset} ({split})", "", *items, ""]
     return out
 
