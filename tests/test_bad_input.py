@@ -308,6 +308,19 @@ def test_option_lightning_refuses_is_one_line_naming_it(conll_folder, tmp_path, 
     assert line.startswith("seqlab: error: --trainer.accelerator:") and "tpux" in line, line
 
 
+@pytest.mark.parametrize("options,expected", [
+    (["--model.init_args.optimizer.init_args.lr", "-1"], "--model.optimizer: Invalid learning rate: -1"),
+    (["--model.init_args.lr_scheduler", "seqlab.tasks.InverseTimeDecay",
+      "--model.init_args.lr_scheduler.init_args.decay", "-0.5"],
+     "--model.lr_scheduler: InverseTimeDecay: decay must be >= 0, got -0.5"),
+])
+def test_value_the_optimizer_or_its_schedule_refuses_is_one_line_naming_it(options, expected, conll_folder, tmp_path,
+                                                                          capsys):
+    """Checked by torch when Lightning builds them, after data and model: still one line."""
+    line = one_line_error(capsys, run_args(NER, conll_folder, tmp_path, *options))
+    assert line.startswith(f"seqlab: error: {expected}"), line
+
+
 @pytest.mark.parametrize("kind,content,expected", [
     ("missing", None, "no such file"),
     ("empty", b"", "the config file is empty"),

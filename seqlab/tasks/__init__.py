@@ -10,5 +10,5 @@ from seqlab.tasks.sentence_classification import SentenceClassification
 from seqlab.tasks.token_tagging import TokenTagging
 from seqlab.tasks.translation import Seq2SeqTranslation
 
-__all__ = ["Classification", "EntityF1", "FrameClassification", "InverseTimeDecay", "MultiTask", "Objective", "SentenceClassification",
-           "Seq2SeqTranslation", "SequenceTask", "SpanTagging", "TokenTagging", "WordTagging"]
+__all__ = ["Classification", "EntityF1", "FrameClassification", "InverseTimeDecay", "MultiTask", "Objective",
+           "SentenceClassification", "Seq2SeqTranslation", "SequenceTask", "SpanTagging", "TokenTagging", "WordTagging"]

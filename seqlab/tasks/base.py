@@ -12,6 +12,7 @@ from pytorch_lightning.plugins.precision import MixedPrecision
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import Metric, MetricCollection
 
+from seqlab import SeqlabError
 from seqlab.models.embeddings import WordEmbedder
 from seqlab.models.transformer_embeddings import TransformerWordEmbedding
 from seqlab.models.precision import cast_lstm_inputs_under_cpu_autocast
@@ -179,7 +180,10 @@ class SequenceTask(pl.LightningModule):
         return groups + ([{"params": tuned, "lr": self.transformer_lr}] if tuned else [])
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameter_groups())
+        try:
+            optimizer = self.optimizer_factory(self.parameter_groups())
+        except (ValueError, TypeError) as error:  # torch's own checks: "Invalid learning rate: -1.0", ...
+            raise SeqlabError(f"--model.optimizer: {error}") from None
         if optimizer.defaults.get("fused") and self._clips_under_mixed_precision():
             # Lightning refuses to clip the gradients of a fused optimizer under mixed precision (it would unscale
             # them inside its step, after the clipping); the unfused one computes the same update
@@ -188,7 +192,10 @@ class SequenceTask(pl.LightningModule):
             rank_zero_info(f"{type(optimizer).__name__}: fused=False, to clip gradients under mixed precision")
         if self.lr_scheduler_factory is None:
             return optimizer
-        scheduler = self.lr_scheduler_factory(optimizer)
+        try:
+            scheduler = self.lr_scheduler_factory(optimizer)
+        except (ValueError, TypeError) as error:
+            raise SeqlabError(f"--model.lr_scheduler: {error}") from None
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch"},
