@@ -38,9 +38,9 @@ class PretrainedVectors:
         return self._dim
 
     def lookup(self, words: Iterable[str]) -> dict[str, np.ndarray]:
-        """Word -> its vector (D,) float32, for the ``words`` that have one."""
-        if self._index is not None:
-            return {word: np.asarray(self._index[word], dtype=np.float32) for word in set(words) if word in self._index}
+        """Word -> its vector (D,) float32 (a writable copy), for the ``words`` that have one."""
+        if self._index is not None:  # its rows may be read-only views of the mapped kumo matrix
+            return {word: np.array(self._index[word], dtype=np.float32) for word in set(words) if word in self._index}
         return dict((self._kumo_rows if self.name == KUMO else self._text_rows)(set(words)))
 
     def matrix(self, tokens: Sequence[str], padding_idx: Optional[int] = 0, seed: int = 0) -> tuple[torch.Tensor, int]:

