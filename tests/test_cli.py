@@ -139,3 +139,29 @@ def test_checkpoint_search_stays_inside_this_runs_directory(tmp_path, conll_slic
     no_logger = SeqlabCLI(run=False, args=["--config", CRF, *run_options(tmp_path, conll_slice),
                                            "--trainer.logger", "false"])
     assert SeqlabCLI._run_roots(no_logger.config) == [tmp_path / "checkpoints"]
+
+
+def test_a_weight_averaging_run_validates_checkpoints_and_predicts_with_the_averaged_weights(tmp_path, conll_slice):
+    """With Lightning's EMA callback (the GloVe NER config's) validation scores the averaged weights, checkpoints
+    hold them as ``state_dict``, and seqlab.load and ``seqlab validate`` without the callback use exactly them."""
+    import seqlab
+
+    ema = ["--trainer.callbacks+=pytorch_lightning.callbacks.EMAWeightAveraging", "--trainer.callbacks.decay", "0.5"]
+    cli = SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path, conll_slice), *ema,
+                          "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "6",
+                          "--trainer.limit_val_batches", "2"])
+    fitted_f1 = float(cli.trainer.callback_metrics["val/f1"])
+    last = next((tmp_path / "runs").rglob("last.ckpt"))
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    averaged, current = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert any(not torch.equal(averaged[k], current[k]) for k in averaged)  # the average is not the last step
+    model = cli.model.state_dict()  # after fit the model holds the average
+    assert all(torch.equal(model[k], averaged[k]) for k in averaged)
+
+    predictor = seqlab.load(str(last))
+    loaded = predictor.task.state_dict()
+    assert all(torch.equal(loaded[k], averaged[k]) for k in averaged)
+
+    validated = SeqlabCLI(args=["validate", "--ckpt_path", str(last), *run_options(tmp_path, conll_slice),
+                                "--trainer.limit_val_batches", "2"])
+    assert float(validated.trainer.callback_metrics["val/f1"]) == pytest.approx(fitted_f1, abs=1e-6)
