@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from seqlab import load
 from seqlab.cli import SeqlabCLI
 from seqlab.config_checks import condense_config_error
 from seqlab.tasks import TokenTagging
@@ -142,10 +143,8 @@ def test_checkpoint_search_stays_inside_this_runs_directory(tmp_path, conll_slic
 
 
 def test_a_weight_averaging_run_validates_checkpoints_and_predicts_with_the_averaged_weights(tmp_path, conll_slice):
-    """With Lightning's EMA callback (the GloVe NER config's) validation scores the averaged weights, checkpoints
+    """With Lightning's EMA callback (README: weight averaging) validation scores the averaged weights, checkpoints
     hold them as ``state_dict``, and seqlab.load and ``seqlab validate`` without the callback use exactly them."""
-    import seqlab
-
     ema = ["--trainer.callbacks+=pytorch_lightning.callbacks.EMAWeightAveraging", "--trainer.callbacks.decay", "0.5"]
     cli = SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path, conll_slice), *ema,
                           "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "6",
@@ -158,7 +157,7 @@ def test_a_weight_averaging_run_validates_checkpoints_and_predicts_with_the_aver
     model = cli.model.state_dict()  # after fit the model holds the average
     assert all(torch.equal(model[k], averaged[k]) for k in averaged)
 
-    predictor = seqlab.load(str(last))
+    predictor = load(str(last))
     loaded = predictor.task.state_dict()
     assert all(torch.equal(loaded[k], averaged[k]) for k in averaged)
 
