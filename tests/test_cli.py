@@ -7,6 +7,7 @@ import torch
 
 from seqlab import load
 from seqlab.cli import SeqlabCLI
+from seqlab.models import SequenceDropout
 from seqlab.config_checks import condense_config_error
 from seqlab.tasks import TokenTagging
 from tests.cli_helpers import CONFIGS, read_rows, run_options, seqlab
@@ -164,3 +165,26 @@ def test_a_weight_averaging_run_validates_checkpoints_and_predicts_with_the_aver
     validated = SeqlabCLI(args=["validate", "--ckpt_path", str(last), *run_options(tmp_path, conll_slice),
                                 "--trainer.limit_val_batches", "2"])
     assert float(validated.trainer.callback_metrics["val/f1"]) == pytest.approx(fitted_f1, abs=1e-6)
+
+
+def test_sequence_dropout_from_the_config_is_restored_from_the_checkpoint(tmp_path, conll_slice):
+    """A dropout module given as an option (``SequenceDropout`` for the embeddings and the encoder's states) trains
+    and comes back from the checkpoint as the same class and probability, through the Python API and the CLI."""
+    locked = '{"class_path": "seqlab.models.SequenceDropout", "init_args": {"p": 0.4}}'
+    cli = SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path, conll_slice),
+                          "--model.init_args.embedding_dropout", locked,
+                          "--model.init_args.encoder.init_args.dropout", locked,
+                          "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
+                          "--trainer.limit_val_batches", "1"])
+    body = cli.model.model.body
+    assert type(body.embedder.dropout) is SequenceDropout and body.embedder.dropout.p == 0.4
+    assert type(body.encoder.dropout) is SequenceDropout and body.encoder.dropout.p == 0.4
+    last = next((tmp_path / "runs").rglob("last.ckpt"))
+    hparams = torch.load(last, map_location="cpu", weights_only=True)["hyper_parameters"]
+    assert hparams["embedding_dropout"] == {"class_path": "seqlab.models.SequenceDropout", "init_args": {"p": 0.4}}
+    validated = SeqlabCLI(args=["validate", "--ckpt_path", str(last), *run_options(tmp_path, conll_slice),
+                                "--trainer.limit_val_batches", "1"])
+    for restored in (load(str(last)).task, validated.model):
+        restored_body = restored.model.body
+        assert type(restored_body.embedder.dropout) is SequenceDropout and restored_body.embedder.dropout.p == 0.4
+        assert type(restored_body.encoder.dropout) is SequenceDropout and restored_body.encoder.dropout.p == 0.4

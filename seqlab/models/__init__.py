@@ -47,6 +47,7 @@ from seqlab.models.cells import (
     VariationalLSTMCell,
     WeightDropLSTM,
 )
+from seqlab.models.dropout import Dropout, DropoutSpec, SequenceDropout
 from seqlab.models.encoders import (
     BiGRUEncoder,
     BiLSTMEncoder,
@@ -82,6 +83,8 @@ __all__ = [
     "Bridge",
     "DecoderAttention",
     "DotAttention",
+    "Dropout",
+    "DropoutSpec",
     "GNMTLengthPenalty",
     "GeneralAttention",
     "GreedySearch",
@@ -127,6 +130,7 @@ __all__ = [
     "PretrainedWordEmbedding",
     "StackedWordEmbedding",
     "SelfAttentivePooling",
+    "SequenceDropout",
     "SequenceEncoder",
     "SoftmaxTagger",
     "SpecAugment",

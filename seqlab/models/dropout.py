@@ -8,7 +8,7 @@ a good part of the LSTM step. Here an element needs only ``b`` random bits where
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -62,8 +62,33 @@ class Dropout(nn.Module):
             return inputs
         if self.p == 1.0:
             return inputs * 0.0
-        scale = keep_mask(inputs.shape, self.p, inputs.dtype, inputs.device).mul_(1.0 / (1.0 - self.p))
+        scale = keep_mask(self.mask_shape(inputs), self.p, inputs.dtype, inputs.device).mul_(1.0 / (1.0 - self.p))
         return inputs * scale
+
+    def mask_shape(self, inputs: torch.Tensor) -> tuple[int, ...]:
+        """The shape of the mask drawn for ``inputs``, broadcast against them: one draw per element."""
+        return tuple(inputs.shape)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class SequenceDropout(Dropout):
+    """Variational (locked) dropout on sequences (Gal & Ghahramani 2016; Reimers & Gurevych 2017): while training,
+    inputs (B, T, D) get one mask (B, 1, D) per sequence, the same units dropped at every step; inputs (B, D), as a
+    sequence summary, get a mask (B, D) like ``Dropout``. Eval: identity. The mask does not depend on T, so extra
+    padding leaves the real steps' outputs unchanged under the same random state."""
+
+    def mask_shape(self, inputs: torch.Tensor) -> tuple[int, ...]:
+        if inputs.dim() == 3:
+            return (inputs.shape[0], 1, inputs.shape[2])
+        return tuple(inputs.shape)
+
+
+DropoutSpec = Union[float, Dropout]
+"""A dropout option: a probability (elementwise ``Dropout``) or a dropout module, e.g. ``SequenceDropout(0.33)``."""
+
+
+def as_dropout(spec: DropoutSpec) -> Dropout:
+    """The module a ``DropoutSpec`` names: ``Dropout(spec)`` for a probability, else ``spec`` itself."""
+    return spec if isinstance(spec, Dropout) else Dropout(float(spec))

@@ -8,7 +8,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
-from seqlab.models.dropout import Dropout
+from seqlab.models.dropout import DropoutSpec, as_dropout
 from seqlab.models.encoders import BiLSTMEncoder, SequenceEncoder
 from seqlab.models.transformer_embeddings import TransformerWordEmbedding
 
@@ -331,7 +331,7 @@ class TokenEmbedder(nn.Module):
     """Word vectors, optionally concatenated with character features and transformer word vectors, then dropout:
     -> (B, T, output_size). ``words`` may be None when a ``transformer`` embedding gives the word vectors."""
 
-    def __init__(self, words: Optional[WordEmbedder], chars: Optional[CharEncoder] = None, dropout: float = 0.0,
+    def __init__(self, words: Optional[WordEmbedder], chars: Optional[CharEncoder] = None, dropout: DropoutSpec = 0.0,
                  transformer: Optional[TransformerWordEmbedding] = None) -> None:
         super().__init__()
         if words is None and transformer is None:
@@ -339,7 +339,7 @@ class TokenEmbedder(nn.Module):
         self.words = words
         self.chars = chars
         self.transformer = transformer
-        self.dropout = Dropout(dropout)
+        self.dropout = as_dropout(dropout)
         self.output_size = sum(part.output_size for part in (words, chars, transformer) if part is not None)
 
     def forward(self, token_ids: torch.Tensor, mask: torch.Tensor, char_ids: Optional[torch.Tensor] = None,

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from seqlab.models.cells import LSTMCell, RecurrentCell, RecurrentLayer, WeightDropLSTM
-from seqlab.models.dropout import Dropout
+from seqlab.models.dropout import DropoutSpec, as_dropout
 
 
 class EncoderOutput(NamedTuple):
@@ -75,9 +75,10 @@ class _BidirectionalRNNEncoder(SequenceEncoder):
 
     rnn_class: type[nn.RNNBase]
 
-    def __init__(self, input_size: int, hidden_size: int = 256, num_layers: int = 1, dropout: float = 0.0) -> None:
-        """hidden_size is per direction: ``output_size == 2 * hidden_size``. ``dropout`` applies between layers and
-        to the output states."""
+    def __init__(self, input_size: int, hidden_size: int = 256, num_layers: int = 1, dropout: DropoutSpec = 0.0
+                 ) -> None:
+        """hidden_size is per direction: ``output_size == 2 * hidden_size``. ``dropout`` (a probability or a module
+        such as ``SequenceDropout``) applies between layers and to the output states."""
         super().__init__()
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -85,7 +86,7 @@ class _BidirectionalRNNEncoder(SequenceEncoder):
         sizes = [input_size] + [2 * hidden_size] * (num_layers - 1)
         self.forward_layers = nn.ModuleList(self.rnn_class(size, hidden_size, batch_first=True) for size in sizes)
         self.backward_layers = nn.ModuleList(self.rnn_class(size, hidden_size, batch_first=True) for size in sizes)
-        self.dropout = Dropout(dropout)
+        self.dropout = as_dropout(dropout)
 
     @staticmethod
     def _lengths(mask: torch.Tensor) -> torch.Tensor:
@@ -168,7 +169,7 @@ class WeightDropBiLSTMEncoder(BiLSTMEncoder):
 
     rnn_class = WeightDropLSTM
 
-    def __init__(self, input_size: int, hidden_size: int = 256, num_layers: int = 1, dropout: float = 0.0,
+    def __init__(self, input_size: int, hidden_size: int = 256, num_layers: int = 1, dropout: DropoutSpec = 0.0,
                  weight_dropout: float = 0.5) -> None:
         super().__init__(input_size, hidden_size, num_layers, dropout)
         for rnn in [*self.forward_layers, *self.backward_layers]:
@@ -187,7 +188,7 @@ class RecurrentEncoder(SequenceEncoder):
     state at the last real step, the backward state at the first).
     """
 
-    def __init__(self, input_size: int, hidden_size: int = 256, num_layers: int = 1, dropout: float = 0.0,
+    def __init__(self, input_size: int, hidden_size: int = 256, num_layers: int = 1, dropout: DropoutSpec = 0.0,
                  cell: Callable[[int, int], RecurrentCell] = LSTMCell, bidirectional: bool = True) -> None:
         super().__init__()
         self.input_size = input_size
@@ -200,7 +201,7 @@ class RecurrentEncoder(SequenceEncoder):
             self.layers.append(directions)
             size = sum(layer.output_size for layer in directions)
         self.output_size = size
-        self.dropout = Dropout(dropout)
+        self.dropout = as_dropout(dropout)
 
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> EncoderOutput:
         _BidirectionalRNNEncoder._lengths(mask)  # rejects empty sequences

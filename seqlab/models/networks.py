@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.models.attention import MultiHeadSelfAttention
+from seqlab.models.dropout import DropoutSpec
 from seqlab.models.embeddings import CharEncoder, TokenEmbedder, WordEmbedder
 from seqlab.models.encoders import EncoderOutput, SequenceEncoder
 from seqlab.models.pooling import PooledOutput, Pooling
@@ -118,7 +119,7 @@ class MultiTaskNetwork(nn.Module):
 
 # ----------------------------------------------------------------------------- builders: sizes in, modules out
 def build_body(vocab_size: int, padding_idx: int, word_embedding: Optional[Callable[[int, int], WordEmbedder]],
-               encoder: Callable[[int], SequenceEncoder], embedding_dropout: float = 0.5,
+               encoder: Callable[[int], SequenceEncoder], embedding_dropout: DropoutSpec = 0.5,
                char_vocab_size: int = 0, char_encoder: Optional[Callable[[int, int], CharEncoder]] = None,
                transformer: Optional[TransformerWordEmbedding] = None) -> Body:
     """``word_embedding(vocab_size, padding_idx)`` (or None with a ``transformer``), ``char_encoder(char_vocab_size,

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.models.decoders import DecoderOutput, Hypotheses, LSTMDecoder, SearchStrategy
+from seqlab.models.dropout import DropoutSpec
 from seqlab.models.embeddings import TokenEmbedder, WordEmbedder
 from seqlab.models.encoders import EncoderOutput, SequenceEncoder
 
@@ -63,7 +64,7 @@ def build_seq2seq_network(source_vocab_size: int, source_padding_idx: int, targe
                           target_padding_idx: int, bos_index: int, eos_index: int,
                           source_embedding: Callable[[int, int], WordEmbedder],
                           encoder: Callable[[int], SequenceEncoder], decoder: Callable[[int, int, int], LSTMDecoder],
-                          embedding_dropout: float = 0.3, label_smoothing: float = 0.1) -> Seq2SeqNetwork:
+                          embedding_dropout: DropoutSpec = 0.3, label_smoothing: float = 0.1) -> Seq2SeqNetwork:
     """``source_embedding(source_vocab_size, source_padding_idx)`` -> ``encoder(embedder.output_size)`` ->
     ``decoder(target_vocab_size, target_padding_idx, encoder.output_size)``."""
     embedder = TokenEmbedder(source_embedding(source_vocab_size, source_padding_idx), None, embedding_dropout)

@@ -9,7 +9,7 @@ import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from seqlab.models import BiLSTMEncoder, CharEncoder, SequenceEncoder, WordEmbedder, WordEmbedding
+from seqlab.models import BiLSTMEncoder, CharEncoder, DropoutSpec, SequenceEncoder, WordEmbedder, WordEmbedding
 from seqlab.models.networks import MultiTaskNetwork, build_body
 from seqlab.tasks.base import SequenceTask
 from seqlab.tasks.objectives import Objective
@@ -55,7 +55,7 @@ class MultiTask(SequenceTask):
         padding_idx: int = 0,
         word_embedding: Optional[Callable[[int, int], WordEmbedder]] = WordEmbedding,
         char_encoder: Optional[Callable[[int, int], CharEncoder]] = None,
-        embedding_dropout: float = 0.5,
+        embedding_dropout: DropoutSpec = 0.5,
         encoder: Callable[[int], SequenceEncoder] = BiLSTMEncoder,
         monitor_task: Optional[str] = None,
         optimizer: OptimizerCallable = torch.optim.Adam,

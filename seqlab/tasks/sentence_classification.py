@@ -11,6 +11,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from seqlab.models.classifiers import MLPClassifier
+from seqlab.models.dropout import DropoutSpec
 from seqlab.models.embeddings import WordEmbedder, WordEmbedding
 from seqlab.models.encoders import BiLSTMEncoder, SequenceEncoder
 from seqlab.models.networks import ClassifierOutput, Network, build_body, build_classification_head
@@ -50,7 +51,7 @@ class SentenceClassification(SequenceTask):
         labels: list[str],
         padding_idx: int = 0,
         word_embedding: Optional[Callable[[int, int], WordEmbedder]] = WordEmbedding,
-        embedding_dropout: float = 0.5,
+        embedding_dropout: DropoutSpec = 0.5,
         encoder: Callable[[int], SequenceEncoder] = BiLSTMEncoder,
         pooling: Callable[[int], Pooling] = MaxPooling,
         head: Callable[[int, list[str]], nn.Module] = MLPClassifier,

@@ -15,6 +15,7 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from seqlab.encoders.text import TextEncoder
 from seqlab.models.decoders import BeamSearch, GreedySearch, Hypotheses, LSTMDecoder, SearchStrategy
+from seqlab.models.dropout import DropoutSpec
 from seqlab.models.embeddings import WordEmbedder, WordEmbedding
 from seqlab.models.encoders import BiLSTMEncoder, SequenceEncoder
 from seqlab.models.seq2seq import build_seq2seq_network
@@ -96,7 +97,7 @@ class Seq2SeqTranslation(SequenceTask):
         bos_index: int,
         eos_index: int,
         source_embedding: Callable[[int, int], WordEmbedder] = WordEmbedding,
-        embedding_dropout: float = 0.3,
+        embedding_dropout: DropoutSpec = 0.3,
         encoder: Callable[[int], SequenceEncoder] = BiLSTMEncoder,
         decoder: Callable[[int, int, int], LSTMDecoder] = LSTMDecoder,
         label_smoothing: float = 0.1,
