@@ -7,8 +7,8 @@ import torch
 
 from seqlab import load
 from seqlab.cli import SeqlabCLI
-from seqlab.models import SequenceDropout
 from seqlab.config_checks import condense_config_error
+from seqlab.models import SequenceDropout
 from seqlab.tasks import TokenTagging
 from tests.cli_helpers import CONFIGS, read_rows, run_options, seqlab
 
