@@ -34,7 +34,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is not a
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from paired import Row, add_common_arguments, append_rows, banner, print_table, quiet_setup, row  # noqa: E402
-from seqlab.data_modules.sampler import BucketBatchSampler  # noqa: E402
+from seqlab.data.sampler import BucketBatchSampler  # noqa: E402
 from seqlab.models import (  # noqa: E402
     BiLSTMEncoder,
     CIFGLSTMCell,

@@ -44,8 +44,8 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is not a
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from paired import REPO_ROOT, Row, add_common_arguments, append_rows, print_table, quiet_setup, row  # noqa: E402
+from seqlab.data.sampler import BucketBatchSampler  # noqa: E402
 from seqlab.data_modules import TokenClassificationData  # noqa: E402
-from seqlab.data_modules.sampler import BucketBatchSampler  # noqa: E402
 from seqlab.inference import Predictor  # noqa: E402
 from seqlab.models import BiLSTMEncoder, CharBiLSTM, CRFTagger, WordEmbedding  # noqa: E402
 from seqlab.tasks import TokenTagging  # noqa: E402

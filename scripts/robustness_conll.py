@@ -106,7 +106,7 @@ def split_differences(text: str, gold: Offsets, split: Offsets) -> list[tuple[tu
 
 def read_sentences(folder: Path) -> list[tuple[list[str], list[str]]]:
     """(tokens, IOB2 tags) of the test file in ``folder`` (``test.txt`` or ``test.txt.gz``)."""
-    from seqlab.data_modules.readers import ColumnReader
+    from seqlab.data.readers import ColumnReader
 
     path = next((folder / name for name in ("test.txt", "test.txt.gz") if (folder / name).exists()), None)
     if path is None:

@@ -14,9 +14,9 @@ import torch
 
 from seqlab import SeqlabError
 from seqlab.checkpoints import class_of, migrate_checkpoint, read_checkpoint
+from seqlab.data.sampler import BucketBatchSampler
 from seqlab.data_modules.base import ListDataset, SequenceDataModule
 from seqlab.data_modules.multitask import MultiTaskData
-from seqlab.data_modules.sampler import BucketBatchSampler
 from seqlab.encoders.vectors import PretrainedVectors
 from seqlab.encoders.vocab import Vocabulary
 from seqlab.models.embeddings import WordEmbedder

@@ -15,12 +15,12 @@ from pytorch_lightning.accelerators import CUDAAccelerator
 from torch.utils.data import DataLoader
 
 from seqlab import SeqlabError
-from seqlab.data_modules.loader import ResumableDataLoader
-from seqlab.data_modules.policy import OnBadRow, apply_policy, check_policy
-from seqlab.data_modules.rows import ListDataset, generate_dataset, rowwise
-from seqlab.data_modules.sampler import BucketBatchSampler
-from seqlab.data_modules.sources import SPLITS, SplitSource, file_signature
-from seqlab.data_modules.streaming import InMemory, TrainingSplit
+from seqlab.data.loader import ResumableDataLoader
+from seqlab.data.policy import OnBadRow, apply_policy, check_policy
+from seqlab.data.rows import ListDataset, generate_dataset, rowwise
+from seqlab.data.sampler import BucketBatchSampler
+from seqlab.data.sources import SPLITS, SplitSource, file_signature
+from seqlab.data.streaming import InMemory, TrainingSplit
 
 
 def part_option(value: Any, kind: type, option: str) -> Any:

@@ -15,9 +15,9 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import CombinedLoader
 
 from seqlab import SeqlabError
+from seqlab.data.loader import EpochOrder, ResumableDataLoader
+from seqlab.data.streaming import InMemory
 from seqlab.data_modules.base import SequenceDataModule, linked
-from seqlab.data_modules.loader import EpochOrder, ResumableDataLoader
-from seqlab.data_modules.streaming import InMemory
 from seqlab.data_modules.words import WordVectorsData, WordVocabularyLinks
 from seqlab.encoders.vocab import Vocabulary
 

@@ -13,10 +13,10 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
 from seqlab import SeqlabError
+from seqlab.data.policy import OnBadRow
+from seqlab.data.rows import ListDataset, generate_dataset
+from seqlab.data.utterances import RAW, SpeechSource, Utterance, read_entry, utterance_rows
 from seqlab.data_modules.base import SequenceDataModule, linked
-from seqlab.data_modules.rows import ListDataset, generate_dataset
-from seqlab.data_modules.policy import OnBadRow
-from seqlab.data_modules.utterances import RAW, SpeechSource, Utterance, read_entry, utterance_rows
 from seqlab.encoders.audio import CMVN, IGNORE_INDEX, CMVNStats, FeatureConfig, single_thread
 from seqlab.encoders.phones import PhoneLabels, PhoneMap, check_segments, detail_segments
 

@@ -12,11 +12,11 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import linked
-from seqlab.data_modules.rows import pad, rowwise
-from seqlab.data_modules.readers import (DelimitedReader, JsonlReader, LinesReader, Reader, SSTTreeReader,
+from seqlab.data.readers import (DelimitedReader, JsonlReader, LinesReader, Reader, SSTTreeReader,
                                          choose_reader, is_parquet)
-from seqlab.data_modules.transformer import TRANSFORMER_COLUMNS, TransformerBatch, TransformerInputs
+from seqlab.data.rows import pad, rowwise
+from seqlab.data.transformer import TRANSFORMER_COLUMNS, TransformerBatch, TransformerInputs
+from seqlab.data_modules.base import linked
 from seqlab.data_modules.words import WordVectorsData
 from seqlab.encoders.pretokenizers import PreTokenizer, TreebankPreTokenizer
 from seqlab.encoders.text import SubwordEncoder, TextEncoder, WhitespaceEncoder

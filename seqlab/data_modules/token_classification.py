@@ -12,11 +12,11 @@ import numpy as np
 import torch
 
 from seqlab import SeqlabError
-from seqlab.data_modules.base import linked
-from seqlab.data_modules.rows import pad, rowwise
-from seqlab.data_modules.readers import (CoNLLUReader, ColumnReader, JsonlReader, LinesReader, Reader, head_lines,
+from seqlab.data.readers import (CoNLLUReader, ColumnReader, JsonlReader, LinesReader, Reader, head_lines,
                                          is_parquet)
-from seqlab.data_modules.transformer import TRANSFORMER_COLUMNS, TransformerBatch
+from seqlab.data.rows import pad, rowwise
+from seqlab.data.transformer import TRANSFORMER_COLUMNS, TransformerBatch
+from seqlab.data_modules.base import linked
 from seqlab.data_modules.words import WordVectorsData
 from seqlab.encoders.pretokenizers import PreTokenizer, TreebankPreTokenizer
 from seqlab.encoders.vocab import Vocabulary
@@ -95,7 +95,7 @@ class TokenClassificationData(WordVectorsData):
     """Sentences with one tag per token.
 
     Local files: column files whatever their extension (``token_column``, ``tag_column``; document separators and
-    comment lines skipped), CoNLL-U (``reader: {class_path: seqlab.data_modules.readers.CoNLLUReader, init_args:
+    comment lines skipped), CoNLL-U (``reader: {class_path: seqlab.data.readers.CoNLLUReader, init_args:
     {tag_field: MISC:NER}}``; recognised by content, UPOS by default), or JSONL/parquet rows with ``tokens_field``
     (list of strings) and ``tags_field`` (strings, or ClassLabel ids / ids with ``tag_names``). ``reader`` declares
     the column format instead of recognising it. ``tag_format`` is the input scheme (``iob1`` is converted to BIO;

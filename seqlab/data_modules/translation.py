@@ -12,12 +12,12 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 
 from seqlab import SeqlabError
+from seqlab.data.policy import OnBadRow
+from seqlab.data.rows import pad
+from seqlab.data.sources import strip_compression
 from seqlab.data_modules.base import SequenceDataModule
-from seqlab.data_modules.rows import pad
-from seqlab.data_modules.policy import OnBadRow
-from seqlab.data_modules.sources import strip_compression
-from seqlab.files import iter_lines
 from seqlab.encoders.text import SubwordEncoder, TextEncoder, WhitespaceEncoder
+from seqlab.files import iter_lines
 
 #: the specials of every translation vocabulary, in id order: PAD = 0, UNK = 1, BOS = 2, EOS = 3
 PAD, UNK, BOS, EOS = SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")

@@ -11,10 +11,10 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 
 from seqlab import SeqlabError
+from seqlab.data.readers import Reader, choose_reader
+from seqlab.data.rows import load_rows
+from seqlab.data.transformer import TransformerBatch, TransformerInputs
 from seqlab.data_modules.base import SequenceDataModule, linked, part_option
-from seqlab.data_modules.rows import load_rows
-from seqlab.data_modules.readers import Reader, choose_reader
-from seqlab.data_modules.transformer import TransformerBatch, TransformerInputs
 from seqlab.encoders.pretokenizers import PreTokenizer, WhitespacePreTokenizer
 
 
@@ -53,7 +53,7 @@ class WordVectorsData(WordVocabularyLinks, SequenceDataModule):
     ``vectors``: see ``WordVocabularyLinks``. Adding the words (never the labels) of validation/test to the
     vocabulary (``vocab_splits``) lets the vectors cover them (Lample et al. 2016). ``transformer`` adds word
     vectors from a transformers encoder over the words (``FrozenTransformer``: features cached once;
-    ``FineTunedTransformer``: pieces for the model to run it; see ``seqlab.data_modules.transformer``).
+    ``FineTunedTransformer``: pieces for the model to run it; see ``seqlab.data.transformer``).
 
     A subclass implements ``formats``, ``row_format``, ``encoder_state``/``load_encoder_state`` (its own encoders,
     which ``state_dict`` joins with the pre-tokenizer's and the transformer's) and the rest of the

@@ -10,8 +10,8 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.utilities.data import _set_sampler_epoch
 
+from seqlab.data.loader import ResumableDataLoader
 from seqlab.data_modules import BucketBatchSampler
-from seqlab.data_modules.loader import ResumableDataLoader
 from seqlab.random_state import RandomStateCheckpoint, capture, restore
 
 LENGTHS = np.random.default_rng(0).integers(1, 30, size=70).tolist()

@@ -7,8 +7,7 @@ import gzip
 import pytest
 
 from seqlab import SeqlabError
-from seqlab.data_modules import TextClassificationData, TokenClassificationData
-from seqlab.data_modules.readers import (
+from seqlab.data.readers import (
     CoNLLUReader,
     ColumnReader,
     DelimitedReader,
@@ -16,7 +15,8 @@ from seqlab.data_modules.readers import (
     SSTTreeReader,
     choose_reader,
 )
-from seqlab.data_modules.sources import SplitSource
+from seqlab.data.sources import SplitSource
+from seqlab.data_modules import TextClassificationData, TokenClassificationData
 
 TSV_NER = "# a comment before the first sentence\nPeter\tB-PER\nruns\tO\n\n-DOCSTART-\tO\n\nParis\tB-LOC\n"
 CONLLU = """\

@@ -12,9 +12,9 @@ import soundfile
 import torch
 
 from seqlab import SeqlabError
+from seqlab.data.utterances import entry_kind
 from seqlab.data_modules import SpeechFrameData
 from seqlab.encoders.audio import IGNORE_INDEX, FeatureConfig, read_audio
-from seqlab.data_modules.utterances import entry_kind
 
 RATE = 16000
 #: a tiny folding table in the format of phones.60-48-39.map: phone, 48-label, 39-label; q deleted

@@ -17,6 +17,8 @@ import torch
 
 from seqlab import SeqlabError
 from seqlab.cli import SeqlabCLI
+from seqlab.data.loader import ResumableDataLoader
+from seqlab.data.streaming import StreamingBatches, owners, shuffled
 from seqlab.data_modules import (
     InMemory,
     Streaming,
@@ -24,8 +26,6 @@ from seqlab.data_modules import (
     TokenClassificationData,
     TranslationData,
 )
-from seqlab.data_modules.loader import ResumableDataLoader
-from seqlab.data_modules.streaming import StreamingBatches, owners, shuffled
 from tests.cli_helpers import CONFIGS, run_options
 from tests.test_bad_input import BAD_FILES, TEXT_TASKS, one_line_error, run_args, spoiled, write_corpus
 

@@ -8,7 +8,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import torch.distributed as dist
 
-from seqlab.data_modules.loader import EpochOrder
+from seqlab.data.loader import EpochOrder
 
 
 def _world() -> tuple[int, int]:

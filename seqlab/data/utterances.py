@@ -13,8 +13,8 @@ from typing import Iterator, NamedTuple, Optional
 import datasets
 
 from seqlab import SeqlabError
-from seqlab.data_modules.readers import DelimitedReader, JsonlReader, Reader
-from seqlab.data_modules.sources import SPLIT_ALIASES, SPLITS, SplitSource
+from seqlab.data.readers import DelimitedReader, JsonlReader, Reader
+from seqlab.data.sources import SPLIT_ALIASES, SPLITS, SplitSource
 from seqlab.encoders.audio import AUDIO_SUFFIXES, is_audio_file
 from seqlab.encoders.phones import check_segments, manifest_segments, read_phn
 from seqlab.files import iter_lines
