@@ -57,6 +57,7 @@ from seqlab.models.encoders import (
     WeightDropBiLSTMEncoder,
 )
 from seqlab.models.frames import ContextWindowMLP, FrameClassifier, FrameStacking
+from seqlab.models.language_model import BidirectionalLanguageModel
 from seqlab.models.pooling import (
     AttentionPooling,
     LastStatePooling,
@@ -98,6 +99,7 @@ __all__ = [
     "ZeroBridge",
     "AttentionPooling",
     "BiGRUEncoder",
+    "BidirectionalLanguageModel",
     "BiLSTMEncoder",
     "CIFGLSTMCell",
     "CRFTagger",

@@ -21,9 +21,12 @@ class EncoderOutput(NamedTuple):
 
 
 class SequenceEncoder(nn.Module):
-    """Interface: ``forward(inputs (B, T, input_size), mask (B, T)) -> EncoderOutput``; ``output_size`` is H_out."""
+    """Interface: ``forward(inputs (B, T, input_size), mask (B, T)) -> EncoderOutput``; ``output_size`` is H_out.
+    ``causal_halves``: the first half of each state at t depends on inputs <= t only and the second half on inputs
+    >= t only (a one-layer bidirectional RNN), which a ``BidirectionalLanguageModel`` needs."""
 
     output_size: int
+    causal_halves: bool = False
 
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> EncoderOutput:  # pragma: no cover - interface
         raise NotImplementedError
@@ -87,6 +90,7 @@ class _BidirectionalRNNEncoder(SequenceEncoder):
         self.forward_layers = nn.ModuleList(self.rnn_class(size, hidden_size, batch_first=True) for size in sizes)
         self.backward_layers = nn.ModuleList(self.rnn_class(size, hidden_size, batch_first=True) for size in sizes)
         self.dropout = as_dropout(dropout)
+        self.causal_halves = num_layers == 1
 
     @staticmethod
     def _lengths(mask: torch.Tensor) -> torch.Tensor:
@@ -202,6 +206,7 @@ class RecurrentEncoder(SequenceEncoder):
             size = sum(layer.output_size for layer in directions)
         self.output_size = size
         self.dropout = as_dropout(dropout)
+        self.causal_halves = bidirectional and num_layers == 1
 
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> EncoderOutput:
         _BidirectionalRNNEncoder._lengths(mask)  # rejects empty sequences

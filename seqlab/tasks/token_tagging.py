@@ -8,7 +8,9 @@ import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from seqlab import SeqlabError
 from seqlab.models import (
+    BidirectionalLanguageModel,
     BiLSTMEncoder,
     CRFTagger,
     CharEncoder,
@@ -39,6 +41,10 @@ class TokenTagging(SequenceTask):
     the hyperparameters: the checkpoint's weights hold them). ``transformer_spec`` (linked from the data module's)
     adds a ``TransformerWordEmbedding`` beside the word embedding (or instead: ``word_embedding: null``); a fine-tuned
     one starts from ``transformer_weights`` (not saved in the hyperparameters either) and learns at ``transformer_lr``.
+    ``language_model(encoder.output_size, vocab_size)`` adds an auxiliary objective in training: the encoder's
+    forward states predict the next word and its backward states the previous one (``BidirectionalLanguageModel``,
+    Rei 2017; logged as ``train/lm_loss``, and ``train/loss`` includes it). It needs a one-layer bidirectional encoder
+    and no transformer features, which see the whole sentence; predictions do not use it.
     """
 
     optional_outputs = {"marginals": "predict_marginals"}
@@ -67,6 +73,7 @@ class TokenTagging(SequenceTask):
         transformer_spec: Optional[dict] = None,
         transformer_weights: Optional[dict] = None,
         transformer_lr: float = 5e-5,
+        language_model: Optional[Callable[[int, int], BidirectionalLanguageModel]] = None,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
         self.save_hyperparameters(ignore=["word_vectors", "transformer_weights"])
@@ -79,6 +86,12 @@ class TokenTagging(SequenceTask):
                           char_encoder, contextual)
         self.model = Network(body, build_tagging_head(body.output_size, self.labels, head, attention))
         self.load_word_vectors(body.embedder.words, word_vectors)
+        self.language_model = None
+        if language_model is not None:
+            if not body.encoder.causal_halves or contextual is not None:
+                raise SeqlabError("--model.language_model needs a one-layer bidirectional encoder and no "
+                                  "--data.transformer: otherwise the states that predict a word have already read it")
+            self.language_model = language_model(body.output_size, vocab_size)
         self.metrics = nn.ModuleDict({stage: EntityF1(self.labels) for stage in ("val", "test")})
 
     @property
@@ -94,10 +107,15 @@ class TokenTagging(SequenceTask):
         return self.model(batch)
 
     def shared_step(self, batch: TokenBatch, stage: str) -> torch.Tensor:
-        emissions = self(batch)
+        encoded = self.model.body(batch)
+        emissions = self.model.head(encoded)
         loss = self.model.loss(emissions, batch)
         batch_size = batch["mask"].shape[0]
-        if stage == "train":
+        if stage == "train" and self.language_model is not None:
+            lm_loss = self.language_model.loss(encoded.states, batch["token_ids"], batch["mask"])
+            loss = loss + lm_loss
+            self.log_train({"train/loss": loss, "train/lm_loss": lm_loss}, batch_size)
+        elif stage == "train":
             self.log_train({"train/loss": loss}, batch_size)
         else:
             self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=True, on_step=False,

@@ -8,7 +8,9 @@ import torch
 from pytorch_lightning.loggers import Logger
 
 from seqlab.data_modules.token_classification import spans
+from seqlab import SeqlabError
 from seqlab.models import (
+    BidirectionalLanguageModel,
     BiGRUEncoder,
     BiLSTMEncoder,
     CharBiLSTM,
@@ -16,6 +18,7 @@ from seqlab.models import (
     CRFTagger,
     MultiHeadSelfAttention,
     PretrainedWordEmbedding,
+    RecurrentEncoder,
     SoftmaxTagger,
     WordEmbedding,
 )
@@ -182,3 +185,37 @@ def test_word_vectors_start_the_word_embedding_and_stay_out_of_the_hyperparamete
 def test_word_vectors_for_an_embedding_without_pretrained_rows_warn():
     with pytest.warns(UserWarning, match="pretrained word vectors are unused: WordEmbedding"):
         TokenTagging(30, LABELS, encoder=partial(BiLSTMEncoder, hidden_size=8), word_vectors=torch.zeros(30, 100))
+
+
+def test_the_language_model_objective_adds_its_loss_in_training_only_and_trains_the_body_not_the_tagger():
+    """train/loss = tagging loss + the LM's; validation and predictions are those of the same network without it;
+    its gradient reaches the word embedding and the encoder, never the tagger's parameters."""
+    torch.manual_seed(0)
+    kwargs = dict(char_vocab_size=20, char_encoder=CharCNN, embedding_dropout=0.0,
+                  encoder=partial(BiLSTMEncoder, hidden_size=8))
+    model = TokenTagging(30, LABELS, language_model=partial(BidirectionalLanguageModel, max_words=12), **kwargs)
+    plain = TokenTagging(30, LABELS, **kwargs)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("language_model.")})
+    batch = make_batch(torch.Generator().manual_seed(5))
+    lm_loss = model.language_model.loss(model.model.body(batch).states, batch["token_ids"], batch["mask"])
+    assert float(lm_loss.detach()) > 0
+    torch.testing.assert_close(model.shared_step(batch, "train"), plain.shared_step(batch, "train") + lm_loss)
+    torch.testing.assert_close(model.shared_step(batch, "val"), plain.shared_step(batch, "val"))
+    model.eval(), plain.eval()
+    with torch.no_grad():
+        assert model.predict_step(batch) == plain.predict_step(batch)
+
+    model.train()
+    lm_loss = model.language_model.loss(model.model.body(batch).states, batch["token_ids"], batch["mask"])
+    gradients = dict(zip([n for n, _ in model.named_parameters()], torch.autograd.grad(
+        lm_loss, list(model.parameters()), allow_unused=True)))
+    assert gradients["model.body.embedder.words.embedding.weight"].abs().sum() > 0
+    assert all(gradients[n].abs().sum() > 0 for n in gradients if n.startswith("model.body.encoder."))
+    assert all(gradients[n] is None for n in gradients if n.startswith("model.head."))
+
+
+@pytest.mark.parametrize("encoder", [partial(BiLSTMEncoder, hidden_size=8, num_layers=2),
+                                     partial(RecurrentEncoder, hidden_size=8, bidirectional=False)])
+def test_the_language_model_refuses_encoders_whose_states_have_read_the_word_they_predict(encoder):
+    with pytest.raises(SeqlabError, match="--model.language_model needs a one-layer bidirectional encoder"):
+        TokenTagging(30, LABELS, encoder=encoder, language_model=BidirectionalLanguageModel)
