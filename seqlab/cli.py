@@ -79,6 +79,37 @@ class _DataInstantiator(_InstantiatorFn):
         return data
 
 
+class _ModelInstantiator(_InstantiatorFn):
+    """Builds the task like Lightning does; a value one of its parts refuses (a size or a probability: torch's
+    ``nn.LSTM(hidden_size=0)``, ``MultiHeadSelfAttention``'s head count) becomes one line naming ``--model`` and the
+    configured part that refused it."""
+
+    def __call__(self, class_type, *args: Any, applied_instantiation_links: dict, **kwargs: Any):
+        try:
+            return super().__call__(class_type, *args, applied_instantiation_links=applied_instantiation_links,
+                                    **kwargs)
+        except ValueError as error:  # SeqlabError included
+            message = str(error)
+            if message.startswith("--"):  # names its option already
+                raise
+            part = _refusing_part(error.__traceback__)
+            named = f" ({part})" if part and not message.startswith(part) else ""
+            raise SeqlabError(f"--model{named}: {message}") from None
+
+
+def _refusing_part(trace) -> Optional[str]:
+    """The class of the outermost ``seqlab.models`` object whose ``__init__`` is on ``trace``: the part a config
+    names (``BiLSTMEncoder``, not the ``nn.LSTM`` or dropout inside it)."""
+    while trace is not None:
+        frame = trace.tb_frame
+        if frame.f_code.co_name == "__init__" and frame.f_globals.get("__name__", "").startswith("seqlab.models"):
+            instance = frame.f_locals.get("self")
+            if instance is not None:
+                return type(instance).__name__
+        trace = trace.tb_next
+    return None
+
+
 class SeqlabCLI(LightningCLI):
     """``seqlab fit|validate|test|predict --config ...``.
 
@@ -154,6 +185,8 @@ class SeqlabCLI(LightningCLI):
     def _add_instantiators(self) -> None:
         super()._add_instantiators()
         self.parser.add_instantiator(_DataInstantiator(cli=self, key="data"), SequenceDataModule, subclasses=True,
+                                    prepend=True)
+        self.parser.add_instantiator(_ModelInstantiator(cli=self, key="model"), SequenceTask, subclasses=True,
                                     prepend=True)
 
     def _parse_ckpt_path(self) -> None:

@@ -321,6 +321,26 @@ def test_value_the_optimizer_or_its_schedule_refuses_is_one_line_naming_it(optio
     assert line.startswith(f"seqlab: error: {expected}"), line
 
 
+@pytest.mark.parametrize("options,expected", [
+    (["--model.init_args.attention", "seqlab.models.MultiHeadSelfAttention",
+      "--model.init_args.attention.init_args.num_heads", "3"],
+     "--model: MultiHeadSelfAttention: its input_size 512 (the encoder's output size) is not divisible by num_heads 3"),
+    (["--model.init_args.embedding_dropout", "1.5"],
+     "--model (TokenEmbedder): a dropout probability must be between 0 and 1, got 1.5"),
+    (["--model.init_args.encoder.init_args.hidden_size", "0"], "--model (BiLSTMEncoder): hidden_size must be"),
+    (["--model.init_args.encoder.init_args.num_layers", "0"], "--model: BiLSTMEncoder: num_layers must be at least 1, got 0"),
+    (["--model.init_args.head.init_args.dropout", "-0.5"], "--model (CRFTagger): a dropout probability must be between 0 and 1, got -0.5"),
+    (["--model.init_args.word_embedding", "null"], "--model (TokenEmbedder): the model needs a word_embedding, a transformer"),
+    (["--model.init_args.language_model", "seqlab.models.BidirectionalLanguageModel",
+      "--model.init_args.language_model.init_args.weight", "0"],
+     "--model: BidirectionalLanguageModel weight must be positive, got 0.0"),
+], ids=["heads", "embedding-dropout", "hidden-size", "layers", "head-dropout", "no-words", "lm-weight"])
+def test_value_a_model_part_refuses_is_one_line_naming_it(options, expected, conll_folder, tmp_path, capsys):
+    """Sizes and probabilities that the model's parts (or torch under them) refuse while the task is built."""
+    line = one_line_error(capsys, run_args(NER, conll_folder, tmp_path, *options))
+    assert expected in line, line
+
+
 @pytest.mark.parametrize("kind,content,expected", [
     ("missing", None, "no such file"),
     ("empty", b"", "the config file is empty"),

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqlab import SeqlabError
 from seqlab.models.encoders import EncoderOutput
 
 
@@ -20,7 +21,8 @@ class MultiHeadSelfAttention(nn.Module):
     def __init__(self, input_size: int, num_heads: int = 4, dropout: float = 0.1) -> None:
         super().__init__()
         if input_size % num_heads:
-            raise ValueError(f"attention input_size {input_size} is not divisible by num_heads {num_heads}")
+            raise SeqlabError(f"MultiHeadSelfAttention: its input_size {input_size} (the encoder's output size) is not "
+                              f"divisible by num_heads {num_heads}")
         self.output_size = input_size
         self.attention = nn.MultiheadAttention(input_size, num_heads, dropout=dropout, batch_first=True)
         self.norm = nn.LayerNorm(input_size)
@@ -115,7 +117,7 @@ class DotAttention(DecoderAttention):
     def __init__(self, query_size: int, memory_size: int, scaled: bool = False) -> None:
         super().__init__(query_size, memory_size)
         if query_size != memory_size:
-            raise ValueError(f"DotAttention needs equal query and memory sizes, got {query_size} and {memory_size} "
+            raise SeqlabError(f"DotAttention needs equal query and memory sizes, got {query_size} and {memory_size} "
                              "(use GeneralAttention, or a decoder hidden_size equal to the encoder output size)")
         self.scale = memory_size ** -0.5 if scaled else 1.0
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqlab import SeqlabError
 from seqlab.models.attention import DecoderAttention
 from seqlab.models.cells import LSTMCellStack, RecurrentCell
 from seqlab.models.dropout import Dropout
@@ -338,7 +339,7 @@ class BeamSearch(SearchStrategy):
         """length_penalty: default GNMTLengthPenalty(alpha=0.6)."""
         super().__init__(max_length_ratio, max_length_offset)
         if beam_size < 1:
-            raise ValueError(f"beam_size must be at least 1, got {beam_size}")
+            raise SeqlabError(f"BeamSearch: beam_size must be at least 1, got {beam_size}")
         self.beam_size = beam_size
         self.length_penalty = length_penalty if length_penalty is not None else GNMTLengthPenalty(0.6)
         self.n_best = min(n_best or beam_size, beam_size)

@@ -13,6 +13,8 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
+from seqlab import SeqlabError
+
 _SMALL_BITS = (1, 2, 4)  # fields unpacked from bytes
 _WIDE_BITS = 31  # fields of one int32 each
 
@@ -54,7 +56,7 @@ class Dropout(nn.Module):
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+            raise SeqlabError(f"a dropout probability must be between 0 and 1, got {p}")
         self.p = p
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:

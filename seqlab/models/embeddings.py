@@ -8,6 +8,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
+from seqlab import SeqlabError
 from seqlab.models.dropout import DropoutSpec, as_dropout
 from seqlab.models.encoders import BiLSTMEncoder, SequenceEncoder
 from seqlab.models.transformer_embeddings import TransformerWordEmbedding
@@ -109,10 +110,10 @@ class PretrainedWordEmbedding(WordEmbedding):
     def load_vectors(self, weight: torch.Tensor) -> int:
         expected = tuple(self.embedding.weight.shape)
         if weight.dim() != 2 or weight.shape[1] != expected[1]:
-            raise ValueError(f"pretrained vectors of shape {tuple(weight.shape)} for a word embedding of "
+            raise SeqlabError(f"pretrained vectors of shape {tuple(weight.shape)} for a word embedding of "
                              f"embedding_dim {expected[1]}: set the embedding's embedding_dim to the vectors' size")
         if weight.shape[0] != expected[0]:
-            raise ValueError(f"pretrained vectors for {weight.shape[0]} words, the word embedding has "
+            raise SeqlabError(f"pretrained vectors for {weight.shape[0]} words, the word embedding has "
                              f"{expected[0]} rows")
         self.embedding.weight.copy_(weight)
         return expected[0]
@@ -144,7 +145,7 @@ class StackedWordEmbedding(WordEmbedder):
     ) -> None:
         super().__init__()
         if not embeddings:
-            raise ValueError("StackedWordEmbedding needs at least one member embedding")
+            raise SeqlabError("StackedWordEmbedding needs at least one member embedding")
         self.members = nn.ModuleList(factory(vocab_size, padding_idx) for factory in embeddings)
         self.output_size = sum(member.output_size for member in self.members)
         self.word_dropout = word_dropout
@@ -335,7 +336,7 @@ class TokenEmbedder(nn.Module):
                  transformer: Optional[TransformerWordEmbedding] = None) -> None:
         super().__init__()
         if words is None and transformer is None:
-            raise ValueError("a TokenEmbedder needs a word embedding, a transformer embedding or both")
+            raise SeqlabError("the model needs a word_embedding, a transformer (--data.transformer) or both")
         self.words = words
         self.chars = chars
         self.transformer = transformer

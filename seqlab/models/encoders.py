@@ -7,6 +7,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import nn
 
+from seqlab import SeqlabError
 from seqlab.models.cells import LSTMCell, RecurrentCell, RecurrentLayer, WeightDropLSTM
 from seqlab.models.dropout import DropoutSpec, as_dropout
 
@@ -71,6 +72,11 @@ def reverse_within_lengths(inputs: torch.Tensor, lengths: torch.Tensor) -> torch
     return _reverse(inputs, reversal_index(lengths, inputs.shape[1]))
 
 
+def _check_layers(encoder: SequenceEncoder, num_layers: int) -> None:
+    if num_layers < 1:
+        raise SeqlabError(f"{type(encoder).__name__}: num_layers must be at least 1, got {num_layers}")
+
+
 class _BidirectionalRNNEncoder(SequenceEncoder):
     """A bidirectional RNN built from two unidirectional ones per layer. The backward RNN reads every sequence
     reversed within its own length, so padding only ever follows real steps and never changes their states: the
@@ -83,6 +89,7 @@ class _BidirectionalRNNEncoder(SequenceEncoder):
         """hidden_size is per direction: ``output_size == 2 * hidden_size``. ``dropout`` (a probability or a module
         such as ``SequenceDropout``) applies between layers and to the output states."""
         super().__init__()
+        _check_layers(self, num_layers)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.output_size = 2 * hidden_size
@@ -195,6 +202,7 @@ class RecurrentEncoder(SequenceEncoder):
     def __init__(self, input_size: int, hidden_size: int = 256, num_layers: int = 1, dropout: DropoutSpec = 0.0,
                  cell: Callable[[int, int], RecurrentCell] = LSTMCell, bidirectional: bool = True) -> None:
         super().__init__()
+        _check_layers(self, num_layers)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.layers = nn.ModuleList()

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqlab import SeqlabError
 from seqlab.models.encoders import EncoderOutput, SequenceEncoder
 
 IGNORE_INDEX = -100
@@ -34,7 +35,7 @@ class FrameStacking(nn.Module):
         self.stack = stack
         self.stride = stride or stack
         if self.stack < 1 or self.stride < 1:
-            raise ValueError(f"stack ({stack}) and stride ({stride}) must be at least 1")
+            raise SeqlabError(f"FrameStacking: stack ({stack}) and stride ({stride}) must be at least 1")
         self.output_size = input_size * stack
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqlab import SeqlabError
 from seqlab.models.attention import MultiHeadSelfAttention
 from seqlab.models.dropout import DropoutSpec
 from seqlab.models.embeddings import CharEncoder, TokenEmbedder, WordEmbedder
@@ -71,7 +72,7 @@ class ClassificationHead(nn.Module):
         super().__init__()
         self.pooling, self.classifier, self.labels = pooling, classifier, list(labels)
         if class_weights is not None and len(class_weights) != len(self.labels):
-            raise ValueError(f"class_weights has {len(class_weights)} values for {len(self.labels)} labels "
+            raise SeqlabError(f"class_weights has {len(class_weights)} values for {len(self.labels)} labels "
                              f"({', '.join(self.labels)})")
         weights = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float)
         self.register_buffer("class_weights", weights)
