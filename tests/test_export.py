@@ -17,6 +17,7 @@ from seqlab import SeqlabError
 from seqlab.export import FORMATS, PROBE_LENGTHS, OnnxPredictor, OnnxSession, export, graph_of, main, sidecar_path
 from seqlab.models import (
     AttentionPooling,
+    BidirectionalLanguageModel,
     BiGRUEncoder,
     BiLSTMEncoder,
     CharBiLSTM,
@@ -171,6 +172,10 @@ VARIANTS = {  # name -> (task factory, batch factory): the parts the fixtures do
         lambda lengths, g: token_batch(lengths, True, g)),
     "gru_crf_without_chars": (
         lambda: TokenTagging(50, LABELS, encoder=functools.partial(BiGRUEncoder, hidden_size=8)),
+        lambda lengths, g: token_batch(lengths, False, g)),
+    "crf_trained_with_a_language_model": (  # a task that holds the objective exports its tagger
+        lambda: TokenTagging(50, LABELS, encoder=functools.partial(BiLSTMEncoder, hidden_size=8),
+                             language_model=functools.partial(BidirectionalLanguageModel, max_words=20)),
         lambda lengths, g: token_batch(lengths, False, g)),
     "attention_pooling": (
         lambda: SentenceClassification(50, ["a", "b", "c"], encoder=functools.partial(BiLSTMEncoder, hidden_size=8),
