@@ -118,7 +118,7 @@ class DotAttention(DecoderAttention):
         super().__init__(query_size, memory_size)
         if query_size != memory_size:
             raise SeqlabError(f"DotAttention needs equal query and memory sizes, got {query_size} and {memory_size} "
-                             "(use GeneralAttention, or a decoder hidden_size equal to the encoder output size)")
+                              "(use GeneralAttention, or a decoder hidden_size equal to the encoder output size)")
         self.scale = memory_size ** -0.5 if scaled else 1.0
 
     def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:

@@ -111,10 +111,10 @@ class PretrainedWordEmbedding(WordEmbedding):
         expected = tuple(self.embedding.weight.shape)
         if weight.dim() != 2 or weight.shape[1] != expected[1]:
             raise SeqlabError(f"pretrained vectors of shape {tuple(weight.shape)} for a word embedding of "
-                             f"embedding_dim {expected[1]}: set the embedding's embedding_dim to the vectors' size")
+                              f"embedding_dim {expected[1]}: set the embedding's embedding_dim to the vectors' size")
         if weight.shape[0] != expected[0]:
             raise SeqlabError(f"pretrained vectors for {weight.shape[0]} words, the word embedding has "
-                             f"{expected[0]} rows")
+                              f"{expected[0]} rows")
         self.embedding.weight.copy_(weight)
         return expected[0]
 

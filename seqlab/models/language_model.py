@@ -18,9 +18,9 @@ class BidirectionalLanguageModel(nn.Module):
     Each direction has its own ``tanh`` layer of ``hidden_size`` units and its own softmax over the ``max_words``
     first word ids (vocabularies are ordered by frequency, specials first); rarer words are predicted as the
     ``unk_index`` class. The softmax's cost grows with ``max_words``: on CPU, Rei's 7500 doubles the time of a
-    training step of the CoNLL GloVe config (+20 ms on one thread), 2000 adds about a quarter and still covers 75 %
-    of CoNLL-2003's training tokens. ``loss`` is ``weight`` x (next-word + previous-word negative log-likelihood), each summed
-    over the sentence's predictable positions and averaged over sentences, the reduction of ``CRFTagger.loss``, so
+    training step of the CoNLL GloVe config; 2000 covers 75 % of CoNLL-2003's training tokens and adds about a third
+    to a full run. ``loss`` is ``weight`` x (next-word + previous-word negative log-likelihood), each summed over the
+    sentence's predictable positions and averaged over sentences, the reduction of ``CRFTagger.loss``, so
     ``weight`` is Rei's gamma (0.1). The encoder must be causal per half: the forward state at t sees words <= t only
     and the backward state words >= t only (a one-layer bidirectional RNN; ``SequenceEncoder.causal_halves``).
     """

@@ -73,7 +73,7 @@ class ClassificationHead(nn.Module):
         self.pooling, self.classifier, self.labels = pooling, classifier, list(labels)
         if class_weights is not None and len(class_weights) != len(self.labels):
             raise SeqlabError(f"class_weights has {len(class_weights)} values for {len(self.labels)} labels "
-                             f"({', '.join(self.labels)})")
+                              f"({', '.join(self.labels)})")
         weights = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float)
         self.register_buffer("class_weights", weights)
 
