@@ -111,12 +111,12 @@ class TokenTagging(SequenceTask):
         emissions = self.model.head(encoded)
         loss = self.model.loss(emissions, batch)
         batch_size = batch["mask"].shape[0]
-        if stage == "train" and self.language_model is not None:
-            lm_loss = self.language_model.loss(encoded.states, batch["token_ids"], batch["mask"])
-            loss = loss + lm_loss
-            self.log_train({"train/loss": loss, "train/lm_loss": lm_loss}, batch_size)
-        elif stage == "train":
-            self.log_train({"train/loss": loss}, batch_size)
+        if stage == "train":
+            logged = {}
+            if self.language_model is not None:
+                logged["train/lm_loss"] = self.language_model.loss(encoded.states, batch["token_ids"], batch["mask"])
+                loss = loss + logged["train/lm_loss"]
+            self.log_train({"train/loss": loss, **logged}, batch_size)
         else:
             self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=True, on_step=False,
                      on_epoch=True)

@@ -7,8 +7,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import Logger
 
-from seqlab.data_modules.token_classification import spans
 from seqlab import SeqlabError
+from seqlab.data_modules.token_classification import spans
 from seqlab.models import (
     BidirectionalLanguageModel,
     BiGRUEncoder,
