@@ -221,9 +221,9 @@ def test_peephole_with_zero_peepholes_is_the_plain_lstm_cell_and_nn_lstm():
         for name in ("peephole_input", "peephole_forget", "peephole_output"):
             getattr(peephole, name).zero_()
     without = RecurrentLayer(peephole)(inputs, mask)[0]
-    # the plain cell takes one sigmoid over its four gates, the peephole cell one per gate: which elements take the
-    # kernel's vector path and which its scalar one depends on the CPU's vector width, and the two can differ in the
-    # last bit of a float64 (seen on an AVX-512 machine: 1.4e-17 in the outputs), far below what a peephole changes
+    # the plain cell takes one sigmoid over its four gates, the peephole cell one per gate (a strided view): on an
+    # AVX-512 machine the two sigmoids of the same pre-activation differed in the last bit of a float64 (1.4e-17 in
+    # the outputs), likely the kernel's vector vs scalar path; far below what a peephole changes
     torch.testing.assert_close(without, RecurrentLayer(plain)(inputs, mask)[0], rtol=0, atol=1e-15)
     assert not torch.allclose(with_peepholes, without)  # the peepholes were doing something
 
