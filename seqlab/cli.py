@@ -93,6 +93,8 @@ class _ModelInstantiator(_InstantiatorFn):
             if message.startswith("--"):  # names its option already
                 raise
             part = _refusing_part(error.__traceback__)
+            if part and message.startswith(f"{part}: "):  # "BiLSTMEncoder: num_layers ...": named once, as the others
+                message = message[len(part) + 2:]
             named = f" ({part})" if part and not message.startswith(part) else ""
             raise SeqlabError(f"--model{named}: {message}") from None
 
