@@ -9,6 +9,7 @@ from typing import Iterable, Optional, Sequence
 
 from seqlab import SeqlabError
 from seqlab.encoders.vocab import Vocabulary
+from seqlab.hub import hub_access, unreachable_hub_reason
 
 PAD_CANDIDATES = ("[PAD]", "<pad>", "<|pad|>", "<PAD>")
 UNK_CANDIDATES = ("[UNK]", "<unk>", "<|unk|>", "<UNK>")
@@ -171,11 +172,13 @@ class SubwordEncoder(TextEncoder):
         try:
             from transformers import AutoTokenizer
 
-            loaded = AutoTokenizer.from_pretrained(name)
+            with hub_access(name):
+                loaded = AutoTokenizer.from_pretrained(name)
         except (OSError, ValueError) as error:
+            reason = unreachable_hub_reason(name) or first_line(error)
             raise SeqlabError(
-                f"could not load tokenizer '{name}' ({first_line(error)}). Offline? Pass a local tokenizer.json "
-                "file or a transformers model directory: --data.tokenizer /path/to/tokenizer.json"
+                f"could not load tokenizer '{name}' ({reason}). Offline? Pass a local tokenizer.json file or a "
+                "transformers model directory: --data.tokenizer /path/to/tokenizer.json"
             ) from None
         if not getattr(loaded, "is_fast", False):
             raise SeqlabError(f"tokenizer '{name}' has no fast (tokenizers) version; seqlab needs one")

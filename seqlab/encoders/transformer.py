@@ -16,6 +16,7 @@ from torch import nn
 
 from seqlab import SeqlabError
 from seqlab.encoders.text import first_line
+from seqlab.hub import hub_access, unreachable_hub_reason
 from seqlab.models.transformer_embeddings import (
     FirstPiecePooling,
     PiecePooling,
@@ -61,7 +62,8 @@ def _quiet_transformers() -> Iterator[None]:
 
 
 def _offline_hint(model: str, error: BaseException) -> SeqlabError:
-    return SeqlabError(f"could not load transformer model '{model}' ({first_line(error)}). Offline? Use the installed "
+    reason = unreachable_hub_reason(model_location(model)) or first_line(error)
+    return SeqlabError(f"could not load transformer model '{model}' ({reason}). Offline? Use the installed "
                        f"{MINILM} package (the default) or a local model directory")
 
 
@@ -108,7 +110,7 @@ class TransformerFeatures:
         try:
             from transformers import AutoTokenizer
 
-            with _quiet_transformers():
+            with _quiet_transformers(), hub_access(location):
                 loaded = AutoTokenizer.from_pretrained(location)
         except (OSError, ValueError) as error:
             raise _offline_hint(self.model, error) from None
@@ -136,7 +138,7 @@ class TransformerFeatures:
             try:
                 from transformers import AutoConfig
 
-                with _quiet_transformers():
+                with _quiet_transformers(), hub_access(location):
                     config = AutoConfig.from_pretrained(location).to_dict()
             except (OSError, ValueError) as error:
                 raise _offline_hint(self.model, error) from None
@@ -166,7 +168,7 @@ class TransformerFeatures:
         try:
             from transformers import AutoModel
 
-            with _quiet_transformers():
+            with _quiet_transformers(), hub_access(location):
                 module = AutoModel.from_pretrained(location)
         except (OSError, ValueError) as error:
             raise _offline_hint(self.model, error) from None
