@@ -8,6 +8,7 @@ import contextlib
 import functools
 import os
 import socket
+import urllib.request
 from pathlib import Path
 from typing import Iterator, Optional
 from urllib.parse import urlsplit
@@ -18,8 +19,12 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 @functools.lru_cache(maxsize=None)
 def hub_reachable(endpoint: str = "", timeout_s: float = 3.0) -> bool:
     """Whether a TCP connection to the hub (``endpoint``, default ``$HF_ENDPOINT`` or huggingface.co) opens within
-    ``timeout_s``; asked once per process and endpoint."""
+    ``timeout_s``; asked once per process and endpoint. Behind a proxy (``HTTPS_PROXY`` and the like, which the hub
+    libraries use) the hub counts as reachable: a direct connection says nothing there."""
     address = urlsplit(endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT)
+    proxies = urllib.request.getproxies()
+    if proxies.get(address.scheme or "https") or proxies.get("all"):
+        return True
     port = address.port or (80 if address.scheme == "http" else 443)
     try:
         socket.create_connection((address.hostname or "", port), timeout=timeout_s).close()

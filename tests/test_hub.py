@@ -29,7 +29,17 @@ def unreachable_hub(monkeypatch):
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
 
 
-def test_reachable_is_a_tcp_connection_that_opens():
+@pytest.fixture
+def no_proxy(monkeypatch):
+    """No proxy configured, and hub_reachable's answers (kept for the process) forgotten before and after."""
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    hub_reachable.cache_clear()
+    yield
+    hub_reachable.cache_clear()
+
+
+def test_reachable_is_a_tcp_connection_that_opens(no_proxy):
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", 0))
         listening.listen(1)
@@ -40,6 +50,13 @@ def test_reachable_is_a_tcp_connection_that_opens():
         port = closed.getsockname()[1]
     assert hub_reachable(f"http://127.0.0.1:{port}") is False
     assert hub_reachable("https://no-such-host.invalid") is False
+
+
+def test_behind_a_proxy_the_hub_is_left_to_the_libraries(no_proxy, monkeypatch):
+    """A direct connection fails behind a proxy that the hub libraries would go through: never offline there."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    assert hub_reachable("https://no-such-host.invalid") is True
+    assert hub_reachable("http://no-such-host.invalid") is False  # the proxy is for https only
 
 
 def test_unreachable_hub_is_offline_inside_and_restored_after(unreachable_hub):
