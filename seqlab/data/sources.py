@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Union
 
 from seqlab import SeqlabError
+from seqlab.encoders.text import first_line
 from seqlab.hub import hub_access, unreachable_hub_reason
 
 SPLITS = ("train", "validation", "test")
@@ -132,9 +133,9 @@ def load_hub(path: str, name: Optional[str] = None, **kwargs):
         with hub_access(path):
             loaded = datasets.load_dataset(path, name, **kwargs)
     except (ConnectionError, OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as error:
-        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        reason = unreachable_hub_reason(path) or first_line(error)
         raise SeqlabError(
-            f"could not load '{path}' from the Hugging Face hub ({unreachable_hub_reason(path) or first}). Offline? "
+            f"could not load '{path}' from the Hugging Face hub ({reason}). Offline? "
             "Pass local files instead: --data.path /path/to/dir (with train/valid/test files) or --data.data_files"
         ) from error
     return datasets.DatasetDict({SPLIT_ALIASES.get(k, k): v for k, v in loaded.items()})

@@ -61,8 +61,9 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _offline_hint(model: str, error: BaseException) -> SeqlabError:
-    reason = unreachable_hub_reason(model_location(model)) or first_line(error)
+def _offline_hint(model: str, location: str, error: BaseException) -> SeqlabError:
+    """The one line for ``model`` (read from ``location``: its directory or hub name) failing to load."""
+    reason = unreachable_hub_reason(location) or first_line(error)
     return SeqlabError(f"could not load transformer model '{model}' ({reason}). Offline? Use the installed "
                        f"{MINILM} package (the default) or a local model directory")
 
@@ -113,7 +114,7 @@ class TransformerFeatures:
             with _quiet_transformers(), hub_access(location):
                 loaded = AutoTokenizer.from_pretrained(location)
         except (OSError, ValueError) as error:
-            raise _offline_hint(self.model, error) from None
+            raise _offline_hint(self.model, location, error) from None
         if not getattr(loaded, "is_fast", False):
             raise SeqlabError(f"transformer model '{self.model}' has no fast (tokenizers) tokenizer; seqlab needs one")
         return loaded.backend_tokenizer
@@ -141,7 +142,7 @@ class TransformerFeatures:
                 with _quiet_transformers(), hub_access(location):
                     config = AutoConfig.from_pretrained(location).to_dict()
             except (OSError, ValueError) as error:
-                raise _offline_hint(self.model, error) from None
+                raise _offline_hint(self.model, location, error) from None
         config.pop("_name_or_path", None)
         total = int(config.get("num_hidden_layers", self.layers))
         if self.layers > total + 1:
@@ -171,7 +172,7 @@ class TransformerFeatures:
             with _quiet_transformers(), hub_access(location):
                 module = AutoModel.from_pretrained(location)
         except (OSError, ValueError) as error:
-            raise _offline_hint(self.model, error) from None
+            raise _offline_hint(self.model, location, error) from None
         if getattr(module, "pooler", None) is not None:
             module.pooler = None  # the [CLS] head: no word features use it
         return module.eval().requires_grad_(False)
