@@ -190,21 +190,27 @@ def test_sequence_dropout_from_the_config_is_restored_from_the_checkpoint(tmp_pa
         assert type(restored_body.encoder.dropout) is SequenceDropout and restored_body.encoder.dropout.p == 0.4
 
 
-def test_a_language_model_objective_trains_from_the_command_line_and_its_checkpoint_predicts(tmp_path, conll_slice):
-    """``--model.init_args.language_model`` (README): training logs ``train/lm_loss``; the checkpoint restores the
-    objective's weights with the task, and ``seqlab.load`` predicts as the trained model does."""
-    cli = SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path, conll_slice),
-                          "--model.init_args.language_model", "seqlab.models.BidirectionalLanguageModel",
-                          "--model.init_args.language_model.max_words", "200",
+@pytest.mark.parametrize("objective, options", [
+    ("language_model", []),
+    ("char_language_model", ["--model.init_args.char_encoder", "seqlab.models.SentenceCharBiLSTM"]),
+])
+def test_a_language_model_objective_trains_from_the_command_line_and_its_checkpoint_predicts(
+        objective, options, tmp_path, conll_slice):
+    """``--model.init_args.language_model`` (README), or ``char_language_model`` over a sentence-level character
+    BiLSTM: training logs ``train/lm_loss`` (``train/char_lm_loss``); the checkpoint restores the objective's
+    weights with the task, and ``seqlab.load`` predicts as the trained model does."""
+    cli = SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path, conll_slice), *options,
+                          f"--model.init_args.{objective}", "seqlab.models.BidirectionalLanguageModel",
+                          f"--model.init_args.{objective}.max_words", "200",
                           "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4",
                           "--trainer.limit_val_batches", "1"])
-    assert float(cli.trainer.callback_metrics["train/lm_loss"]) > 0
-    assert cli.model.language_model.classes == 200
+    assert float(cli.trainer.callback_metrics[f"train/{objective.replace('language_model', 'lm')}_loss"]) > 0
+    assert getattr(cli.model, objective).classes == 200
     last = next((tmp_path / "runs").rglob("last.ckpt"))
     predictor = load(str(last))
     restored = predictor.task.state_dict()
     trained = cli.model.state_dict()
-    assert any(k.startswith("language_model.") for k in restored)
+    assert any(k.startswith(f"{objective}.") for k in restored)
     assert all(torch.equal(restored[k], trained[k]) for k in trained)
     batch = next(iter(cli.datamodule.test_dataloader()))
     with torch.no_grad():

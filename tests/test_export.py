@@ -27,6 +27,7 @@ from seqlab.models import (
     LinearChainCRF,
     MultiHeadSelfAttention,
     SelfAttentivePooling,
+    SentenceCharBiLSTM,
     SoftmaxTagger,
 )
 from seqlab.models.crf import _scripted_viterbi
@@ -177,6 +178,12 @@ VARIANTS = {  # name -> (task factory, batch factory): the parts the fixtures do
         lambda: TokenTagging(50, LABELS, encoder=functools.partial(BiLSTMEncoder, hidden_size=8),
                              language_model=functools.partial(BidirectionalLanguageModel, max_words=20)),
         lambda lengths, g: token_batch(lengths, False, g)),
+    "sentence_char_bilstm_trained_with_a_char_language_model": (  # its stream is padded to the trace's widest
+        lambda: TokenTagging(50, LABELS, char_vocab_size=30,
+                             char_encoder=functools.partial(SentenceCharBiLSTM, embedding_dim=6, hidden_size=5),
+                             encoder=functools.partial(BiLSTMEncoder, hidden_size=8),
+                             char_language_model=functools.partial(BidirectionalLanguageModel, max_words=20)),
+        lambda lengths, g: token_batch(lengths, True, g)),
     "attention_pooling": (
         lambda: SentenceClassification(50, ["a", "b", "c"], encoder=functools.partial(BiLSTMEncoder, hidden_size=8),
                                        pooling=AttentionPooling),

@@ -68,6 +68,7 @@ from seqlab.models.pooling import (
     SelfAttentivePooling,
     frobenius_penalty,
 )
+from seqlab.models.sentence_chars import SentenceCharBiLSTM
 from seqlab.models.taggers import CRFTagger, SoftmaxTagger, TaggerHead
 from seqlab.models.transformer_embeddings import (
     FirstPiecePooling,
@@ -132,6 +133,7 @@ __all__ = [
     "PretrainedWordEmbedding",
     "StackedWordEmbedding",
     "SelfAttentivePooling",
+    "SentenceCharBiLSTM",
     "SequenceDropout",
     "SequenceEncoder",
     "SoftmaxTagger",

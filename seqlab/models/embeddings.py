@@ -206,9 +206,15 @@ class CharEncoder(nn.Module):
     """Word features from characters: char ids (B, T, L) (0 = padding), token mask (B, T) -> (B, T, output_size).
     Only real tokens are encoded, and each distinct word of the batch once (a sentence batch repeats many words);
     padding positions are 0. Encoding each word once gives the same features, and the same gradients (the
-    gradient of a repeated word is the sum over its occurrences, as it is when each occurrence is encoded)."""
+    gradient of a repeated word is the sum over its occurrences, as it is when each occurrence is encoded).
+    ``reads_one_word``: the features of a word depend on its own characters only (not so ``SentenceCharBiLSTM``).
+    ``causal_halves``: the first half of the features of word t depends on words <= t only and the second half on
+    words >= t only, which a ``BidirectionalLanguageModel`` over them needs; true of an encoder that reads each word
+    alone, and of ``SentenceCharBiLSTM`` over a one-layer BiLSTM."""
 
     output_size: int
+    reads_one_word: bool = True
+    causal_halves: bool = True
 
     def __init__(self, char_vocab_size: int, padding_idx: int = 0, embedding_dim: int = 25) -> None:
         super().__init__()
@@ -343,14 +349,25 @@ class TokenEmbedder(nn.Module):
         self.dropout = as_dropout(dropout)
         self.output_size = sum(part.output_size for part in (words, chars, transformer) if part is not None)
 
-    def forward(self, token_ids: torch.Tensor, mask: torch.Tensor, char_ids: Optional[torch.Tensor] = None,
-                transformer_inputs: Optional[Mapping[str, torch.Tensor]] = None):
-        """``transformer_inputs``: the batch's transformer keys (``word_features``, or ``piece_ids``...)."""
-        parts = [self.words(token_ids)] if self.words is not None else []  # (B, T, D)
+    def parts(self, token_ids: torch.Tensor, mask: torch.Tensor, char_ids: Optional[torch.Tensor] = None,
+              transformer_inputs: Optional[Mapping[str, torch.Tensor]] = None) -> dict[str, torch.Tensor]:
+        """Each part's features before concatenation and dropout: ``words`` (B, T, D), ``chars`` (B, T, C),
+        ``transformer`` (B, T, H), those the embedder has. ``transformer_inputs``: the batch's transformer keys
+        (``word_features``, or ``piece_ids``...)."""
+        parts = {"words": self.words(token_ids)} if self.words is not None else {}
         if self.chars is not None:
             if char_ids is None:
                 raise ValueError("this embedder has character features but the batch has no char_ids")
-            parts.append(self.chars(char_ids, mask))  # (B, T, C)
+            parts["chars"] = self.chars(char_ids, mask)
         if self.transformer is not None:
-            parts.append(self.transformer(transformer_inputs or {}, mask))  # (B, T, H)
-        return self.dropout(torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0])  # (B, T, D + C + H)
+            parts["transformer"] = self.transformer(transformer_inputs or {}, mask)
+        return parts
+
+    def combine(self, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``parts`` -> (B, T, D + C + H): concatenated in that order, then dropout."""
+        features = list(parts.values())
+        return self.dropout(torch.cat(features, dim=-1) if len(features) > 1 else features[0])
+
+    def forward(self, token_ids: torch.Tensor, mask: torch.Tensor, char_ids: Optional[torch.Tensor] = None,
+                transformer_inputs: Optional[Mapping[str, torch.Tensor]] = None) -> torch.Tensor:
+        return self.combine(self.parts(token_ids, mask, char_ids, transformer_inputs))  # (B, T, D + C + H)

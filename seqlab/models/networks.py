@@ -34,8 +34,13 @@ class Body(nn.Module):
         self.output_size = encoder.output_size
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> EncoderOutput:
-        embedded = self.embedder(batch["token_ids"], batch["mask"], batch.get("char_ids"), batch)  # (B, T, E)
-        return self.encoder(embedded, batch["mask"])
+        return self.forward_with_parts(batch)[0]
+
+    def forward_with_parts(self, batch: Mapping[str, torch.Tensor]) -> tuple[EncoderOutput, dict[str, torch.Tensor]]:
+        """The encoder's output and the embedder's parts before concatenation and dropout (``TokenEmbedder.parts``),
+        which auxiliary objectives may read."""
+        parts = self.embedder.parts(batch["token_ids"], batch["mask"], batch.get("char_ids"), batch)
+        return self.encoder(self.embedder.combine(parts), batch["mask"]), parts  # embedded: (B, T, E)
 
 
 class TaggingHead(nn.Module):

@@ -45,6 +45,9 @@ class TokenTagging(SequenceTask):
     forward states predict the next word and its backward states the previous one (``BidirectionalLanguageModel``,
     Rei 2017; logged as ``train/lm_loss``, and ``train/loss`` includes it). It needs a one-layer bidirectional encoder
     and no transformer features, which see the whole sentence; predictions do not use it.
+    ``char_language_model(char_encoder.output_size, vocab_size)`` is the same objective over the character features
+    (logged as ``train/char_lm_loss``): with a ``SentenceCharBiLSTM``, the character-level language model of Liu et
+    al. 2018, which trains the sentence's character BiLSTM to predict the words around each word.
     """
 
     optional_outputs = {"marginals": "predict_marginals"}
@@ -74,6 +77,7 @@ class TokenTagging(SequenceTask):
         transformer_weights: Optional[dict] = None,
         transformer_lr: float = 5e-5,
         language_model: Optional[Callable[[int, int], BidirectionalLanguageModel]] = None,
+        char_language_model: Optional[Callable[[int, int], BidirectionalLanguageModel]] = None,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
         self.save_hyperparameters(ignore=["word_vectors", "transformer_weights"])
@@ -88,10 +92,20 @@ class TokenTagging(SequenceTask):
         self.load_word_vectors(body.embedder.words, word_vectors)
         self.language_model = None
         if language_model is not None:
-            if not body.encoder.causal_halves or contextual is not None:
-                raise SeqlabError("--model.language_model needs a one-layer bidirectional encoder and no "
-                                  "--data.transformer: otherwise the states that predict a word have already read it")
+            chars = body.embedder.chars
+            if not body.encoder.causal_halves or contextual is not None or not (chars is None or chars.reads_one_word):
+                raise SeqlabError("--model.language_model needs a one-layer bidirectional encoder, no "
+                                  "--data.transformer and a char_encoder that reads each word alone: otherwise the "
+                                  "states that predict a word have already read it")
             self.language_model = language_model(body.output_size, vocab_size)
+        self.char_language_model = None
+        if char_language_model is not None:
+            chars = body.embedder.chars
+            if chars is None or not chars.causal_halves:
+                raise SeqlabError("--model.char_language_model needs a --model.char_encoder whose features of a word "
+                                  "read no later words in their first half and no earlier ones in their second (a "
+                                  "SentenceCharBiLSTM over a one-layer BiLSTM, or a per-word encoder)")
+            self.char_language_model = char_language_model(chars.output_size, vocab_size)
         self.metrics = nn.ModuleDict({stage: EntityF1(self.labels) for stage in ("val", "test")})
 
     @property
@@ -107,7 +121,7 @@ class TokenTagging(SequenceTask):
         return self.model(batch)
 
     def shared_step(self, batch: TokenBatch, stage: str) -> torch.Tensor:
-        encoded = self.model.body(batch)
+        encoded, parts = self.model.body.forward_with_parts(batch)
         emissions = self.model.head(encoded)
         loss = self.model.loss(emissions, batch)
         batch_size = batch["mask"].shape[0]
@@ -115,7 +129,10 @@ class TokenTagging(SequenceTask):
             logged = {}
             if self.language_model is not None:
                 logged["train/lm_loss"] = self.language_model.loss(encoded.states, batch["token_ids"], batch["mask"])
-                loss = loss + logged["train/lm_loss"]
+            if self.char_language_model is not None:
+                logged["train/char_lm_loss"] = self.char_language_model.loss(parts["chars"], batch["token_ids"],
+                                                                             batch["mask"])
+            loss = sum(logged.values(), loss)
             self.log_train({"train/loss": loss, **logged}, batch_size)
         else:
             self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=True, on_step=False,

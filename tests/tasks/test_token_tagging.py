@@ -19,6 +19,7 @@ from seqlab.models import (
     MultiHeadSelfAttention,
     PretrainedWordEmbedding,
     RecurrentEncoder,
+    SentenceCharBiLSTM,
     SoftmaxTagger,
     WordEmbedding,
 )
@@ -219,3 +220,47 @@ def test_the_language_model_objective_adds_its_loss_in_training_only_and_trains_
 def test_the_language_model_refuses_encoders_whose_states_have_read_the_word_they_predict(encoder):
     with pytest.raises(SeqlabError, match="--model.language_model needs a one-layer bidirectional encoder"):
         TokenTagging(30, LABELS, encoder=encoder, language_model=BidirectionalLanguageModel)
+
+
+def test_the_language_model_refuses_character_features_that_read_the_next_word():
+    """A sentence-level character BiLSTM's backward half of word t has read word t + 1: the word-level encoder's
+    forward state at t would then see the word it predicts."""
+    with pytest.raises(SeqlabError, match="a char_encoder that reads each word alone"):
+        TokenTagging(30, LABELS, char_vocab_size=20, char_encoder=SentenceCharBiLSTM,
+                     encoder=partial(BiLSTMEncoder, hidden_size=8), language_model=BidirectionalLanguageModel)
+
+
+def test_the_character_language_model_trains_the_character_bilstm_only_and_only_in_training():
+    """train/loss = tagging loss + the LM over the SentenceCharBiLSTM's word features (Liu et al. 2018); validation
+    and predictions are those of the network without it; its gradient reaches the character BiLSTM and nothing
+    else (neither the word embedding, nor the word encoder, nor the tagger)."""
+    torch.manual_seed(0)
+    kwargs = dict(char_vocab_size=20, char_encoder=partial(SentenceCharBiLSTM, hidden_size=6), embedding_dropout=0.0,
+                  encoder=partial(BiLSTMEncoder, hidden_size=8))
+    model = TokenTagging(30, LABELS, char_language_model=partial(BidirectionalLanguageModel, max_words=12), **kwargs)
+    plain = TokenTagging(30, LABELS, **kwargs)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("char_language_model.")})
+    batch = make_batch(torch.Generator().manual_seed(5))
+    chars = model.model.body.embedder.chars(batch["char_ids"], batch["mask"])  # (B, T, 12)
+    lm_loss = model.char_language_model.loss(chars, batch["token_ids"], batch["mask"])
+    assert float(lm_loss.detach()) > 0
+    torch.testing.assert_close(model.shared_step(batch, "train"), plain.shared_step(batch, "train") + lm_loss)
+    torch.testing.assert_close(model.shared_step(batch, "val"), plain.shared_step(batch, "val"))
+    model.eval(), plain.eval()
+    with torch.no_grad():
+        assert model.predict_step(batch) == plain.predict_step(batch)
+
+    names = [n for n, _ in model.named_parameters()]
+    gradients = dict(zip(names, torch.autograd.grad(lm_loss, list(model.parameters()), allow_unused=True)))
+    reached = {n for n, g in gradients.items() if g is not None and g.abs().sum() > 0}
+    assert reached == {n for n in names if n.startswith(("model.body.embedder.chars.", "char_language_model."))}
+
+
+def test_the_character_language_model_needs_character_features_causal_per_half():
+    with pytest.raises(SeqlabError, match="--model.char_language_model needs a --model.char_encoder"):
+        TokenTagging(30, LABELS, encoder=partial(BiLSTMEncoder, hidden_size=8),
+                     char_language_model=BidirectionalLanguageModel)
+    two_layers = partial(SentenceCharBiLSTM, encoder=lambda size, hidden: BiLSTMEncoder(size, hidden, num_layers=2))
+    with pytest.raises(SeqlabError, match="--model.char_language_model needs a --model.char_encoder"):
+        TokenTagging(30, LABELS, char_vocab_size=20, char_encoder=two_layers,
+                     encoder=partial(BiLSTMEncoder, hidden_size=8), char_language_model=BidirectionalLanguageModel)
