@@ -204,9 +204,10 @@ def unique_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class CharEncoder(nn.Module):
     """Word features from characters: char ids (B, T, L) (0 = padding), token mask (B, T) -> (B, T, output_size).
-    Only real tokens are encoded, and each distinct word of the batch once (a sentence batch repeats many words);
-    padding positions are 0. Encoding each word once gives the same features, and the same gradients (the
-    gradient of a repeated word is the sum over its occurrences, as it is when each occurrence is encoded).
+    A per-word encoder implements ``encode_words``: only real tokens are encoded, and each distinct word of the batch
+    once (a sentence batch repeats many words); padding positions are 0. Encoding each word once gives the same
+    features, and the same gradients (the gradient of a repeated word is the sum over its occurrences, as it is when
+    each occurrence is encoded). An encoder that reads across words (``SentenceCharBiLSTM``) overrides ``forward``.
     ``reads_one_word``: the features of a word depend on its own characters only (not so ``SentenceCharBiLSTM``).
     ``causal_halves``: the first half of the features of word t depends on words <= t only and the second half on
     words >= t only, which a ``BidirectionalLanguageModel`` over them needs; true of an encoder that reads each word
