@@ -188,26 +188,37 @@ def test_word_vectors_for_an_embedding_without_pretrained_rows_warn():
         TokenTagging(30, LABELS, encoder=partial(BiLSTMEncoder, hidden_size=8), word_vectors=torch.zeros(30, 100))
 
 
+def with_and_without(objective: str, kwargs: dict) -> tuple[TokenTagging, TokenTagging]:
+    """A tagger with the language-model ``objective`` (``language_model`` or ``char_language_model``) and the same
+    network, the same weights, without it."""
+    model = TokenTagging(30, LABELS, **{objective: partial(BidirectionalLanguageModel, max_words=12)}, **kwargs)
+    plain = TokenTagging(30, LABELS, **kwargs)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith(f"{objective}.")})
+    return model, plain
+
+
+def assert_added_in_training_only(model: TokenTagging, plain: TokenTagging, objective_loss: torch.Tensor,
+                                  batch: dict) -> None:
+    """The training loss is ``plain``'s plus the objective's; validation and predictions are ``plain``'s."""
+    assert float(objective_loss.detach()) > 0
+    torch.testing.assert_close(model.shared_step(batch, "train"), plain.shared_step(batch, "train") + objective_loss)
+    torch.testing.assert_close(model.shared_step(batch, "val"), plain.shared_step(batch, "val"))
+    model.eval(), plain.eval()
+    with torch.no_grad():
+        assert model.predict_step(batch) == plain.predict_step(batch)
+    model.train()
+
+
 def test_the_language_model_objective_adds_its_loss_in_training_only_and_trains_the_body_not_the_tagger():
     """train/loss = tagging loss + the LM's; validation and predictions are those of the same network without it;
     its gradient reaches the word embedding and the encoder, never the tagger's parameters."""
     torch.manual_seed(0)
     kwargs = dict(char_vocab_size=20, char_encoder=CharCNN, embedding_dropout=0.0,
                   encoder=partial(BiLSTMEncoder, hidden_size=8))
-    model = TokenTagging(30, LABELS, language_model=partial(BidirectionalLanguageModel, max_words=12), **kwargs)
-    plain = TokenTagging(30, LABELS, **kwargs)
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("language_model.")})
+    model, plain = with_and_without("language_model", kwargs)
     batch = make_batch(torch.Generator().manual_seed(5))
     lm_loss = model.language_model.loss(model.model.body(batch).states, batch["token_ids"], batch["mask"])
-    assert float(lm_loss.detach()) > 0
-    torch.testing.assert_close(model.shared_step(batch, "train"), plain.shared_step(batch, "train") + lm_loss)
-    torch.testing.assert_close(model.shared_step(batch, "val"), plain.shared_step(batch, "val"))
-    model.eval(), plain.eval()
-    with torch.no_grad():
-        assert model.predict_step(batch) == plain.predict_step(batch)
-
-    model.train()
-    lm_loss = model.language_model.loss(model.model.body(batch).states, batch["token_ids"], batch["mask"])
+    assert_added_in_training_only(model, plain, lm_loss, batch)
     gradients = dict(zip([n for n, _ in model.named_parameters()], torch.autograd.grad(
         lm_loss, list(model.parameters()), allow_unused=True)))
     assert gradients["model.body.embedder.words.embedding.weight"].abs().sum() > 0
@@ -237,19 +248,11 @@ def test_the_character_language_model_trains_the_character_bilstm_only_and_only_
     torch.manual_seed(0)
     kwargs = dict(char_vocab_size=20, char_encoder=partial(SentenceCharBiLSTM, hidden_size=6), embedding_dropout=0.0,
                   encoder=partial(BiLSTMEncoder, hidden_size=8))
-    model = TokenTagging(30, LABELS, char_language_model=partial(BidirectionalLanguageModel, max_words=12), **kwargs)
-    plain = TokenTagging(30, LABELS, **kwargs)
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("char_language_model.")})
+    model, plain = with_and_without("char_language_model", kwargs)
     batch = make_batch(torch.Generator().manual_seed(5))
     chars = model.model.body.embedder.chars(batch["char_ids"], batch["mask"])  # (B, T, 12)
     lm_loss = model.char_language_model.loss(chars, batch["token_ids"], batch["mask"])
-    assert float(lm_loss.detach()) > 0
-    torch.testing.assert_close(model.shared_step(batch, "train"), plain.shared_step(batch, "train") + lm_loss)
-    torch.testing.assert_close(model.shared_step(batch, "val"), plain.shared_step(batch, "val"))
-    model.eval(), plain.eval()
-    with torch.no_grad():
-        assert model.predict_step(batch) == plain.predict_step(batch)
-
+    assert_added_in_training_only(model, plain, lm_loss, batch)
     names = [n for n, _ in model.named_parameters()]
     gradients = dict(zip(names, torch.autograd.grad(lm_loss, list(model.parameters()), allow_unused=True)))
     reached = {n for n, g in gradients.items() if g is not None and g.abs().sum() > 0}
