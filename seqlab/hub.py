@@ -20,10 +20,12 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 def hub_reachable(endpoint: str = "", timeout_s: float = 3.0) -> bool:
     """Whether a TCP connection to the hub (``endpoint``, default ``$HF_ENDPOINT`` or huggingface.co) opens within
     ``timeout_s``; asked once per process and endpoint. Behind a proxy (``HTTPS_PROXY`` and the like, which the hub
-    libraries use) the hub counts as reachable: a direct connection says nothing there."""
+    libraries use) the hub counts as reachable: a direct connection says nothing there; unless ``NO_PROXY`` exempts
+    the hub's host, as it does for the libraries, so that the direct connection is theirs too."""
     address = urlsplit(endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT)
     proxies = urllib.request.getproxies()
-    if proxies.get(address.scheme or "https") or proxies.get("all"):
+    proxied = proxies.get(address.scheme or "https") or proxies.get("all")
+    if proxied and not urllib.request.proxy_bypass(address.hostname or ""):
         return True
     port = address.port or (80 if address.scheme == "http" else 443)
     try:

@@ -32,7 +32,8 @@ def unreachable_hub(monkeypatch):
 @pytest.fixture
 def no_proxy(monkeypatch):
     """No proxy configured, and hub_reachable's answers (kept for the process) forgotten before and after."""
-    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy"):
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "all_proxy",
+                 "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     hub_reachable.cache_clear()
     yield
@@ -57,6 +58,14 @@ def test_behind_a_proxy_the_hub_is_left_to_the_libraries(no_proxy, monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
     assert hub_reachable("https://no-such-host.invalid") is True
     assert hub_reachable("http://no-such-host.invalid") is False  # the proxy is for https only
+
+
+def test_a_host_that_no_proxy_exempts_is_probed_directly(no_proxy, monkeypatch):
+    """``NO_PROXY`` sends the libraries straight to the host, so the direct connection decides again."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    monkeypatch.setenv("NO_PROXY", "no-such-host.invalid")
+    assert hub_reachable("https://no-such-host.invalid") is False
+    assert hub_reachable("https://other-host.invalid") is True  # still behind the proxy
 
 
 def test_unreachable_hub_is_offline_inside_and_restored_after(unreachable_hub):
