@@ -42,6 +42,7 @@ LINKS = {
     "transformer_spec": "transformer_spec",  # what a TransformerWordEmbedding is built from (layers, size, config)
     "transformer_weights": "transformer_weights",  # a fine-tuned transformer's pretrained weights
     "task_labels": "task_labels",  # a multi-task model's: task name -> that task's labels
+    "auxiliary_labels": "auxiliary_labels",  # token tagging: auxiliary column name -> its tag names
 }
 
 TRAINER_DEFAULTS: dict[str, Any] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Literal, Optional, Sequence
 
 import datasets
 import numpy as np
@@ -28,6 +28,7 @@ _FEATURES = datasets.Features({
     "source": datasets.Value("string"),
     "line": datasets.Value("int64"),
     "error": datasets.Value("string"),
+    "auxiliary": datasets.Sequence(datasets.Sequence(datasets.Value("string"))),  # per auxiliary column, its tags
 })
 #: raw text to tag (predict): the text and each token's character span in it
 _RAW_FEATURES = datasets.Features({**_FEATURES, "text": datasets.Value("string"),
@@ -39,7 +40,8 @@ class TokenBatch(TransformerBatch):
     """token_ids (B, T); char_ids (B, T, L), 0 = padding; mask (B, T) bool, True = real token; lengths (B,);
     tag_ids (B, T), 0 on padding; index (B,) example positions in their split; tokens: the words; text: the raw
     input (the tokens joined by spaces for pre-tokenized data); offsets: each token's (start, end) in text; with a
-    ``transformer`` option, its keys (``TransformerBatch``)."""
+    ``transformer`` option, its keys (``TransformerBatch``); in training batches of data with
+    ``auxiliary_columns``, auxiliary_tag_ids (B, A, T): each auxiliary column's tag ids, 0 on padding."""
 
     token_ids: torch.Tensor
     char_ids: torch.Tensor
@@ -58,28 +60,35 @@ def location(source: str, line: int, token: int) -> str:
 
 
 def sentence_row(tokens: list[str], tags: list[str], source: str, line: int, error: str, tag_format: str,
-                 tag_scheme: str) -> dict:
+                 tag_scheme: str, auxiliary: Sequence[list[str]] = ()) -> dict:
     """A sentence with its tags converted from ``tag_format`` to ``tag_scheme`` (``plain`` labels, such as
-    part-of-speech tags, as they are); a malformed tag makes it a bad row (its ``error``)."""
+    part-of-speech tags, as they are), and its ``auxiliary`` tag lists as they are; a malformed tag makes it a bad
+    row (its ``error``)."""
     malformed = None if error or tag_format == "plain" else first_malformed(tags)
     if malformed is not None:
         error = f"{location(source, line, malformed[0])}: {malformed[1]}"
     elif not error and tag_format != "plain":
         tags = convert_tags(tags, tag_format, tag_scheme)
-    return {"tokens": tokens, "tags": list(tags), "source": source, "line": line, "error": error}
+    return {"tokens": tokens, "tags": list(tags), "source": source, "line": line, "error": error,
+            "auxiliary": [list(column) for column in auxiliary]}
 
 
-def _sentences(signature: tuple, reader: Reader, split: str, tag_format: str, tag_scheme: str):
+def _sentences(signature: tuple, reader: Reader, split: str, tag_format: str, tag_scheme: str,
+               auxiliary_readers: Sequence[Reader] = ()):
+    """The sentences of the files; each auxiliary reader reads the same sentences again, for another column's tags."""
     for path, *_ in signature:
-        for row in reader.rows(Path(path), split):
-            yield sentence_row(row["tokens"], row["tags"], row["source"], row["line"], row["error"], tag_format,
-                               tag_scheme)
+        aligned = zip(reader.rows(Path(path), split), *(r.rows(Path(path), split) for r in auxiliary_readers))
+        for row, *others in aligned:
+            error = row["error"] or next((other["error"] for other in others if other["error"]), "")
+            yield sentence_row(row["tokens"], row["tags"], row["source"], row["line"], error, tag_format,
+                               tag_scheme, [other["tags"] for other in others])
 
 
 def raw_sentence(text: str, pre_tokenizer: PreTokenizer, source: str, line: int) -> dict:
     """A raw text to tag: its tokens and their character spans (``pre_tokenizer``)."""
     tokens = pre_tokenizer.tokenize(text)
-    return {"tokens": [t.text for t in tokens], "tags": [], "source": source, "line": line, "text": text,
+    return {"tokens": [t.text for t in tokens], "tags": [], "auxiliary": [], "source": source, "line": line,
+            "text": text,
             "starts": [t.start for t in tokens], "ends": [t.end for t in tokens],
             "error": "" if tokens else f"{source}:{line}: empty sentence"}
 
@@ -104,6 +113,11 @@ class TokenClassificationData(WordVectorsData):
     ``transformer`` and ``pre_tokenizer``: see ``WordVectorsData``. A tag in validation/test that train lacks is an
     error.
 
+    ``auxiliary_columns`` (name -> column of a column file, e.g. ``{pos: 1, chunk: 2}`` for CoNLL-2003) reads more
+    tags per token for a training-only objective (``TokenTagging``'s ``auxiliary_tagger``): labels as they are, one
+    vocabulary per name fitted on train (``auxiliary_labels``), served in training batches only. Validation, test and
+    prediction neither read nor need them.
+
     Training reads tokens from the files; ``pre_tokenizer`` splits the raw text given to ``predict``: by default
     ``TreebankPreTokenizer(ptb_quotes=False)``, CoNLL-2003's conventions (``China.`` -> ``China .``,
     ``Germany's`` -> ``Germany 's``, ``U.S.`` whole), which leaves already tokenized CoNLL text as it is (99.4 % of
@@ -112,8 +126,9 @@ class TokenClassificationData(WordVectorsData):
 
     default_pre_tokenizer = functools.partial(TreebankPreTokenizer, ptb_quotes=False)
     batch_columns = ("token_ids", "char_ids", "tag_ids", "length", "index", "tokens")
-    raw_columns = ("tokens", "tags", "source", "line")
-    optional_columns = ("text", "starts", "ends", *TRANSFORMER_COLUMNS)  # raw text to tag; a transformer's
+    raw_columns = ("tokens", "tags", "source", "line", "auxiliary")
+    # raw text to tag; a transformer's; the training split's auxiliary tags
+    optional_columns = ("text", "starts", "ends", *TRANSFORMER_COLUMNS, "auxiliary_tag_ids")
 
     def __init__(
         self,
@@ -127,6 +142,7 @@ class TokenClassificationData(WordVectorsData):
         tag_scheme: Literal["BIO", "BIOES"] = "BIO",
         normalize_digits: bool = False,
         max_word_length: int = 30,
+        auxiliary_columns: Optional[dict[str, int]] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(path, **kwargs)
@@ -138,13 +154,21 @@ class TokenClassificationData(WordVectorsData):
             raise SeqlabError(f"--data.tag_scheme {tag_scheme} converts entity tags; plain labels (--data.tag_format "
                               "plain) have none")
         self.column_reader = ColumnReader(token_column, tag_column)
+        self.auxiliary_columns = dict(auxiliary_columns or {})
+        for name, column in self.auxiliary_columns.items():
+            if not isinstance(column, int) or column in (token_column, tag_column):
+                raise SeqlabError(f"--data.auxiliary_columns.{name} must be the number of a column other than the "
+                                  f"token and tag columns ({token_column}, {tag_column}), got {column!r}")
         self.words: Optional[Vocabulary] = None
         self.chars: Optional[Vocabulary] = None
         self.tags: Optional[Vocabulary] = None
+        self.auxiliary: dict[str, Vocabulary] = {}
 
     # ----------------------------------------------------------------- what the model is built from
     char_vocab_size = linked(lambda self: len(self.chars))
     labels = linked(lambda self: list(self.tags.itos), "Tag names, O first.")
+    auxiliary_labels = linked(lambda self: {name: list(tags.itos) for name, tags in self.auxiliary.items()},
+                              "Each auxiliary column's tag names (``auxiliary_columns``).")
 
     # ----------------------------------------------------------------- reading
     row_features = _FEATURES
@@ -153,9 +177,16 @@ class TokenClassificationData(WordVectorsData):
         return [CoNLLUReader(), self.column_reader]
 
     def row_reader(self, split: str, files: list[Path]) -> tuple[Callable[..., Any], dict]:
-        return _sentences, {"signature": self.signature(files), "reader": self.file_reader(split, files),
-                            "split": split, "tag_format": self.hparams.tag_format,
-                            "tag_scheme": self.hparams.tag_scheme}
+        reader = self.file_reader(split, files)
+        auxiliary = split == "train" and self.auxiliary_columns
+        if auxiliary and type(reader) is not ColumnReader:
+            raise SeqlabError(f"--data.auxiliary_columns reads column files; {files[0]} is read by "
+                              f"{type(reader).__name__}")
+        auxiliary_readers = tuple(ColumnReader(reader.token_column, column, reader.document_separator)  # a list
+                                  for column in self.auxiliary_columns.values()) if auxiliary else ()  # would shard
+        return _sentences, {"signature": self.signature(files), "reader": reader, "split": split,
+                            "tag_format": self.hparams.tag_format, "tag_scheme": self.hparams.tag_scheme,
+                            "auxiliary_readers": auxiliary_readers}
 
     def row_format(self, path: Path) -> Optional[str]:
         if is_parquet(path):
@@ -173,6 +204,8 @@ class TokenClassificationData(WordVectorsData):
 
     def standardize(self, split: str, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
         """Rows with ``tokens_field``/``tags_field`` -> the reader columns, tag ids turned into strings."""
+        if split == "train" and self.auxiliary_columns:
+            raise SeqlabError(f"--data.auxiliary_columns reads column files; {source} has rows")
         self.require_columns(dataset, source, tokens_field=self.hparams.tokens_field, tags_field=self.hparams.tags_field)
         inner = getattr(dataset.features[self.hparams.tags_field], "feature", None)
         names = self.hparams.tag_names or (inner.names if isinstance(inner, datasets.ClassLabel) else None)
@@ -213,21 +246,29 @@ class TokenClassificationData(WordVectorsData):
         plain = self.hparams.tag_format == "plain"
         self.tags = Vocabulary(sorted(found) if plain else label_order(scheme_tags(found, self.hparams.tag_scheme)),
                                specials=())
+        columns = list(zip(*train["auxiliary"])) if self.auxiliary_columns else []
+        self.auxiliary = {name: Vocabulary(sorted({tag for tags in column for tag in tags}), specials=())
+                          for name, column in zip(self.auxiliary_columns, columns)}
 
     def encoder_state(self) -> dict:
-        return {"words": self.words.state_dict(), "chars": self.chars.state_dict(), "tags": self.tags.state_dict()}
+        return {"words": self.words.state_dict(), "chars": self.chars.state_dict(), "tags": self.tags.state_dict(),
+                "auxiliary": {name: tags.state_dict() for name, tags in self.auxiliary.items()}}
 
     def load_encoder_state(self, state_dict: dict) -> None:
         self.words = Vocabulary.from_state_dict(state_dict["words"])
         self.chars = Vocabulary.from_state_dict(state_dict["chars"])
         self.tags = Vocabulary.from_state_dict(state_dict["tags"])
+        self.auxiliary = {name: Vocabulary.from_state_dict(tags)
+                          for name, tags in state_dict.get("auxiliary", {}).items()}  # none before auxiliary_columns
 
     # ----------------------------------------------------------------- encoding and batching
     def batch_encoder(self, split: str) -> Callable[[dict, list[int]], dict]:
         words, chars, tags = self.words, self.chars, self.tags
         max_word_length, plain = self.hparams.max_word_length, self.hparams.tag_format == "plain"
+        auxiliary = list(self.auxiliary.values()) if split == "train" else []
 
-        def encode(index: int, tokens: list[str], tag_list: list[str], source: str, line: int) -> dict:
+        def encode(index: int, tokens: list[str], tag_list: list[str], source: str, line: int,
+                   auxiliary_tags: list[list[str]]) -> dict:
             if not tokens:
                 raise SeqlabError(f"{location(source, line, 0)}: empty sentence")
             for offset, tag in enumerate(tag_list):
@@ -235,9 +276,13 @@ class TokenClassificationData(WordVectorsData):
                     why = (f"tag '{tag}' does not occur in the training data" if plain
                            else unknown_tag_message(tag, tags.itos))
                     raise SeqlabError(f"{location(source, line, offset)}: {why}")
-            return {"token_ids": words.encode(tokens),
-                    "char_ids": [chars.encode(token[:max_word_length]) for token in tokens],
-                    "tag_ids": [tags.stoi[tag] for tag in tag_list], "length": len(tokens), "index": index}
+            encoded = {"token_ids": words.encode(tokens),
+                       "char_ids": [chars.encode(token[:max_word_length]) for token in tokens],
+                       "tag_ids": [tags.stoi[tag] for tag in tag_list], "length": len(tokens), "index": index}
+            if auxiliary:  # fitted on these very rows: every tag is known
+                encoded["auxiliary_tag_ids"] = [[vocabulary.stoi[tag] for tag in column]
+                                                for vocabulary, column in zip(auxiliary, auxiliary_tags)]
+            return encoded
 
         return rowwise(encode, self.raw_columns)
 
@@ -262,7 +307,15 @@ class TokenClassificationData(WordVectorsData):
             text=list(texts),
             offsets=list(offsets),
             **self.transformer_batch(examples, longest),
+            **auxiliary_batch(examples, longest),
         )
+
+
+def auxiliary_batch(examples: list[dict], longest: int) -> dict:
+    """``auxiliary_tag_ids`` (B, A, T), 0 on padding, where the examples have auxiliary tags; else nothing."""
+    if "auxiliary_tag_ids" not in examples[0]:
+        return {}
+    return {"auxiliary_tag_ids": torch.stack([pad(e["auxiliary_tag_ids"], width=longest) for e in examples])}
 
 
 def spans(example: dict) -> tuple[str, list[tuple[int, int]]]:

@@ -17,6 +17,7 @@ from seqlab.models import (
     DropoutSpec,
     MultiHeadSelfAttention,
     SequenceEncoder,
+    SoftmaxTagger,
     TaggerHead,
     TransformerWordEmbedding,
     WordEmbedder,
@@ -48,6 +49,11 @@ class TokenTagging(SequenceTask):
     ``char_language_model(char_encoder.output_size, vocab_size)`` is the same objective over the character features
     (logged as ``train/char_lm_loss``): with a ``SentenceCharBiLSTM``, the character-level language model of Liu et
     al. 2018, which trains the sentence's character BiLSTM to predict the words around each word.
+    ``auxiliary_labels`` (linked from the data module's ``auxiliary_columns``: name -> tag names, e.g. the
+    part-of-speech and chunk columns of CoNLL-2003) adds one ``auxiliary_tagger(encoder.output_size, labels)`` per
+    name over the encoder's states, trained beside the main head on the same sentences (Collobert et al. 2011;
+    Søgaard & Goldberg 2016): its loss times ``auxiliary_loss_weight`` joins ``train/loss`` and is logged as
+    ``train/<name>_loss``. Training only: evaluation and predictions never read those tags.
     """
 
     optional_outputs = {"marginals": "predict_marginals"}
@@ -78,6 +84,9 @@ class TokenTagging(SequenceTask):
         transformer_lr: float = 5e-5,
         language_model: Optional[Callable[[int, int], BidirectionalLanguageModel]] = None,
         char_language_model: Optional[Callable[[int, int], BidirectionalLanguageModel]] = None,
+        auxiliary_labels: Optional[dict[str, list[str]]] = None,
+        auxiliary_tagger: Callable[[int, list[str]], TaggerHead] = SoftmaxTagger,
+        auxiliary_loss_weight: float = 1.0,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
         self.save_hyperparameters(ignore=["word_vectors", "transformer_weights"])
@@ -106,6 +115,11 @@ class TokenTagging(SequenceTask):
                                   "read no later words in their first half and no earlier ones in their second (a "
                                   "SentenceCharBiLSTM over a one-layer BiLSTM, or a per-word encoder)")
             self.char_language_model = char_language_model(chars.output_size, vocab_size)
+        if not auxiliary_loss_weight > 0:
+            raise SeqlabError(f"--model.auxiliary_loss_weight must be positive, got {auxiliary_loss_weight}")
+        self.auxiliary_loss_weight = auxiliary_loss_weight
+        self.auxiliary_taggers = nn.ModuleDict({name: auxiliary_tagger(body.output_size, list(names))
+                                                for name, names in (auxiliary_labels or {}).items()})
         self.metrics = nn.ModuleDict({stage: EntityF1(self.labels) for stage in ("val", "test")})
 
     @property
@@ -132,7 +146,9 @@ class TokenTagging(SequenceTask):
             if self.char_language_model is not None:
                 logged["train/char_lm_loss"] = self.char_language_model.loss(parts["chars"], batch["token_ids"],
                                                                              batch["mask"])
-            loss = sum(logged.values(), loss)
+            auxiliary = self.auxiliary_losses(encoded.states, batch)
+            loss = sum(logged.values(), loss) + self.auxiliary_loss_weight * sum(auxiliary.values())
+            logged.update(auxiliary)
             self.log_train({"train/loss": loss, **logged}, batch_size)
         else:
             self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=True, on_step=False,
@@ -140,6 +156,17 @@ class TokenTagging(SequenceTask):
         if stage in self.metrics:
             self.metrics[stage].update(self.tagger.decode(emissions, batch["mask"]), batch["tag_ids"], batch["mask"])
         return loss
+
+    def auxiliary_losses(self, states: torch.Tensor, batch: TokenBatch) -> dict[str, torch.Tensor]:
+        """``train/<name>_loss`` of each auxiliary tagger over the encoder states (B, T, H), its tags in the batch's
+        auxiliary_tag_ids (B, A, T) in ``auxiliary_labels`` order."""
+        if not self.auxiliary_taggers:
+            return {}
+        if "auxiliary_tag_ids" not in batch:
+            raise SeqlabError(f"the model has auxiliary taggers ({', '.join(self.auxiliary_taggers)}) but the "
+                              "training batches hold no auxiliary tags: set --data.auxiliary_columns")
+        return {f"train/{name}_loss": tagger.loss(tagger(states), batch["auxiliary_tag_ids"][:, a], batch["mask"])
+                for a, (name, tagger) in enumerate(self.auxiliary_taggers.items())}
 
     def _log_metrics(self, stage: str) -> None:
         values = self.metrics[stage].compute()
