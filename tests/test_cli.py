@@ -216,3 +216,33 @@ def test_a_language_model_objective_trains_from_the_command_line_and_its_checkpo
     with torch.no_grad():
         assert predictor.task.eval().predict_step(batch) == cli.model.eval().predict_step(batch)
     assert [len(r["tags"]) for r in predictor.predict(["EU rejects German call .", "Peter Blackburn"])] == [5, 2]
+
+
+def test_auxiliary_columns_train_taggers_beside_ner_and_the_checkpoint_needs_no_such_columns(tmp_path, conll_slice):
+    """``--data.init_args.auxiliary_columns '{pos: 1, chunk: 2}'`` (CoNLL-2003's POS and chunk columns) gives the
+    model one tagger per column, trained on the training sentences (``train/pos_loss``, ``train/chunk_loss``); the
+    checkpoint keeps their labels, and tests files with only token and NER columns, as ``predict`` tags raw text."""
+    cli = SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path, conll_slice),
+                          "--data.init_args.auxiliary_columns", "{pos: 1, chunk: 2}",
+                          "--model.init_args.auxiliary_loss_weight", "0.5",
+                          "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4",
+                          "--trainer.limit_val_batches", "1"])
+    assert float(cli.trainer.callback_metrics["train/pos_loss"]) > 0
+    assert float(cli.trainer.callback_metrics["train/chunk_loss"]) > 0
+    taggers = cli.model.auxiliary_taggers
+    assert {name: tagger.labels for name, tagger in taggers.items()} == cli.datamodule.auxiliary_labels
+    assert "NNP" in taggers["pos"].labels and "B-NP" in taggers["chunk"].labels
+    last = next((tmp_path / "runs").rglob("last.ckpt"))
+    two_columns = tmp_path / "two_columns"
+    two_columns.mkdir()
+    for name in ("valid.txt", "test.txt"):
+        lines = (conll_slice / name).read_text().splitlines()
+        (two_columns / name).write_text("".join(" ".join(line.split()[::3]) + "\n" for line in lines))
+    tested = SeqlabCLI(args=["test", "--ckpt_path", str(last), "--data.init_args.path", str(two_columns),
+                             "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"])
+    assert tested.datamodule.auxiliary_labels == cli.datamodule.auxiliary_labels
+    assert 0 <= float(tested.trainer.callback_metrics["test/f1"]) <= 1
+    predictor = load(str(last))
+    restored, trained = predictor.task.state_dict(), cli.model.state_dict()
+    assert all(torch.equal(restored[k], trained[k]) for k in trained)
+    assert [len(r["tags"]) for r in predictor.predict(["EU rejects German call .", "Peter Blackburn"])] == [5, 2]

@@ -246,13 +246,18 @@ class TokenClassificationData(WordVectorsData):
         plain = self.hparams.tag_format == "plain"
         self.tags = Vocabulary(sorted(found) if plain else label_order(scheme_tags(found, self.hparams.tag_scheme)),
                                specials=())
-        columns = list(zip(*train["auxiliary"])) if self.auxiliary_columns else []
-        self.auxiliary = {name: Vocabulary(sorted({tag for tags in column for tag in tags}), specials=())
-                          for name, column in zip(self.auxiliary_columns, columns)}
+        found_auxiliary = [set() for _ in self.auxiliary_columns]
+        for sentence in train["auxiliary"] if self.auxiliary_columns else ():  # one pass: the split may stream
+            for found_tags, tags in zip(found_auxiliary, sentence):
+                found_tags.update(tags)
+        self.auxiliary = {name: Vocabulary(sorted(found_tags), specials=())
+                          for name, found_tags in zip(self.auxiliary_columns, found_auxiliary)}
 
     def encoder_state(self) -> dict:
-        return {"words": self.words.state_dict(), "chars": self.chars.state_dict(), "tags": self.tags.state_dict(),
-                "auxiliary": {name: tags.state_dict() for name, tags in self.auxiliary.items()}}
+        state = {"words": self.words.state_dict(), "chars": self.chars.state_dict(), "tags": self.tags.state_dict()}
+        if self.auxiliary:
+            state["auxiliary"] = {name: tags.state_dict() for name, tags in self.auxiliary.items()}
+        return state
 
     def load_encoder_state(self, state_dict: dict) -> None:
         self.words = Vocabulary.from_state_dict(state_dict["words"])

@@ -640,3 +640,76 @@ def test_real_conll2003_iob1_original_converts_to_the_iob2_files(shared_data, tm
     a, b = converted.raw_split("validation"), reference.raw_split("validation")
     assert a["tokens"] == b["tokens"]
     assert a["tags"] == b["tags"]
+
+
+# =============================================================================================== auxiliary columns
+def column_tags(text: str, column: int) -> dict[tuple[str, ...], list[str]]:
+    """Each sentence of a CoNLL text (its tokens) -> the tags of ``column``, read here without the module."""
+    sentences, tokens, tags = {}, [], []
+    for line in text.splitlines() + [""]:
+        fields = line.split()
+        if not fields or fields[0] == "-DOCSTART-":
+            if tokens:
+                sentences[tuple(tokens)] = tags
+            tokens, tags = [], []
+        else:
+            tokens.append(fields[0])
+            tags.append(fields[column])
+    return sentences
+
+
+@pytest.mark.parametrize("dataset", [None, "streaming"])
+def test_auxiliary_columns_give_each_columns_tags_in_training_batches_only(make_data, conll_dir, dataset):
+    from seqlab.data_modules import Streaming
+    from tests.data_modules.conftest import TRAIN_TXT
+
+    held = Streaming(shuffle_buffer=3) if dataset else None
+    data = make_data(conll_dir, auxiliary_columns={"pos": 1, "chunk": 2}, dataset=held)
+    pos, chunk = column_tags(TRAIN_TXT, 1), column_tags(TRAIN_TXT, 2)
+    assert data.auxiliary_labels == {"pos": sorted({t for tags in pos.values() for t in tags}),
+                                     "chunk": sorted({t for tags in chunk.values() for t in tags})}
+    data.setup("fit")
+    seen = []
+    for batch in data.train_dataloader():
+        ids = batch["auxiliary_tag_ids"]  # (B, 2, T)
+        assert ids.shape == (len(batch["tokens"]), 2, batch["mask"].shape[1])
+        assert not ids.masked_select(~batch["mask"].unsqueeze(1)).any()  # 0 on padding
+        for row, tokens in enumerate(batch["tokens"]):
+            n = len(tokens)
+            assert [data.auxiliary_labels["pos"][i] for i in ids[row, 0, :n].tolist()] == pos[tuple(tokens)]
+            assert [data.auxiliary_labels["chunk"][i] for i in ids[row, 1, :n].tolist()] == chunk[tuple(tokens)]
+            seen.append(tuple(tokens))
+    assert sorted(seen) == sorted(pos)
+    assert all("auxiliary_tag_ids" not in batch for batch in data.val_dataloader())
+    # the main tags are those read without auxiliary columns
+    plain = make_data(conll_dir)
+    assert sentences(data.raw_split("train")) == sentences(plain.raw_split("train"))
+    plain.setup("fit")
+    assert all("auxiliary_tag_ids" not in batch for batch in plain.train_dataloader())
+
+
+def test_auxiliary_vocabularies_travel_in_the_encoder_state(make_data, conll_dir, tmp_path):
+    data = make_data(conll_dir, auxiliary_columns={"pos": 1})
+    state = pickle.loads(pickle.dumps(data.state_dict()))
+    assert set(state) == {"words", "chars", "tags", "auxiliary", "pre_tokenizer"}
+    restored = TokenClassificationData.from_checkpoint(
+        {"datamodule_hyper_parameters": dict(data.hparams), "TokenClassificationData": state})
+    assert restored.auxiliary_labels == data.auxiliary_labels
+    assert set(make_data(conll_dir).state_dict()) == {"words", "chars", "tags", "pre_tokenizer"}
+    del state["auxiliary"]  # a checkpoint written before auxiliary columns
+    old = make_data(conll_dir, fit=False)
+    old.load_state_dict(state)
+    assert old.auxiliary_labels == {} and old.labels == data.labels
+
+
+def test_auxiliary_column_mistakes_are_one_line_each(make_data, conll_dir, tmp_path):
+    with pytest.raises(SeqlabError, match=r"--data.auxiliary_columns.pos must be the number of a column other than "
+                                          r"the token and tag columns \(0, -1\), got 0"):
+        make_data(conll_dir, auxiliary_columns={"pos": 0}, fit=False)
+    with pytest.raises(SeqlabError, match=r"train\.txt:3: no column 7 or 0 in 4"):
+        make_data(conll_dir, auxiliary_columns={"pos": 7}).labels
+    rows = tmp_path / "rows"
+    rows.mkdir()
+    write_jsonl(rows / "train.jsonl", [{"tokens": ["EU", "rejects"], "ner_tags": ["B-ORG", "O"]}])
+    with pytest.raises(SeqlabError, match=r"--data.auxiliary_columns reads column files; .*train\.jsonl has rows"):
+        make_data(rows, auxiliary_columns={"pos": 1}).labels

@@ -267,3 +267,48 @@ def test_the_character_language_model_needs_character_features_causal_per_half()
     with pytest.raises(SeqlabError, match="--model.char_language_model needs a --model.char_encoder"):
         TokenTagging(30, LABELS, char_vocab_size=20, char_encoder=two_layers,
                      encoder=partial(BiLSTMEncoder, hidden_size=8), char_language_model=BidirectionalLanguageModel)
+
+
+AUXILIARY = {"pos": ["DT", "NN", "VB"], "chunk": ["B-NP", "I-NP", "B-VP", "O"]}
+
+
+def with_auxiliary_tags(batch: dict, generator: torch.Generator) -> dict:
+    """``batch`` with auxiliary_tag_ids (B, 2, T): random pos and chunk ids on real tokens, 0 on padding."""
+    sizes = torch.tensor([len(labels) for labels in AUXILIARY.values()]).view(1, 2, 1)
+    random = (torch.rand(batch["mask"].shape[0], 2, batch["mask"].shape[1], generator=generator) * sizes).long()
+    return {**batch, "auxiliary_tag_ids": random * batch["mask"].unsqueeze(1)}
+
+
+def test_auxiliary_taggers_add_their_weighted_loss_in_training_only_and_train_the_body_not_the_tagger():
+    """train/loss = tagging loss + weight x the auxiliary taggers' summed token cross-entropy per sentence (averaged
+    over the batch), computed here from their logits by hand; validation and predictions are those of the network
+    without them; their gradient reaches the body and themselves, never the main tagger."""
+    torch.manual_seed(0)
+    kwargs = dict(char_vocab_size=20, char_encoder=CharCNN, embedding_dropout=0.0,
+                  encoder=partial(BiLSTMEncoder, hidden_size=8))
+    model = TokenTagging(30, LABELS, auxiliary_labels=AUXILIARY, auxiliary_loss_weight=0.5, **kwargs)
+    plain = TokenTagging(30, LABELS, **kwargs)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("auxiliary_taggers.")})
+    generator = torch.Generator().manual_seed(5)
+    batch = with_auxiliary_tags(make_batch(generator), generator)
+    states = model.model.body(batch).states  # (B, T, 16)
+    by_hand = torch.zeros(())
+    for a, name in enumerate(AUXILIARY):
+        tagger = model.auxiliary_taggers[name]
+        log_p = torch.log_softmax(states @ tagger.projection.weight.T + tagger.projection.bias, dim=-1)
+        for row, length in enumerate(batch["lengths"].tolist()):
+            by_hand = by_hand - sum(log_p[row, t, batch["auxiliary_tag_ids"][row, a, t]] for t in range(length)) / 3
+    assert_added_in_training_only(model, plain, 0.5 * by_hand, batch)
+    names = [n for n, _ in model.named_parameters()]
+    gradients = dict(zip(names, torch.autograd.grad(by_hand, list(model.parameters()), allow_unused=True)))
+    reached = {n for n, g in gradients.items() if g is not None and g.abs().sum() > 0}
+    assert reached == {n for n in names if n.startswith(("model.body.", "auxiliary_taggers."))}
+
+
+def test_auxiliary_taggers_need_auxiliary_tags_and_a_positive_weight():
+    model = TokenTagging(30, LABELS, auxiliary_labels=AUXILIARY, encoder=partial(BiLSTMEncoder, hidden_size=8))
+    with pytest.raises(SeqlabError, match="the model has auxiliary taggers .pos, chunk. but the training batches hold "
+                                          "no auxiliary tags: set --data.auxiliary_columns"):
+        model.shared_step(make_batch(torch.Generator().manual_seed(0)), "train")
+    with pytest.raises(SeqlabError, match="--model.auxiliary_loss_weight must be positive, got 0"):
+        TokenTagging(30, LABELS, auxiliary_labels=AUXILIARY, auxiliary_loss_weight=0)
