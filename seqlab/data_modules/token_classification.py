@@ -88,8 +88,7 @@ def raw_sentence(text: str, pre_tokenizer: PreTokenizer, source: str, line: int)
     """A raw text to tag: its tokens and their character spans (``pre_tokenizer``)."""
     tokens = pre_tokenizer.tokenize(text)
     return {"tokens": [t.text for t in tokens], "tags": [], "auxiliary": [], "source": source, "line": line,
-            "text": text,
-            "starts": [t.start for t in tokens], "ends": [t.end for t in tokens],
+            "text": text, "starts": [t.start for t in tokens], "ends": [t.end for t in tokens],
             "error": "" if tokens else f"{source}:{line}: empty sentence"}
 
 
