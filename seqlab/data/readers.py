@@ -88,13 +88,15 @@ class ColumnReader(Reader):
     """Column files (CoNLL-2003, ``token<TAB>tag`` TSV, ``.iob``, ``.conll`` or no extension): one token per line,
     ``token_column`` and ``tag_column`` (None: unlabelled), blank lines between sentences; lines starting with
     ``document_separator`` and comment lines (``#`` before a sentence, unlike the file's token lines) are skipped.
-    Yields ``{"tokens", "tags", "source", "line", "error"}``, ``line`` = the sentence's first line."""
+    Yields ``{"tokens", "tags", "source", "line", "error"}``, ``line`` = the sentence's first line; with
+    ``extra_columns``, also ``"extra"``: each of those columns' values for the sentence's tokens, in the same pass."""
 
     def __init__(self, token_column: int = 0, tag_column: Optional[int] = -1,
-                 document_separator: str = "-DOCSTART-") -> None:
+                 document_separator: str = "-DOCSTART-", extra_columns: Sequence[int] = ()) -> None:
         self.token_column = token_column
         self.tag_column = tag_column
         self.document_separator = document_separator
+        self.extra_columns = tuple(extra_columns)
 
     def accepts(self, head: list[str]) -> bool:
         return not head[0].lstrip().startswith(("{", "(")) and all(len(split_fields(line)) < 30 for line in head)
@@ -108,14 +110,20 @@ class ColumnReader(Reader):
             return True
         return fields[0].startswith("#") and not in_sentence and (columns is None or len(fields) != columns)
 
+    def sentence(self, path: Path, first: int, error: str, error_line: int, tokens: list[str], tags: list[str],
+                 extra: list[list[str]]) -> dict:
+        values = {"tokens": tokens, "tags": tags, **({"extra": extra} if self.extra_columns else {})}
+        return record(path, first, error, error_line, **values)
+
     def rows(self, path: Path, split: str = "train") -> Iterator[dict]:
         tokens, tags, first, columns, error, error_line = [], [], 0, None, "", 0
+        extra = [[] for _ in self.extra_columns]
         for number, line in iter_lines(path, lenient=True):
             fields = [] if isinstance(line, SeqlabError) else split_fields(line)
             if isinstance(line, str) and not fields:
                 if tokens or error:
-                    yield record(path, first, error, error_line, tokens=tokens, tags=tags)
-                tokens, tags, error = [], [], ""
+                    yield self.sentence(path, first, error, error_line, tokens, tags, extra)
+                tokens, tags, error, extra = [], [], "", [[] for _ in self.extra_columns]
                 continue
             if fields and self.skip(fields, columns, bool(tokens)):
                 continue
@@ -130,15 +138,18 @@ class ColumnReader(Reader):
                 error, error_line = (f"expected {columns} columns as in the file's first line, found "
                                      f"{len(fields)}: {line[:80]!r}"), number
                 continue
-            try:
-                token, tag = self.token_and_tag(fields)
-            except IndexError:
-                error, error_line = f"no column {self.tag_column} or {self.token_column} in {len(fields)}", number
+            missing = next((c for c in (self.token_column, self.tag_column, *self.extra_columns)
+                            if c is not None and not -len(fields) <= c < len(fields)), None)
+            if missing is not None:
+                error, error_line = f"no column {missing} in {len(fields)}", number
                 continue
+            token, tag = self.token_and_tag(fields)
             tokens.append(token)
             tags.append(tag)
+            for values, column in zip(extra, self.extra_columns):
+                values.append(fields[column])
         if tokens or error:
-            yield record(path, first, error, error_line, tokens=tokens, tags=tags)
+            yield self.sentence(path, first, error, error_line, tokens, tags, extra)
 
 
 class CoNLLUReader(ColumnReader):

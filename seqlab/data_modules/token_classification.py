@@ -73,15 +73,12 @@ def sentence_row(tokens: list[str], tags: list[str], source: str, line: int, err
             "auxiliary": [list(column) for column in auxiliary]}
 
 
-def _sentences(signature: tuple, reader: Reader, split: str, tag_format: str, tag_scheme: str,
-               auxiliary_readers: Sequence[Reader] = ()):
-    """The sentences of the files; each auxiliary reader reads the same sentences again, for another column's tags."""
+def _sentences(signature: tuple, reader: Reader, split: str, tag_format: str, tag_scheme: str):
+    """The sentences of the files, with the reader's extra columns as auxiliary tags."""
     for path, *_ in signature:
-        aligned = zip(reader.rows(Path(path), split), *(r.rows(Path(path), split) for r in auxiliary_readers))
-        for row, *others in aligned:
-            error = row["error"] or next((other["error"] for other in others if other["error"]), "")
-            yield sentence_row(row["tokens"], row["tags"], row["source"], row["line"], error, tag_format,
-                               tag_scheme, [other["tags"] for other in others])
+        for row in reader.rows(Path(path), split):
+            yield sentence_row(row["tokens"], row["tags"], row["source"], row["line"], row["error"], tag_format,
+                               tag_scheme, row.get("extra", ()))
 
 
 def raw_sentence(text: str, pre_tokenizer: PreTokenizer, source: str, line: int) -> dict:
@@ -181,11 +178,11 @@ class TokenClassificationData(WordVectorsData):
         if auxiliary and type(reader) is not ColumnReader:
             raise SeqlabError(f"--data.auxiliary_columns reads column files; {files[0]} is read by "
                               f"{type(reader).__name__}")
-        auxiliary_readers = tuple(ColumnReader(reader.token_column, column, reader.document_separator)  # a list
-                                  for column in self.auxiliary_columns.values()) if auxiliary else ()  # would shard
+        if auxiliary:
+            reader = ColumnReader(reader.token_column, reader.tag_column, reader.document_separator,
+                                  extra_columns=tuple(self.auxiliary_columns.values()))
         return _sentences, {"signature": self.signature(files), "reader": reader, "split": split,
-                            "tag_format": self.hparams.tag_format, "tag_scheme": self.hparams.tag_scheme,
-                            "auxiliary_readers": auxiliary_readers}
+                            "tag_format": self.hparams.tag_format, "tag_scheme": self.hparams.tag_scheme}
 
     def row_format(self, path: Path) -> Optional[str]:
         if is_parquet(path):

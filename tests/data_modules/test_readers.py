@@ -92,6 +92,20 @@ def test_a_bad_line_marks_only_its_sentence(tmp_path):
     assert f"{path}:7: expected 2 columns" in errors[1]
 
 
+def test_extra_columns_come_with_their_sentence_in_one_pass(tmp_path):
+    path = tmp_path / "train.txt"
+    path.write_text("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n"
+                    "Peter NNP B-NP B-PER\n\nshort NN\n")
+    rows = list(ColumnReader(extra_columns=(1, 2)).rows(path))
+    assert [(r["tokens"], r["tags"], r["extra"]) for r in rows[:2]] == [
+        (["EU", "rejects"], ["B-ORG", "O"], [["NNP", "VBZ"], ["B-NP", "B-VP"]]),
+        (["Peter"], ["B-PER"], [["NNP"], ["B-NP"]])]
+    assert rows[2]["error"] == f"{path}:8: expected 4 columns as in the file's first line, found 2: 'short NN'"
+    assert "extra" not in next(ColumnReader().rows(path))
+    path.write_text("EU B-ORG\n")
+    assert next(ColumnReader(extra_columns=(3,)).rows(path))["error"] == f"{path}:1: no column 3 in 2"
+
+
 def test_quoted_multiline_csv_fields_keep_their_first_line(tmp_path):
     path = tmp_path / "reviews.csv"
     path.write_text('text,label\n"A great, long\nreview ""quoted""",pos\nshort,neg\n"unclosed,neg\n')

@@ -706,7 +706,7 @@ def test_auxiliary_column_mistakes_are_one_line_each(make_data, conll_dir, tmp_p
     with pytest.raises(SeqlabError, match=r"--data.auxiliary_columns.pos must be the number of a column other than "
                                           r"the token and tag columns \(0, -1\), got 0"):
         make_data(conll_dir, auxiliary_columns={"pos": 0}, fit=False)
-    with pytest.raises(SeqlabError, match=r"train\.txt:3: no column 7 or 0 in 4"):
+    with pytest.raises(SeqlabError, match=r"train\.txt:3: no column 7 in 4 "):
         make_data(conll_dir, auxiliary_columns={"pos": 7}).labels
     rows = tmp_path / "rows"
     rows.mkdir()
