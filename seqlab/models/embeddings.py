@@ -141,7 +141,8 @@ class PretrainedWordEmbedding(WordEmbedding):
             raise SeqlabError(f"pretrained vectors for {weight.shape[0]} words, the word embedding has "
                               f"{expected[0]} rows")
         self.embedding.weight.copy_(weight)
-        self.pretrained = self.embedding.weight.detach().clone()
+        if self.pretrained_substitution > 0:  # a copy of the rows only where it is used
+            self.pretrained = self.embedding.weight.detach().clone()
         return expected[0]
 
     @torch.no_grad()

@@ -90,6 +90,8 @@ def test_pretrained_substitution_mistakes_and_checkpoints():
         without_vectors(torch.tensor([[1, 2]]))
     embedding, _ = substituting_embedding(0.1)
     assert set(embedding.state_dict()) == {"embedding.weight"}  # checkpoints as without the option
+    plain, _ = substituting_embedding(0.0)
+    assert plain.pretrained.numel() == 0  # no copy of the rows without the option
 
 
 @pytest.mark.parametrize("char_class", [CharCNN, CharBiLSTM])
