@@ -138,16 +138,18 @@ class ColumnReader(Reader):
                 error, error_line = (f"expected {columns} columns as in the file's first line, found "
                                      f"{len(fields)}: {line[:80]!r}"), number
                 continue
-            missing = next((c for c in (self.token_column, self.tag_column, *self.extra_columns)
-                            if c is not None and not -len(fields) <= c < len(fields)), None)
-            if missing is not None:
+            try:
+                token, tag = self.token_and_tag(fields)
+                extra_values = [fields[column] for column in self.extra_columns]
+            except IndexError:
+                missing = next(c for c in (self.token_column, self.tag_column, *self.extra_columns)
+                               if c is not None and not -len(fields) <= c < len(fields))
                 error, error_line = f"no column {missing} in {len(fields)}", number
                 continue
-            token, tag = self.token_and_tag(fields)
             tokens.append(token)
             tags.append(tag)
-            for values, column in zip(extra, self.extra_columns):
-                values.append(fields[column])
+            for values, value in zip(extra, extra_values):
+                values.append(value)
         if tokens or error:
             yield self.sentence(path, first, error, error_line, tokens, tags, extra)
 
