@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
@@ -25,6 +26,11 @@ def read_checkpoint(checkpoint: Union[str, Path, dict]) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if not zipfile.is_zipfile(path):  # torch.save writes zip archives; torch's words for other files say little
+            with path.open("rb") as file:
+                zip_start = file.read(4) == b"PK\x03\x04"
+            detail = ("cut short or damaged (a zip archive without its end)" if zip_start
+                      else "not a checkpoint (torch.save writes zip archives, and this file is none)")
         raise SeqlabError(f"cannot read checkpoint {checkpoint}: {detail}") from None
 
 

@@ -73,7 +73,13 @@ class _DataInstantiator(_InstantiatorFn):
         config = self.cli.config[self.cli.subcommand] if self.cli.subcommand else self.cli.config
         if str(config.data.class_path).rsplit(".", 1)[-1] != class_type.__name__:
             return class_type(*args, **kwargs)
-        data = super().__call__(class_type, *args, applied_instantiation_links=applied_instantiation_links, **kwargs)
+        try:
+            data = super().__call__(class_type, *args, applied_instantiation_links=applied_instantiation_links,
+                                    **kwargs)
+        except SeqlabError:  # one line already
+            raise
+        except ValueError as error:  # a value a part under the data module refuses
+            raise SeqlabError(f"--data ({class_type.__name__}): {error}") from None
         if self.cli._data_state:
             data.load_state_dict(self.cli._data_state)
         data.prepare_encoders()

@@ -17,9 +17,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from seqlab import SeqlabError
+from seqlab.checkpoints import read_checkpoint
 from seqlab.cli import main
 from seqlab.config_checks import check_trainer_options
 from tests.cli_helpers import CONFIGS
@@ -342,6 +344,64 @@ def test_value_a_model_part_refuses_is_one_line_naming_it(options, expected, con
     """Sizes and probabilities that the model's parts (or torch under them) refuse while the task is built."""
     line = one_line_error(capsys, run_args(NER, conll_folder, tmp_path, *options))
     assert expected in line, line
+
+
+#: task, options, the whole error line after "seqlab: error: ": values that used to fail later with a traceback (an
+#: empty word or text reaching the encoder, a division by zero or an assertion in the feature extractor, torch's
+#: cross-entropy or DataLoader refusing them on the first batch)
+REFUSED_VALUES = [
+    ("ner", ["--data.init_args.max_word_length", "0"], "--data.max_word_length must be at least 1 character, got 0"),
+    ("ner", ["--data.init_args.num_workers", "-1"],
+     "--data.num_workers must be at least 0 (0 loads in the main process), got -1"),
+    ("ner", ["--model.init_args.checkpoint_every_n_steps", "-1"],
+     "--model.checkpoint_every_n_steps must be at least 0 (0: last-step.ckpt at epoch ends only), got -1"),
+    ("sentiment", ["--data.init_args.max_length", "0"],
+     "--data.max_length must be at least 1 token (or null: no limit), got 0"),
+    ("translation", ["--data.init_args.max_length", "0"],
+     "--data.max_length must be at least 1 token (or null: no limit), got 0"),
+    ("translation", ["--data.init_args.max_vocab_size", "4"], "--data.max_vocab_size must leave room for tokens "
+     "besides the 4 special ones (<pad>, <unk>, <s>, </s>), got 4"),
+    ("translation", ["--data.init_args.target_lang", "de"], "--data.source_lang and --data.target_lang are both 'de'"),
+    ("translation", ["--model.init_args.label_smoothing", "1.5"],
+     "--model (Seq2SeqNetwork): label_smoothing must be between 0 and 1, got 1.5"),
+    ("speech", ["--data.init_args.sample_rate", "0"], "--data.sample_rate must be at least 1 Hz, got 0"),
+    ("speech", ["--data.init_args.num_mel_bins", "3"], "--data.num_mel_bins must be at least 4 for fbank features, got 3"),
+    ("speech", ["--data.init_args.frame_length_ms", "0.1"],
+     "--data.frame_length_ms 0.1 is 1 samples at 16000 Hz; a frame needs at least 2"),
+    ("speech", ["--data.init_args.frame_shift_ms", "0"],
+     "--data.frame_shift_ms 0.0 is 0 samples at 16000 Hz; frames must move by at least 1"),
+    ("speech", ["--data.init_args.deltas", "3"], "--data.deltas must be 0, 1 or 2, got 3"),
+    ("speech", ["--model.init_args.head.init_args.label_smoothing", "-0.1"],
+     "--model (FrameClassifier): label_smoothing must be between 0 and 1, got -0.1"),
+]
+
+
+@pytest.mark.parametrize("task,options,expected", REFUSED_VALUES, ids=lambda v: str(v[-1] if isinstance(v, list) else v))
+def test_value_refused_before_training_is_one_line_naming_it(task, options, expected, timit_slice, tmp_path, capsys):
+    if task == "speech":
+        args = run_args(SPEECH, speech_copy(timit_slice, tmp_path), tmp_path, *SPEECH_TINY, *options)
+    else:
+        spec = TEXT_TASKS[task]
+        args = run_args(spec.config, write_corpus(tmp_path / "data", spec.corpus), tmp_path, *spec.extra, *options)
+    assert one_line_error(capsys, args) == f"seqlab: error: {expected}"
+
+
+def test_checkpoint_error_says_whether_the_file_was_cut_short_or_is_no_checkpoint(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    whole = tmp_path / "whole.ckpt"
+    torch.save({"state_dict": model.state_dict()}, whole)
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(whole.read_bytes()[:200])
+    text = tmp_path / "notes.ckpt"
+    text.write_text("epoch 3, val f1 0.9\n", encoding="utf-8")
+    assert read_checkpoint(whole)["state_dict"].keys() == model.state_dict().keys()
+    with pytest.raises(SeqlabError) as error:
+        read_checkpoint(cut)
+    assert str(error.value) == f"cannot read checkpoint {cut}: cut short or damaged (a zip archive without its end)"
+    with pytest.raises(SeqlabError) as error:
+        read_checkpoint(text)
+    assert str(error.value) == (f"cannot read checkpoint {text}: not a checkpoint (torch.save writes zip archives, "
+                                "and this file is none)")
 
 
 @pytest.mark.parametrize("kind,content,expected", [

@@ -93,6 +93,8 @@ class SequenceDataModule(pl.LightningDataModule):
                               ("eval_batch_size", eval_batch_size), ("max_tokens", max_tokens)):
             if value is not None and value < 1:
                 raise SeqlabError(f"--data.{option} must be at least 1, got {value}")
+        if num_workers < 0:
+            raise SeqlabError(f"--data.num_workers must be at least 0 (0 loads in the main process), got {num_workers}")
         self.path = path
         self.source = SplitSource(path, name, data_files, cache_dir)
         self.predict_path = predict_path

@@ -110,8 +110,11 @@ class SpeechFrameData(SequenceDataModule):
         self.manifest_units = 1.0 if segment_units == "seconds" else 0.0  # 0: samples at the audio's own rate
         self.phone_map, self.train_labels, self.score_labels = phone_map, str(train_labels), str(score_labels)
         self.silence, self.uncovered_label = silence, uncovered_label
-        self.feature_config = FeatureConfig(features, sample_rate, num_mel_bins, frame_length_ms, frame_shift_ms,
-                                            deltas)
+        try:
+            self.feature_config = FeatureConfig(features, sample_rate, num_mel_bins, frame_length_ms, frame_shift_ms,
+                                                deltas)
+        except ValueError as error:  # its message starts with the option's name
+            raise SeqlabError(f"--data.{error}") from None
         self.cmvn = CMVN[cmvn]()
         self.phone_labels: Optional[PhoneLabels] = None
 

@@ -132,6 +132,8 @@ class TextClassificationData(WordVectorsData):
         if transformer is not None and tokenizer:
             raise SeqlabError("--data.transformer computes word vectors over words; a sub-word --data.tokenizer "
                               "splits the text itself: give one of them")
+        if max_length is not None and max_length < 1:
+            raise SeqlabError(f"--data.max_length must be at least 1 token (or null: no limit), got {max_length}")
         super().__init__(path, pre_tokenizer=pre_tokenizer, transformer=transformer, name=name, **kwargs)
         self.class_label_names: Optional[list[str]] = None  # a hub ClassLabel's, read with train
         self.text_encoder: Optional[TextEncoder] = None

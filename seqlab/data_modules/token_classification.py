@@ -141,6 +141,8 @@ class TokenClassificationData(WordVectorsData):
         auxiliary_columns: Optional[dict[str, int]] = None,
         **kwargs: Any,
     ) -> None:
+        if max_word_length < 1:
+            raise SeqlabError(f"--data.max_word_length must be at least 1 character, got {max_word_length}")
         super().__init__(path, **kwargs)
         for option, value, allowed in (("tag_format", tag_format, ("iob1", "iob2", "plain")),
                                        ("tag_scheme", tag_scheme, ("BIO", "BIOES"))):

@@ -134,7 +134,12 @@ class TranslationData(SequenceDataModule):
                  min_freq: int = 1, max_length: Optional[int] = 100, on_bad_row: OnBadRow = "skip",
                  batch_size: int = 64, **kwargs: Any) -> None:
         if source_lang == target_lang:
-            raise SeqlabError(f"source_lang and target_lang are both '{source_lang}'")
+            raise SeqlabError(f"--data.source_lang and --data.target_lang are both '{source_lang}'")
+        if max_vocab_size <= len(SPECIALS):
+            raise SeqlabError(f"--data.max_vocab_size must leave room for tokens besides the {len(SPECIALS)} special "
+                              f"ones ({', '.join(SPECIALS)}), got {max_vocab_size}")
+        if max_length is not None and max_length < 1:
+            raise SeqlabError(f"--data.max_length must be at least 1 token (or null: no limit), got {max_length}")
         self.source_lang, self.target_lang, self.max_length = source_lang, target_lang, max_length
         self.tokenizer, self.joint, self.max_vocab_size, self.min_freq = tokenizer, joint, max_vocab_size, min_freq
         self._encoders: Optional[tuple[TextEncoder, TextEncoder]] = None  # (source, target), one object if joint

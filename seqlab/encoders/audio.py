@@ -128,10 +128,23 @@ class FeatureConfig:
     deltas: int = 0
 
     def __post_init__(self) -> None:
+        """Each ValueError's message starts with the option it is about (the data module's option of that name)."""
         if self.kind not in ("fbank", "mel"):
-            raise ValueError(f"features must be 'fbank' or 'mel', not {self.kind!r}")
+            raise ValueError(f"features must be 'fbank' or 'mel', got {self.kind!r}")
         if self.deltas not in (0, 1, 2):
-            raise ValueError(f"deltas must be 0, 1 or 2, not {self.deltas}")
+            raise ValueError(f"deltas must be 0, 1 or 2, got {self.deltas}")
+        if self.sample_rate < 1:
+            raise ValueError(f"sample_rate must be at least 1 Hz, got {self.sample_rate}")
+        fewest_bins = 4 if self.kind == "fbank" else 1  # Kaldi's filterbank needs more than 3
+        if self.num_mel_bins < fewest_bins:
+            raise ValueError(f"num_mel_bins must be at least {fewest_bins} for {self.kind} features, got "
+                             f"{self.num_mel_bins}")
+        if self.window < 2:
+            raise ValueError(f"frame_length_ms {self.frame_length_ms} is {self.window} samples at {self.sample_rate} "
+                             "Hz; a frame needs at least 2")
+        if self.hop < 1:
+            raise ValueError(f"frame_shift_ms {self.frame_shift_ms} is {self.hop} samples at {self.sample_rate} Hz; "
+                             "frames must move by at least 1")
 
     @property
     def window(self) -> int:

@@ -96,6 +96,8 @@ class FrameClassifier(nn.Module):
         super().__init__()
         self.labels = list(labels)
         self.num_labels = len(self.labels)
+        if not 0.0 <= label_smoothing <= 1.0:  # torch's cross-entropy refuses it on the first batch
+            raise SeqlabError(f"label_smoothing must be between 0 and 1, got {label_smoothing}")
         self.label_smoothing = label_smoothing
         layers: list[nn.Module] = [nn.Dropout(dropout)]
         if hidden_size:

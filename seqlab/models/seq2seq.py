@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqlab import SeqlabError
 from seqlab.models.decoders import DecoderOutput, Hypotheses, LSTMDecoder, SearchStrategy
 from seqlab.models.dropout import DropoutSpec
 from seqlab.models.embeddings import TokenEmbedder, WordEmbedder
@@ -31,6 +32,8 @@ class Seq2SeqNetwork(nn.Module):
         self.embedder, self.encoder, self.decoder = embedder, encoder, decoder
         self.bos_index, self.eos_index = bos_index, eos_index
         self.target_padding_idx = decoder.padding_idx
+        if not 0.0 <= label_smoothing <= 1.0:  # torch's cross-entropy refuses it on the first batch
+            raise SeqlabError(f"label_smoothing must be between 0 and 1, got {label_smoothing}")
         self.label_smoothing = label_smoothing
 
     @property

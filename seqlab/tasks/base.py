@@ -47,6 +47,9 @@ class SequenceTask(pl.LightningModule):
         checkpoint_every_n_steps: int = 200,
     ) -> None:
         super().__init__()
+        if checkpoint_every_n_steps < 0:
+            raise SeqlabError("--model.checkpoint_every_n_steps must be at least 0 (0: last-step.ckpt at epoch ends "
+                              f"only), got {checkpoint_every_n_steps}")
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.checkpoint_every_n_steps = checkpoint_every_n_steps
