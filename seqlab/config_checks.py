@@ -155,9 +155,21 @@ def condense_config_error(message: str) -> str:
     mismatch = _type_mismatch(message)
     if mismatch and path:
         return f"--{'.'.join(path)}: {mismatch}"
-    problem = re.search(r"Problem with given class_path '([^']+)':\s*\n\s*(\S.*)", message)
-    if problem:
-        return f"--{'.'.join(path) or 'class_path'}: cannot use {problem.group(1)}: {problem.group(2).strip()[:300]}"
+    problems = list(re.finditer(r"Problem with given class_path '([^']+)':\s*\n\s*(\S.*)", message))
+    if problems:  # the innermost class that failed says why
+        innermost = problems[-1]
+        class_path, detail = innermost.group(1), innermost.group(2).strip()
+        if detail.startswith("Parser key"):  # one of its options holds a value of the wrong kind
+            rest = message[innermost.end():]
+            not_callable = re.search(r"expects a function or a callable class: (.*?)\. Got value: (.*)", rest)
+            if not_callable:
+                return f"--{'.'.join(path)}: {not_callable.group(1)} (got {not_callable.group(2).strip()!r})"
+            subtype, given = re.search(r"Subtypes: \[<class '([^']+)'>", rest), re.search(r"Given value: (.*)", rest)
+            if subtype and given:
+                expected = subtype.group(1).rsplit(".", 1)[-1]
+                return (f"--{'.'.join(path)}: expected a {expected} (class_path and init_args) or null, got "
+                        f"{given.group(1).strip()!r}")
+        return f"--{'.'.join(path) or 'class_path'}: cannot use {class_path}: {detail[:300]}"
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     detail = lines[-1] if len(lines) > 1 else (lines[0] if lines else "invalid configuration")
     return f"invalid configuration{' at ' + '.'.join(path) if path else ''}: {detail[:300]}"

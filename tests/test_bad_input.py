@@ -25,7 +25,7 @@ from seqlab.checkpoints import read_checkpoint
 from seqlab.cli import main
 from seqlab.config_checks import check_trainer_options
 from tests.cli_helpers import CONFIGS
-from tests.conftest import require_shared_data
+from tests.conftest import repo_root, require_shared_data
 
 NER = str(CONFIGS / "ner" / "conll2003_bilstm_crf.yaml")
 SENTIMENT = str(CONFIGS / "sentiment" / "sst2_bilstm.yaml")
@@ -373,6 +373,16 @@ REFUSED_VALUES = [
     ("speech", ["--data.init_args.deltas", "3"], "--data.deltas must be 0, 1 or 2, got 3"),
     ("speech", ["--model.init_args.head.init_args.label_smoothing", "-0.1"],
      "--model (FrameClassifier): label_smoothing must be between 0 and 1, got -0.1"),
+    ("translation", ["--model.init_args.search", "seqlab.models.BeamSearch",
+                     "--model.init_args.search.init_args.max_length_ratio", "-1"],
+     "BeamSearch: max_length_ratio must be at least 0, got -1.0"),
+    # a class path that does not resolve, or a plain value where a part (a class) belongs: the innermost reason
+    ("sentiment", ["--data.init_args.dataset", "seqlab.data.Streaming"],
+     "--data.dataset: cannot use seqlab.data.Streaming: module 'seqlab.data' has no attribute 'Streaming'"),
+    ("sentiment", ["--model.init_args.encoder", "seqlab.models.NoSuchEncoder"],
+     "--model.encoder: module 'seqlab.models' has no attribute 'NoSuchEncoder' (got 'seqlab.models.NoSuchEncoder')"),
+    ("translation", ["--model.init_args.beam_search.init_args.length_penalty", "-3"],
+     "--model.beam_search.length_penalty: expected a LengthPenalty (class_path and init_args) or null, got '-3'"),
 ]
 
 
@@ -384,6 +394,28 @@ def test_value_refused_before_training_is_one_line_naming_it(task, options, expe
         spec = TEXT_TASKS[task]
         args = run_args(spec.config, write_corpus(tmp_path / "data", spec.corpus), tmp_path, *spec.extra, *options)
     assert one_line_error(capsys, args) == f"seqlab: error: {expected}"
+
+
+@pytest.mark.parametrize("subcommand,options,expected", [
+    ("test", ["--config", SENTIMENT], "{ckpt} holds a TokenTagging model; the options build a SentenceClassification"),
+    ("test", ["--model.init_args.encoder.init_args.num_layers", "3"],
+     "{ckpt}: its weights do not fit the model these options build (model.body.encoder.forward_layers.1.weight_ih_l0 "
+     "is missing there); leave out the options that change the model's parts or sizes"),
+    ("fit", ["--config", NER, "--trainer.fast_dev_run", "1"],
+     "{ckpt}: its weights do not fit the model these options build (model.body.embedder.words.embedding.weight is "
+     "(1575, 16) there and (1575, 100) here, and 18 more differ); leave out the options that change the model's "
+     "parts or sizes"),
+], ids=["other-task", "more-layers", "other-sizes"])
+def test_checkpoint_the_options_cannot_hold_is_one_line_naming_it(subcommand, options, expected, conll_folder,
+                                                                    tmp_path, capsys):
+    """Weights are loaded after data and model are built, by Lightning (torch lists every mismatch otherwise)."""
+    checkpoint = repo_root() / "tests" / "fixtures" / "e463e89" / "ner.ckpt"
+    data = conll_folder if "--config" not in options or NER in options else write_corpus(
+        tmp_path / "sst", TEXT_TASKS["sentiment"].corpus)
+    args = [subcommand, "--ckpt_path", str(checkpoint), *options, "--data.init_args.path", str(data),
+            "--data.init_args.cache_dir", str(tmp_path / "cache"), "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)]
+    assert one_line_error(capsys, args) == "seqlab: error: " + expected.format(ckpt=f"--ckpt_path {checkpoint}")
 
 
 def test_checkpoint_error_says_whether_the_file_was_cut_short_or_is_no_checkpoint(tmp_path):

@@ -179,7 +179,7 @@ class PhoneLabels:
             silence = sorted(set(SILENCE_PHONES) & set(labels))
         unknown = sorted(set(silence) - set(scoring))
         if unknown:
-            raise SeqlabError(f"silence labels {unknown} are not scoring labels ({' '.join(sorted(set(scoring)))})")
+            raise SeqlabError(f"--data.silence: {unknown} are not scoring labels ({' '.join(sorted(set(scoring)))})")
         return cls(labels, scoring, silence, phones, level)
 
     def label_id(self, phone: str, where: str) -> int:

@@ -271,6 +271,9 @@ class SearchStrategy:
     hypothesis cut off there ends without EOS."""
 
     def __init__(self, max_length_ratio: float = 1.5, max_length_offset: int = 10) -> None:
+        for option, value in (("max_length_ratio", max_length_ratio), ("max_length_offset", max_length_offset)):
+            if value < 0:
+                raise SeqlabError(f"{type(self).__name__}: {option} must be at least 0, got {value}")
         self.max_length_ratio = max_length_ratio
         self.max_length_offset = max_length_offset
 

@@ -87,6 +87,31 @@ class SequenceTask(pl.LightningModule):
         state = checkpoint.get("state_dict") or {}
         if self.state_key_moves and not any(key.startswith("model.") for key in state):
             checkpoint["state_dict"] = {moved_key(key, self.state_key_moves): value for key, value in state.items()}
+        self.check_weights_fit(checkpoint)
+
+    def check_weights_fit(self, checkpoint: dict) -> None:
+        """A checkpoint whose weights this model cannot hold (another task's, or options that change a size given
+        beside ``--ckpt_path``) is one SeqlabError naming the first weight that differs, not torch's list of them."""
+        saved, own = checkpoint.get("state_dict") or {}, self.state_dict()
+        resized = [key for key in saved if key in own and saved[key].shape != own[key].shape]
+        missing = [key for key in own if key not in saved]
+        unexpected = [key for key in saved if key not in own]
+        if not (resized or missing or unexpected):
+            return
+        trainer = self._trainer
+        where = f"--ckpt_path {trainer.ckpt_path}" if trainer is not None and trainer.ckpt_path else "the checkpoint"
+        saved_class = str((checkpoint.get("hyper_parameters") or {}).get("_class_path", "")).rsplit(".", 1)[-1]
+        if saved_class and saved_class != type(self).__name__:
+            raise SeqlabError(f"{where} holds a {saved_class} model; the options build a {type(self).__name__}")
+        if resized:
+            key = resized[0]
+            detail = (f"{key} is {tuple(saved[key].shape)} there and {tuple(own[key].shape)} here"
+                      f"{f', and {len(resized) - 1} more differ' if len(resized) > 1 else ''}")
+        else:
+            key = (missing or unexpected)[0]
+            detail = f"{key} is {'missing there' if missing else 'not in this model'}"
+        raise SeqlabError(f"{where}: its weights do not fit the model these options build ({detail}); leave out "
+                          "the options that change the model's parts or sizes")
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self.shared_step(batch, "train")
