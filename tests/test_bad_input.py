@@ -396,6 +396,24 @@ def test_value_refused_before_training_is_one_line_naming_it(task, options, expe
     assert one_line_error(capsys, args) == f"seqlab: error: {expected}"
 
 
+@pytest.mark.parametrize("options,expected", [
+    (["--model.init_args.objectives.ner.init_args.loss_weight", "-1"],
+     "--model.objectives (SpanTagging): loss_weight must be positive, got -1.0"),
+    (["--model.init_args.objectives.sentiment.init_args.class_weights", "[1.0, -2.0]"],
+     "--model (ClassificationHead): class_weights must be at least 0 and not all 0, got [1.0, -2.0]"),
+], ids=["loss-weight", "class-weights"])
+def test_value_a_multitask_objective_refuses_is_one_line_naming_it(options, expected, tmp_path, capsys):
+    """An objective is built by jsonargparse inside the task's dictionary: its error used to come wrapped in two
+    tracebacks."""
+    ner = write_corpus(tmp_path / "ner", TEXT_TASKS["ner"].corpus)
+    sentiment = write_corpus(tmp_path / "sst", TEXT_TASKS["sentiment"].corpus)
+    args = ["fit", "--config", str(CONFIGS / "multitask" / "conll2003_ner_sst2.yaml"),
+            "--data.init_args.tasks.ner.init_args.path", str(ner),
+            "--data.init_args.tasks.sentiment.init_args.path", str(sentiment), "--trainer.fast_dev_run", "1",
+            "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path), *options]
+    assert one_line_error(capsys, args) == f"seqlab: error: {expected}"
+
+
 @pytest.mark.parametrize("subcommand,options,expected", [
     ("test", ["--config", SENTIMENT], "{ckpt} holds a TokenTagging model; the options build a SentenceClassification"),
     ("test", ["--model.init_args.encoder.init_args.num_layers", "3"],

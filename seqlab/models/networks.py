@@ -76,9 +76,12 @@ class ClassificationHead(nn.Module):
                  class_weights: Optional[Sequence[float]] = None) -> None:
         super().__init__()
         self.pooling, self.classifier, self.labels = pooling, classifier, list(labels)
-        if class_weights is not None and len(class_weights) != len(self.labels):
-            raise SeqlabError(f"class_weights has {len(class_weights)} values for {len(self.labels)} labels "
-                              f"({', '.join(self.labels)})")
+        if class_weights is not None:
+            if len(class_weights) != len(self.labels):
+                raise SeqlabError(f"class_weights has {len(class_weights)} values for {len(self.labels)} labels "
+                                  f"({', '.join(self.labels)})")
+            if not all(weight >= 0 for weight in class_weights) or not any(weight > 0 for weight in class_weights):
+                raise SeqlabError(f"class_weights must be at least 0 and not all 0, got {list(class_weights)}")
         weights = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float)
         self.register_buffer("class_weights", weights)
 

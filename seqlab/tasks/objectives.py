@@ -15,6 +15,7 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from seqlab import SeqlabError
 from seqlab.models import CRFTagger, MLPClassifier, MaxPooling, MultiHeadSelfAttention, SoftmaxTagger, TaggerHead
 from seqlab.models.networks import (
     ClassificationHead,
@@ -39,7 +40,8 @@ class Objective:
 
     def __init__(self, loss_weight: float = 1.0) -> None:
         if loss_weight <= 0:
-            raise ValueError(f"loss_weight must be positive, got {loss_weight}")
+            raise SeqlabError(f"--model.objectives ({type(self).__name__}): loss_weight must be positive, got "
+                              f"{loss_weight}")
         self.loss_weight = loss_weight
 
     def head(self, input_size: int, labels: list[str]) -> nn.Module:
