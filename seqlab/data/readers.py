@@ -69,7 +69,11 @@ def choose_reader(path: Path, candidates: Sequence[Reader], declared: Optional[R
         return declared
     head = head_lines(path)
     if not head:
-        raise SeqlabError(f"{path}: {'a binary file, not text' if is_binary(path) else 'no text lines (an empty file)'}")
+        if is_binary(path):
+            raise SeqlabError(f"{path}: a binary file, not text")
+        for _, line in iter_lines(path):  # raises at the first line that is not UTF-8
+            pass
+        raise SeqlabError(f"{path}: no text lines (the file is empty or blank)")
     for reader in candidates:
         if reader.accepts(head):
             return reader

@@ -193,3 +193,17 @@ def test_empty_and_binary_files_are_one_line_errors(tmp_path):
     data = TokenClassificationData(path=str(tmp_path), cache_dir=str(tmp_path / ".cache"))
     with pytest.raises(SeqlabError, match="train.txt: no text lines"):
         data.prepare_encoders()
+
+
+def test_a_file_of_blank_or_undecodable_lines_is_named_for_what_it_holds(tmp_path):
+    """A file whose every non-blank line is Latin-1 is not 'empty': the first such line is named."""
+    latin1 = tmp_path / "reviews.txt"
+    latin1.write_bytes("\n".join(["", "caf\u00e9 cr\u00e8me", "na\u00efve"]).encode("latin-1"))
+    with pytest.raises(SeqlabError) as error:
+        choose_reader(latin1, [ColumnReader()])
+    assert str(error.value) == f"{latin1}:2: invalid UTF-8 (byte 4 of the line)"
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n  \n\t\n", encoding="utf-8")
+    with pytest.raises(SeqlabError) as error:
+        choose_reader(blank, [ColumnReader()])
+    assert str(error.value) == f"{blank}: no text lines (the file is empty or blank)"
