@@ -50,7 +50,8 @@ def is_audio_file(name: str) -> bool:
 
 def read_audio(source: Union[str, bytes], name: Optional[str] = None) -> tuple[np.ndarray, int]:
     """Decode a file path or the bytes of a file with soundfile: (waveform (N,) float32 in [-1, 1], sample rate).
-    Several channels are averaged (downmix). An unreadable, truncated or empty file is a SeqlabError naming it."""
+    Several channels are averaged (downmix). An unreadable, truncated or empty file, or one holding NaN or infinite
+    samples, is a SeqlabError naming it."""
     name = name or (source if isinstance(source, str) else "<audio bytes>")
     handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     try:
@@ -69,6 +70,9 @@ def read_audio(source: Union[str, bytes], name: Optional[str] = None) -> tuple[n
     if data.shape[0] == 0:
         raise SeqlabError(f"{name}: the audio file holds no samples")
     waveform = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)  # (N,)
+    if not np.isfinite(waveform).all():  # a float file can hold them; every feature of the utterance would be NaN
+        first = int(np.flatnonzero(~np.isfinite(waveform))[0])
+        raise SeqlabError(f"{name}: sample {first + 1} of the audio is not a number (NaN or infinite)")
     return np.ascontiguousarray(waveform, dtype=np.float32), int(rate)
 
 

@@ -214,6 +214,14 @@ def test_unreadable_truncated_and_empty_audio_are_one_line_errors_naming_the_fil
         read_audio(str(silent))
     with pytest.raises(SeqlabError, match="^some bytes: cannot read audio"):
         read_audio(b"junk" * 10, name="some bytes")
+    for bad in (np.nan, np.inf):  # a float WAV can hold them; each would turn the whole utterance's features to NaN
+        samples = tones(RATE, 0.2).astype(np.float32)
+        samples[1000] = bad
+        corrupt = tmp_path / "corrupt.wav"
+        soundfile.write(corrupt, samples, RATE, subtype="FLOAT")
+        with pytest.raises(SeqlabError) as error:
+            read_audio(str(corrupt))
+        assert str(error.value) == f"{corrupt}: sample 1001 of the audio is not a number (NaN or infinite)"
 
 
 @pytest.mark.parametrize("kind", ["fbank", "mel"])
