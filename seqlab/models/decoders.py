@@ -267,20 +267,27 @@ def never_pad_or_bos(log_probs: torch.Tensor, pad: int, bos: int) -> torch.Tenso
 
 class SearchStrategy:
     """Interface: ``__call__(decoder, encoded, bos, eos, return_attention=False) -> Hypotheses``. PAD and BOS are
-    never generated. Each sentence generates at most ``floor(max_length_ratio * source_length + max_length_offset)`` tokens, EOS included; a
-    hypothesis cut off there ends without EOS."""
+    never generated. Each sentence generates at most ``floor(max_length_ratio * source_length + max_length_offset)``
+    tokens, EOS included, and never more than ``length_cap`` (None: no cap), so a pasted document cannot hold the
+    search for hours (OpenNMT's ``max_length``, 250 too); a hypothesis cut off there ends without EOS."""
 
-    def __init__(self, max_length_ratio: float = 1.5, max_length_offset: int = 10) -> None:
+    def __init__(self, max_length_ratio: float = 1.5, max_length_offset: int = 10,
+                 length_cap: Optional[int] = 250) -> None:
         for option, value in (("max_length_ratio", max_length_ratio), ("max_length_offset", max_length_offset)):
             if value < 0:
                 raise SeqlabError(f"{type(self).__name__}: {option} must be at least 0, got {value}")
+        if length_cap is not None and length_cap < 1:
+            raise SeqlabError(f"{type(self).__name__}: length_cap must be at least 1 (or null: no cap), got "
+                              f"{length_cap}")
         self.max_length_ratio = max_length_ratio
         self.max_length_offset = max_length_offset
+        self.length_cap = length_cap
 
     def max_lengths(self, mask: torch.Tensor) -> torch.Tensor:
         """Source mask (B, S) -> the longest output of each sentence (B,), at least 1."""
         lengths = mask.sum(dim=1).to(torch.float64)
-        return torch.floor(self.max_length_ratio * lengths + self.max_length_offset).clamp(min=1).to(torch.int64)
+        limits = torch.floor(self.max_length_ratio * lengths + self.max_length_offset)
+        return limits.clamp(min=1, max=self.length_cap).to(torch.int64)
 
     def __call__(self, decoder: LSTMDecoder, encoded: EncoderOutput, bos: int, eos: int,
                  return_attention: bool = False) -> Hypotheses:  # pragma: no cover - interface
@@ -338,9 +345,10 @@ class BeamSearch(SearchStrategy):
     """
 
     def __init__(self, beam_size: int = 5, length_penalty: Optional[LengthPenalty] = None,
-                 max_length_ratio: float = 1.5, max_length_offset: int = 10, n_best: Optional[int] = None) -> None:
+                 max_length_ratio: float = 1.5, max_length_offset: int = 10, n_best: Optional[int] = None,
+                 length_cap: Optional[int] = 250) -> None:
         """length_penalty: default GNMTLengthPenalty(alpha=0.6)."""
-        super().__init__(max_length_ratio, max_length_offset)
+        super().__init__(max_length_ratio, max_length_offset, length_cap)
         if beam_size < 1:
             raise SeqlabError(f"BeamSearch: beam_size must be at least 1, got {beam_size}")
         self.beam_size = beam_size

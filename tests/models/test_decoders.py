@@ -8,6 +8,7 @@ import itertools
 import pytest
 import torch
 
+from seqlab import SeqlabError
 from seqlab.models import (
     AdditiveAttention,
     BeamSearch,
@@ -223,6 +224,32 @@ def test_beam_hypotheses_are_sorted_by_score_and_within_the_maximum_length(penal
     for row in range(4):
         outputs = {tuple(found.tokens[row, h, :int(found.lengths[row, h])].tolist()) for h in range(4)}
         assert len(outputs) == 4
+
+
+@torch.no_grad()
+def test_length_cap_bounds_the_search_of_a_long_source_and_changes_nothing_below_it():
+    """A 300-token source may grow 1.5 x 300 + 10 = 460 tokens; the cap holds it (and every beam) to 12 while a short
+    sentence beside it, whose own limit is under the cap, gets the same output as with no cap."""
+    encoder, inputs, mask = source(batch_lengths=(300, 4), seed=3)
+    decoder = decoder_for("general").eval()
+    with torch.no_grad():
+        decoder.output.bias[EOS] -= 20.0  # no sentence ends early: each runs to its limit
+    encoded = encoder(inputs, mask)
+    for search, uncapped in ((GreedySearch(length_cap=12), GreedySearch(length_cap=None)),
+                             (BeamSearch(3, length_cap=12), BeamSearch(3, length_cap=None))):
+        assert search.max_lengths(mask).tolist() == [12, 12] and uncapped.max_lengths(mask).tolist() == [460, 16]
+        capped, free = search(decoder, encoded, BOS, EOS), uncapped(decoder, encoded, BOS, EOS)
+        assert bool((capped.lengths[0] == 12).all()) and bool((free.lengths[0] == 460).all())
+        if isinstance(search, GreedySearch):  # each step's choice does not depend on the limit
+            assert torch.equal(capped.tokens[0, 0, :12], free.tokens[0, 0, :12])
+    short = source(batch_lengths=(4,), seed=3)
+    encoded = encoder(short[1], short[2])
+    for capped, free in ((GreedySearch(length_cap=16), GreedySearch(length_cap=None)),
+                         (BeamSearch(3, length_cap=16), BeamSearch(3, length_cap=None))):
+        one, other = capped(decoder, encoded, BOS, EOS), free(decoder, encoded, BOS, EOS)
+        assert torch.equal(one.tokens, other.tokens) and torch.equal(one.scores, other.scores)
+    with pytest.raises(SeqlabError, match="^GreedySearch: length_cap must be at least 1 \\(or null: no cap\\), got 0$"):
+        GreedySearch(length_cap=0)
 
 
 def test_length_penalties():
