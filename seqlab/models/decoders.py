@@ -268,8 +268,8 @@ def never_pad_or_bos(log_probs: torch.Tensor, pad: int, bos: int) -> torch.Tenso
 class SearchStrategy:
     """Interface: ``__call__(decoder, encoded, bos, eos, return_attention=False) -> Hypotheses``. PAD and BOS are
     never generated. Each sentence generates at most ``floor(max_length_ratio * source_length + max_length_offset)``
-    tokens, EOS included, and never more than ``length_cap`` (None: no cap), so a pasted document cannot hold the
-    search for hours (OpenNMT's ``max_length``, 250 too); a hypothesis cut off there ends without EOS."""
+    tokens, EOS included, and never more than ``length_cap`` (None: no cap), so one pasted document cannot stall the
+    search (OpenNMT's ``max_length``, 250 too); a hypothesis cut off there ends without EOS."""
 
     def __init__(self, max_length_ratio: float = 1.5, max_length_offset: int = 10,
                  length_cap: Optional[int] = 250) -> None:
