@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import copy
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -339,11 +340,18 @@ def export(model: Union[str, Path, Predictor], output: Union[str, Path], format:
     with their dynamic axes, the checkpoint's absolute path); returns the sidecar's path."""
     if format not in FORMATS:
         raise SeqlabError(f"--format {format}: choose one of {', '.join(FORMATS)}")
+    if not isinstance(output, (str, os.PathLike)):
+        raise SeqlabError(f"--output: expected a file name (model{FORMATS[format].suffix}), got "
+                          f"{type(output).__name__}")
     predictor = model if isinstance(model, Predictor) else seqlab.load(model, open_vocabulary=False)
     graph = graph_of(predictor.task)
+    if str(output).endswith(("/", os.sep)) or Path(output).is_dir():  # "out/": a folder, if not one yet
+        raise SeqlabError(f"--output {str(output) or '.'}: is a directory; give a file name "
+                          f"(model{FORMATS[format].suffix})")
     output = Path(output)
-    if output.is_dir():
-        raise SeqlabError(f"--output {output}: is a directory; give a file name (model{FORMATS[format].suffix})")
+    if not isinstance(model, Predictor) and output.exists() and output.samefile(model):
+        raise SeqlabError(f"--output {output}: is the checkpoint (--ckpt_path); give another file name "
+                          f"(model{FORMATS[format].suffix})")
     sidecar = sidecar_path(output)
     axes = graph.dynamic_axes()
     description = {
@@ -377,6 +385,10 @@ class OnnxSession:
 
     def __init__(self, path: Union[str, Path], threads: Optional[int] = None) -> None:
         import onnxruntime
+
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 0):
+            raise SeqlabError(f"threads must be a whole number of at least 1 (0 or None: onnxruntime's choice), "
+                              f"got {threads!r}")
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 4  # errors arrive as exceptions; no shape warnings from the loops' outputs
@@ -423,9 +435,15 @@ class OnnxPredictor(Predictor):
         sidecar = sidecar_path(onnx_path)
         if not sidecar.is_file():
             raise SeqlabError(f"{onnx_path}: no sidecar {sidecar.name} naming the checkpoint; give ckpt_path")
-        checkpoint = json.loads(sidecar.read_text(encoding="utf-8")).get("checkpoint")
-        if not checkpoint:
-            raise SeqlabError(f"{sidecar}: names no checkpoint; give ckpt_path")
+        try:
+            description = json.loads(sidecar.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as error:
+            raise SeqlabError(f"{sidecar}: not UTF-8 text (byte {error.start + 1}); give ckpt_path") from None
+        except json.JSONDecodeError as error:
+            raise SeqlabError(f"{sidecar}:{error.lineno}: not JSON ({error.msg}); give ckpt_path") from None
+        checkpoint = description.get("checkpoint") if isinstance(description, dict) else None
+        if not checkpoint or not isinstance(checkpoint, str):
+            raise SeqlabError(f"{sidecar}: names no checkpoint (a 'checkpoint' path); give ckpt_path")
         return checkpoint
 
 

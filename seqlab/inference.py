@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import logging
+import operator
+import os
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
@@ -99,6 +101,10 @@ class Predictor:
             offered = ", ".join(self.optional_outputs) or "none"
             raise SeqlabError(f"predict: no output {', '.join(unknown)} for {type(self.task).__name__} "
                               f"(optional outputs: {offered})")
+        for name, wanted in outputs.items():
+            if not isinstance(wanted, (bool, np.bool_)):
+                raise SeqlabError(f"predict: {name} must be True or False, got {wanted!r}")
+        inputs, batch_size = checked_inputs(inputs), checked_batch_size(batch_size)
         saved = {name: getattr(self.task, self.task.optional_outputs[name]) for name in outputs}
         try:
             for name, wanted in outputs.items():
@@ -108,11 +114,7 @@ class Predictor:
             for name, value in saved.items():
                 setattr(self.task, self.task.optional_outputs[name], value)
 
-    def _predict(self, inputs: Sequence, batch_size: int) -> list[dict]:
-        if isinstance(inputs, (str, Path)):
-            raise TypeError("predict takes a list of inputs: predict([text]), not predict(text)")
-        if batch_size < 1:
-            raise SeqlabError(f"batch_size must be at least 1, got {batch_size}")
+    def _predict(self, inputs: list, batch_size: int) -> list[dict]:
         if len(inputs) == 0:
             return []
         bars = datasets.is_progress_bar_enabled()
@@ -141,6 +143,38 @@ class Predictor:
         return [{key: value for key, value in record.items() if key != "index"} for record in records]
 
 
+def checked_inputs(inputs: Iterable) -> list:
+    """The inputs of ``predict`` as a list, each a text or a path (audio, for speech); anything else is a SeqlabError
+    naming the input (numbered from 1), not a record of its ``str()``."""
+    if isinstance(inputs, (str, Path)):
+        raise TypeError("predict takes a list of inputs: predict([text]), not predict(text)")
+    try:
+        inputs = list(inputs)
+    except TypeError:
+        raise SeqlabError(f"predict takes a list of inputs (texts, or audio paths for speech), got "
+                          f"{type(inputs).__name__}") from None
+    for number, item in enumerate(inputs, 1):
+        text = os.fspath(item) if isinstance(item, os.PathLike) else item
+        if not isinstance(text, str):
+            raise SeqlabError(f"input {number}: expected a text (or an audio path), got {type(item).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise SeqlabError(f"input {number}: character {error.start + 1} is {text[error.start]!r}, a lone "
+                              f"surrogate, not Unicode text") from None
+    return inputs
+
+
+def checked_batch_size(batch_size) -> int:
+    try:
+        batch_size = operator.index(batch_size)
+    except TypeError:
+        raise SeqlabError(f"batch_size must be a whole number of at least 1, got {batch_size!r}") from None
+    if batch_size < 1:
+        raise SeqlabError(f"batch_size must be at least 1, got {batch_size}")
+    return batch_size
+
+
 class MultiTaskPredictor(Predictor):
     """A multi-task model (``MultiTask`` with ``MultiTaskData``). ``predict(inputs, task="ner")``: one record per input
     from that task, as its single-task model gives them; ``predict(inputs)``: one dict per input, task name -> its
@@ -155,6 +189,7 @@ class MultiTaskPredictor(Predictor):
         return {name: list(labels) for name, labels in self.task.task_labels.items()}
 
     def predict(self, inputs: Sequence, batch_size: int = 32, task: Optional[str] = None, **outputs: bool):
+        inputs = checked_inputs(inputs)
         if task is not None and task not in self.data.tasks:
             raise SeqlabError(f"predict: no task '{task}' (tasks: {', '.join(self.tasks)})")
         per_task = {name: Predictor(self.task, _OneTask(self.data.tasks[name], name), self.device,
@@ -179,22 +214,40 @@ class _OneTask:
         return {**self.data.collate(examples), "task": self.name}
 
 
+def torch_device(device: Union[str, torch.device], option: str = "device") -> torch.device:
+    """``device`` as a torch device that this machine has and can hold a model on, else a SeqlabError naming
+    ``option``."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SeqlabError(f"{option} {device}: not a torch device (cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise SeqlabError(f"{option} {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise SeqlabError(f"{option} {device}: MPS is not available on this machine")
+    if device.type == "meta":
+        raise SeqlabError(f"{option} {device}: holds no data, so no model (cpu, cuda, cuda:1, mps)")
+    return device
+
+
 def load(path: Union[str, Path], device: Union[str, torch.device] = "cpu", open_vocabulary: bool = True) -> Predictor:
     """The predictor of a checkpoint written by ``seqlab fit`` (any of the four tasks; older checkpoints migrated).
     The file is read once; nothing else is needed: no config, no training data, no network. ``open_vocabulary``:
     for a model trained with pretrained vectors, words unseen in training get their vectors (``OpenVocabulary``)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise SeqlabError(f"seqlab.load takes the path of a checkpoint, got {type(path).__name__}")
+    device = torch_device(device)
     checkpoint = migrate_checkpoint(read_checkpoint(path))
     task_class = class_of(str((checkpoint.get("hyper_parameters") or {}).get("_class_path", "")))
-    if task_class is None or not issubclass(task_class, SequenceTask):
+    if not isinstance(task_class, type) or not issubclass(task_class, SequenceTask):
         raise SeqlabError(f"{path}: no seqlab task class recorded in the checkpoint (was it written by `seqlab fit`?)")
     data = SequenceDataModule.from_checkpoint(checkpoint)
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)  # the migrated checkpoint, for Lightning's loader
     buffer.seek(0)
-    task = task_class.load_from_checkpoint(buffer, map_location=torch.device(device), weights_only=True)
+    task = task_class.load_from_checkpoint(buffer, map_location=device, weights_only=True)
     if hasattr(task, "target_encoder") and hasattr(data, "target_encoder"):
         task.target_encoder = data.target_encoder  # the detokenizer of translation, linked as in the CLI
-    device = torch.device(device)
     task = task.to(device)
     predictor = MultiTaskPredictor if isinstance(data, MultiTaskData) else Predictor
     return predictor(task, data, device, open_vocabulary_of(task, data, device) if open_vocabulary else None)

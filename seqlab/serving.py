@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import queue
 import re
@@ -329,6 +330,8 @@ def _at_least(minimum: float, kind: type = int):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
         return value
@@ -373,17 +376,12 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def serve(args: argparse.Namespace) -> None:
-    import torch
     import uvicorn
 
     import seqlab
+    from seqlab.inference import torch_device
 
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as error:
-        raise SeqlabError(f"--device {args.device}: {one_line(error)}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SeqlabError(f"--device {args.device}: no CUDA device on this machine")
+    torch_device(args.device, "--device")
     if not Path(args.ckpt_path).expanduser().is_file():
         raise SeqlabError(f"checkpoint not found: {args.ckpt_path}")
     sock = listening_socket(args.host, args.port)

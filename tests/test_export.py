@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -305,6 +306,7 @@ def test_cli_writes_the_model_and_its_sidecar(tmp_path):
     (["--ckpt_path", "missing.ckpt", "--output", "m.onnx"], "checkpoint not found"),
     (["--ckpt_path", "TRANSLATION", "--output", "m.onnx"], "cannot export a Seq2SeqTranslation model"),
     (["--ckpt_path", "CKPT", "--output", "."], "is a directory"),
+    (["--ckpt_path", "CKPT", "--output", "exported/"], "--output exported/: is a directory; give a file name"),
 ])
 def test_bad_options_are_one_line_errors(args, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -316,6 +318,29 @@ def test_bad_options_are_one_line_errors(args, message, tmp_path, monkeypatch, c
     error = capsys.readouterr().err.strip()
     assert error.startswith("seqlab: error: ") and message in error and "\n" not in error, error
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_over_its_own_checkpoint_is_refused_and_the_checkpoint_kept(tmp_path, capsys):
+    checkpoint = tmp_path / "model.ckpt"
+    shutil.copy(FIXTURES / "sentiment.ckpt", checkpoint)
+    before = checkpoint.read_bytes()
+    with pytest.raises(SystemExit) as exit_:
+        main(["--ckpt_path", str(checkpoint), "--output", str(tmp_path / "." / "model.ckpt")])
+    assert exit_.value.code == 2
+    assert "is the checkpoint (--ckpt_path); give another file name" in capsys.readouterr().err
+    assert checkpoint.read_bytes() == before and not sidecar_path(checkpoint).exists()
+
+
+def test_a_bad_sidecar_or_thread_count_is_a_one_line_error(tmp_path):
+    model = tmp_path / "model.onnx"
+    for text, message in (("{not json", r"model.onnx.json:1: not JSON \(Expecting property name"),
+                          ('["model.ckpt"]', r"model.onnx.json: names no checkpoint"),
+                          ('{"checkpoint": 5}', r"model.onnx.json: names no checkpoint")):
+        sidecar_path(model).write_text(text, encoding="utf-8")
+        with pytest.raises(SeqlabError, match=message):
+            OnnxPredictor(model)
+    with pytest.raises(SeqlabError, match=r"threads must be a whole number of at least 1 .*got '2'"):
+        OnnxSession(model, threads="2")
 
 
 def test_onnx_predictor_without_a_checkpoint_says_so(tmp_path):

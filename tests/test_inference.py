@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 import seqlab
 from seqlab import SeqlabError
@@ -67,6 +68,33 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     with pytest.raises(SeqlabError, match="cannot read checkpoint"):
         seqlab.load(tmp_path / "broken.ckpt")
     assert model.labels == ["negative", "positive"]
+
+
+def test_bad_arguments_and_inputs_are_one_line_errors(tmp_path):
+    model = seqlab.load(FIXTURES / "sentiment.ckpt")
+    for call, message in (
+        (lambda: model.predict(None), "predict takes a list of inputs (texts, or audio paths for speech), got "
+                                      "NoneType"),
+        (lambda: model.predict(["fine", None]), "input 2: expected a text (or an audio path), got NoneType"),
+        (lambda: model.predict(["fine", 3]), "input 2: expected a text (or an audio path), got int"),
+        (lambda: model.predict(["fine \ud800"]), "input 1: character 6 is '\\ud800', a lone surrogate, not Unicode "
+                                                 "text"),
+        (lambda: model.predict(["fine"], batch_size="4"), "batch_size must be a whole number of at least 1, got '4'"),
+        (lambda: model.predict(["fine"], batch_size=None), "batch_size must be a whole number of at least 1, got None"),
+        (lambda: seqlab.load(FIXTURES / "ner.ckpt").predict(["Peter"], marginals="no"),
+         "predict: marginals must be True or False, got 'no'"),
+        (lambda: seqlab.load(None), "seqlab.load takes the path of a checkpoint, got NoneType"),
+        (lambda: seqlab.load(FIXTURES / "sentiment.ckpt", device="gpu"),
+         "device gpu: not a torch device (cpu, cuda, cuda:1, mps)"),
+        (lambda: seqlab.load(FIXTURES / "sentiment.ckpt", device="meta"), "device meta: holds no data, so no model"),
+    ):
+        with pytest.raises(SeqlabError) as error:
+            call()
+        assert str(error.value).startswith(message), str(error.value)
+    assert model.predict(text for text in ["fine", "bad"]) == model.predict(["fine", "bad"])  # any iterable
+    torch.save({"hyper_parameters": {"_class_path": "os.system"}, "state_dict": {}}, tmp_path / "foreign.ckpt")
+    with pytest.raises(SeqlabError, match="foreign.ckpt: no seqlab task class recorded in the checkpoint"):
+        seqlab.load(tmp_path / "foreign.ckpt")
 
 
 def test_readme_python_api_example_runs(tmp_path, monkeypatch, capsys):

@@ -79,6 +79,36 @@ def test_spec_defaults_data_root_and_errors(tmp_path):
             load_spec(write_spec(tmp_path / "bad.yaml", {"entries": [entry]}))
 
 
+@pytest.mark.parametrize("raw, message", [
+    ({"entries": [{"name": "x", "task": "ner", "config": "c.yaml", "train": "10m"}]},
+     r"s.yaml: entries\[0\] \(x\).train: expected a mapping \(args, max_epochs, max_time\), got str"),
+    ({"entries": [{"name": "x", "task": "ner", "config": "c.yaml", "train": {"max_epochs": "ten"}}]},
+     r"entries\[0\] \(x\).train.max_epochs: expected a whole number of at least 1, got 'ten'"),
+    ({"entries": [{"name": "x", "task": "ner", "config": "c.yaml", "train": {"max_time": float("inf")}}]},
+     r"entries\[0\] \(x\).train.max_time: cannot read duration inf"),
+    ({"entries": [{"name": "x", "task": "ner", "checkpoint": "c", "seeds": "abc"}]},
+     r"entries\[0\] \(x\).seeds: expected a whole number or a list of them, got 'abc'"),
+    ({"entries": [{"name": "x", "task": "ner", "checkpoint": "c", "seeds": [0.5]}]},
+     r"entries\[0\] \(x\).seeds: expected a whole number of at least 0, got 0.5"),
+    ({"entries": [{"name": "x", "task": "ner", "checkpoint": "c", "env": ["A=1"]}]},
+     r"entries\[0\] \(x\).env: expected a mapping \(variable: value\), got list"),
+    ({"entries": [{"name": "x", "task": "ner", "checkpoint": ["c"]}]},
+     r"entries\[0\] \(x\).checkpoint: expected a string, got list"),
+    ({"entries": 5}, r"s.yaml: entries: expected a list of entries, got int"),
+    ({"defaults": [1], "entries": []}, r"s.yaml: defaults: expected a mapping \(keys merged into every entry\)"),
+    ({"data_root": ["/data"], "entries": []}, r"s.yaml: data_root: expected a string, got list"),
+])
+def test_spec_values_of_the_wrong_type_are_one_line_errors(raw, message, tmp_path):
+    with pytest.raises(SeqlabError, match=message):
+        load_spec(write_spec(tmp_path / "s.yaml", raw))
+
+
+def test_a_spec_not_in_utf8_is_a_one_line_error(tmp_path):
+    (tmp_path / "s.yaml").write_bytes("title: caf\xe9\nentries: []\n".encode("latin-1"))
+    with pytest.raises(SeqlabError, match=r"s.yaml: not UTF-8 text \(byte 11\)"):
+        load_spec(tmp_path / "s.yaml")
+
+
 def test_default_spec_covers_every_task_config():
     spec = load_spec(repo_root() / "leaderboards" / "default.yaml", data_root="/data")
     listed = {str(c) for e in spec.entries for c in e.configs}
@@ -212,6 +242,50 @@ def test_an_imported_row_takes_the_dataset_of_the_spec_entry_with_its_config(tmp
     sst5, sst2 = import_rows(quality, [], datasets=spec.datasets_by_config())
     assert (sst5["dataset"], sst2["dataset"]) == ("SST-5", "SST-2")
     assert [r["dataset"] for r in import_rows(quality, [])] == ["SST-2", "SST-2"]  # no spec: the task's default
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"seed": [0]}, "field 'seed': expected a whole number, got [0]"),
+    ({"metrics": [0.7]}, "field 'metrics': expected a mapping, got [0.7]"),
+    ({"metrics": {"test/f1": "high"}}, "field 'metrics': test/f1 should be a number, got \"high\""),
+    ({"variant": "crf"}, "field 'variant': expected a mapping, got \"crf\""),
+    ({"dataset": None}, "field 'dataset': expected a string, got null"),
+    ({"main_value": True}, "field 'main_value': expected a number, got true"),
+])
+def test_a_results_row_of_the_wrong_shape_is_a_one_line_error_naming_its_line(change, message, tmp_path, capsys):
+    from seqlab.leaderboard.__main__ import main
+
+    results = tmp_path / "rows.jsonl"
+    results.write_text(json.dumps(make_row("a", 0, 0.8)) + "\n" + json.dumps({**make_row("b", 0, 0.7), **change})
+                       + "\n", encoding="utf-8")
+    spec = write_spec(tmp_path / "s.yaml", {"results": str(results), "markdown": str(tmp_path / "LB.md"),
+                                            "csv": str(tmp_path / "lb.csv"), "plots": str(tmp_path / "plots"),
+                                            "bench": None, "entries": []})
+    with pytest.raises(SystemExit) as exit_:
+        main([str(spec), "--render-only"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == f"seqlab leaderboard: error: {results}:2: {message}"
+
+
+def test_bad_import_rows_and_output_paths_are_one_line_errors(tmp_path, capsys):
+    from seqlab.leaderboard.__main__ import main
+
+    quality = tmp_path / "quality.jsonl"
+    quality.write_bytes(b'\xff{"cut short"\n' + json.dumps({"subcommand": "test", "ckpt_path": "x.ckpt", "model":
+                        "TokenTagging", "metrics": [0.5]}).encode() + b"\n")
+    results = tmp_path / "rows.jsonl"
+    outputs = {"markdown": str(tmp_path / "LB.md"), "csv": str(tmp_path / "lb.csv"), "plots": str(tmp_path / "plots"),
+               "bench": None, "entries": []}
+    spec = write_spec(tmp_path / "s.yaml", {"results": str(results), **outputs})
+    for args, message in (
+        (["--import", str(quality)], f"{quality}:2: field 'metrics': expected a mapping, got [0.5]"),
+        (["--results", str(tmp_path)], f"results {tmp_path}: is a directory; give a file name"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main([str(spec), "--render-only", *args])
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.strip() == f"seqlab leaderboard: error: {message}"
+    assert not results.exists()
 
 
 def test_cli_dispatches_to_the_leaderboard(tmp_path, capsys):
@@ -431,6 +505,18 @@ def test_comparison_tables_give_mean_and_sample_std_over_seeds(tmp_path, capsys)
     assert "mt (mt_vs_single) has no integer 'seed'" in capsys.readouterr().err
     assert main([str(tmp_path / "missing.jsonl")]) == 2
     assert "missing.jsonl: no such file" in capsys.readouterr().err
+
+
+def test_a_comparison_row_of_the_wrong_shape_is_a_one_line_error_naming_its_line(tmp_path, capsys):
+    from seqlab.leaderboard.comparisons import main
+
+    path = tmp_path / "rows.jsonl"
+    rows = [_comparison_row("configs/ner/single.yaml", "TokenTagging", 0, {"test/f1": 0.9}),
+            _comparison_row("configs/ner/single.yaml", "TokenTagging", 1, {"test/f1": "0.91"})]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main([str(path)]) == 2
+    assert capsys.readouterr().err.strip() == (f"seqlab: {path}:2: field 'metrics': expected a mapping of metric names "
+                                               f"to numbers, got {{\"test/f1\": \"0.91\"}}")
 
 
 def test_the_spec_comparisons_become_a_leaderboard_section_with_their_notes(tmp_path, capsys):

@@ -131,6 +131,8 @@ BAD_REQUESTS = [  # (path, body, content type, status, the message's pattern)
     ("/predict", b'{"inputs": ["' + b"x" * (MAX_INPUTS * 6 * MAX_CHARS + 2048) + b'"]}', "application/json", 413,
      r"^request body over \d+ bytes"),
     ("/predict", b'{"inputs": ["Peter", "   "]}', "application/json", 422, r"^input:2: empty sentence"),
+    ("/predict", b'{"inputs": ["Peter \\ud800"]}', "application/json", 422,
+     r"^input 1: character 7 is '\\ud800', a lone surrogate, not Unicode text$"),
     ("/nowhere", None, "", 404, r"^Not Found$"),
     ("/predict", None, "", 405, r"^Method Not Allowed$"),
 ]
@@ -228,6 +230,10 @@ def test_bad_server_options_are_one_line_errors(capsys, tmp_path):
     assert "--max_batch_size: must be at least 1, got 0" in serve_error(capsys, "--ckpt_path", str(NER),
                                                                          "--max_batch_size", "0")
     assert "required: --ckpt_path" in serve_error(capsys, "--port", "8000")
+    assert "argument --batch_window_ms: must be a finite number, got inf" in serve_error(
+        capsys, "--ckpt_path", str(NER), "--batch_window_ms", "inf")
+    assert "--device gpu: not a torch device (cpu, cuda, cuda:1, mps)" in serve_error(capsys, "--ckpt_path", str(NER),
+                                                                                       "--device", "gpu")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

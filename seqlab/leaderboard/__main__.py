@@ -101,15 +101,25 @@ def select(entries, only: Optional[list[str]]):
     return chosen
 
 
+def check_outputs(spec) -> None:
+    """Before any run: each file the leaderboard writes is not a folder, each folder not a file."""
+    for name in ("results", "markdown", "csv"):
+        if getattr(spec, name).is_dir():
+            raise SeqlabError(f"{name} {getattr(spec, name)}: is a directory; give a file name")
+    for name in ("plots", "runs"):
+        if getattr(spec, name).is_file():
+            raise SeqlabError(f"{name} {getattr(spec, name)}: is a file; give a folder")
+
+
 def render_all(spec, console, imports: list[Path]) -> None:
     """The Markdown, the CSV and the plots; ``imports``: the files quality rows were imported from (their commands
     are listed)."""
     from seqlab.leaderboard.importer import import_commands
     from seqlab.leaderboard.plots import render_plots
     from seqlab.leaderboard.render import render_csv, render_markdown
-    from seqlab.leaderboard.rows import read_rows
+    from seqlab.leaderboard.rows import read_results
 
-    rows = read_rows(spec.results)
+    rows = read_results(spec.results)
     plots = render_plots(rows, spec.plots)
     commands = {run_id: how for source in imports if source.is_file()
                 for run_id, how in import_commands(source).items()}
@@ -125,7 +135,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     from rich.console import Console
 
     from seqlab.leaderboard.importer import import_rows
-    from seqlab.leaderboard.rows import append_row, read_rows
+    from seqlab.leaderboard.rows import append_row, read_results
     from seqlab.leaderboard.runner import Runner
     from seqlab.leaderboard.spec import load_spec
 
@@ -135,11 +145,12 @@ def main(argv: Optional[list[str]] = None) -> None:
         spec = load_spec(args.spec, data_root=args.data_root)
         if args.results:
             spec.results = Path(args.results)
+        check_outputs(spec)
         imports = [*spec.imports, *map(Path, args.imports)]
         for source in [] if args.dry_run else imports:
             if not source.is_file():
                 raise SeqlabError(f"--import: file not found: {source}")
-            imported = import_rows(source, read_rows(spec.results), datasets=spec.datasets_by_config())
+            imported = import_rows(source, read_results(spec.results), datasets=spec.datasets_by_config())
             for row in imported:
                 append_row(spec.results, row)
             console.print(f"imported {len(imported)} rows from {source}", highlight=False)
@@ -161,6 +172,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         render_all(spec, console, imports)
     except SeqlabError as error:
         print(f"seqlab leaderboard: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as error:  # an output path that cannot be written
+        print(f"seqlab leaderboard: error: {error.filename}: {error.strerror or error}", file=sys.stderr)
         raise SystemExit(2) from None
     if rows and all(r["status"] != "ok" for r in rows):
         raise SystemExit(1)

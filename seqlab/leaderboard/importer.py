@@ -13,6 +13,7 @@ from typing import Optional
 
 import yaml
 
+from seqlab import SeqlabError
 from seqlab.leaderboard.rows import SCHEMA, describe_variant, environment, inspect_checkpoint, read_rows, variant_of
 from seqlab.leaderboard.spec import TASKS
 
@@ -44,10 +45,31 @@ def _config_variant(row: dict, task: str, name: str) -> Optional[dict]:
     candidates = [Path(c) for c in row.get("configs") or []] + [Path("configs") / task / f"{name}.yaml"]
     for config in candidates:
         if config.is_file():
-            model = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("model") or {}
-            if model:
+            try:
+                raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+            except (UnicodeDecodeError, yaml.YAMLError) as error:
+                raise SeqlabError(f"{config}: cannot read the config ({str(error).splitlines()[0]})") from None
+            model = (raw.get("model") if isinstance(raw, dict) else None) or {}
+            if isinstance(model, dict) and model:
                 return variant_of(model)
     return None
+
+
+def quality_row_problem(raw: dict) -> str:
+    """What in a ``seqlab test --results_path`` row keeps ``import_rows`` from reading it ('' when nothing)."""
+    if raw.get("subcommand") != "test" or not raw.get("ckpt_path"):
+        return ""
+    expected = {"ckpt_path": (str, "a path"), "model": (str, "a class name"), "metrics": (dict, "a mapping"),
+                "configs": (list, "a list of paths"), "argv": (list, "a list of arguments")}
+    for field, (kind, words) in expected.items():
+        if raw.get(field) is not None and not isinstance(raw[field], kind):
+            return f"field '{field}': expected {words}, got {json.dumps(raw[field])}"
+    if not all(isinstance(config, str) for config in raw.get("configs") or []):
+        return f"field 'configs': expected a list of paths, got {json.dumps(raw['configs'])}"
+    for name, value in (raw.get("metrics") or {}).items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"field 'metrics': {name} should be a number, got {json.dumps(value)}"
+    return ""
 
 
 def _seed(raw: dict) -> Optional[int]:
@@ -83,7 +105,7 @@ def import_commands(source: str | Path) -> dict[str, dict[str, Optional[str]]]:
     source = Path(source)
     last_fit: dict[str, dict] = {}
     commands = {}
-    for raw in read_rows(source):
+    for raw in read_rows(source, quality_row_problem):
         configs = json.dumps(raw.get("configs") or [])
         if raw.get("subcommand") == "fit":
             last_fit[configs] = raw
@@ -104,7 +126,7 @@ def import_rows(source: str | Path, existing: list[dict], datasets: Optional[dic
     env = environment()
     env["git_commit"] = None  # the commit the quality run used is not recorded
     rows = []
-    for raw in read_rows(source):
+    for raw in read_rows(source, quality_row_problem):
         if raw.get("subcommand") != "test" or not raw.get("ckpt_path"):
             continue
         task = task_of(raw)

@@ -11,7 +11,9 @@ import statistics
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
+
+from seqlab import SeqlabError
 
 SCHEMA = 1
 
@@ -30,22 +32,61 @@ def lower_is_better(metric: str) -> bool:
 
 # -- files -------------------------------------------------------------------------------------------------------
 
-def read_rows(path: str | Path) -> list[dict]:
-    """The rows of a JSONL file in file order; a missing file is empty; a line cut short by a killed run is skipped."""
+def read_rows(path: str | Path, check: Optional[Callable[[dict], str]] = None) -> list[dict]:
+    """The rows of a JSONL file in file order; a missing file is empty; a line cut short by a killed run is skipped.
+    ``check(row)``: what is wrong with a row ('' when nothing), a SeqlabError naming the file and line."""
     path = Path(path)
     if not path.is_file():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(path.read_bytes().splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON, or not UTF-8: cut short
             continue
         if isinstance(row, dict):
+            problem = check(row) if check else ""
+            if problem:
+                raise SeqlabError(f"{path}:{number}: {problem}")
             rows.append(row)
     return rows
+
+
+_TEXT, _WHOLE, _NUMBER, _MAPPING = ((str,), "a string"), ((int,), "a whole number"), ((int, float), "a number"), \
+    ((dict,), "a mapping")
+#: the fields of a leaderboard row that the tables read -> ((types, in words), required); None where not required
+ROW_FIELDS: dict[str, tuple[tuple[tuple[type, ...], str], bool]] = {
+    **{name: (_TEXT, True) for name in ("entry", "task", "dataset", "main_metric")},
+    **{name: (_TEXT, False) for name in ("split", "source", "status", "error", "failed_stage", "spec", "run_id")},
+    **{name: (_NUMBER, False) for name in ("main_value", "budget_s", *COST_FIELDS)},
+    "seed": (_WHOLE, False), "metrics": (_MAPPING, False), "variant": (_MAPPING, False),
+}
+
+
+def leaderboard_row_problem(row: dict) -> str:
+    """What is wrong with a leaderboard row (this ``SCHEMA``'s) for the tables: a field missing or of another type
+    (a hand edit); '' when nothing. Rows of other schemas are not read by the tables and pass."""
+    if row.get("schema") != SCHEMA:
+        return ""
+    for name, ((types, expected), required) in ROW_FIELDS.items():
+        value = row.get(name)
+        if (value is not None or required) and (isinstance(value, bool) or not isinstance(value, types)):
+            return f"field '{name}': expected {expected}, got {json.dumps(value)}"
+    for name, value in (row.get("metrics") or {}).items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, _NUMBER[0])):
+            return f"field 'metrics': {name} should be a number, got {json.dumps(value)}"
+    for name, value in (row.get("variant") or {}).items():
+        if value is not None and not isinstance(value, (str, bool)):
+            return f"field 'variant': {name} should be a class name, got {json.dumps(value)}"
+    return ""
+
+
+def read_results(path: str | Path) -> list[dict]:
+    """The rows of a leaderboard results file (``read_rows``), a row the tables cannot read a SeqlabError naming the
+    file, line and field."""
+    return read_rows(path, leaderboard_row_problem)
 
 
 def append_row(path: str | Path, row: dict) -> None:
@@ -231,7 +272,7 @@ def aggregate(rows: list[dict]) -> list[Aggregate]:
     """Group the latest runs by (task, dataset, split, entry): mean +- sample std over the seeds that succeeded."""
     groups: dict[tuple, list[dict]] = {}
     for row in latest_runs(rows):
-        key = (row.get("task"), row.get("dataset"), row.get("split", "test"), row.get("entry"))
+        key = (row.get("task"), row.get("dataset"), row.get("split") or "test", row.get("entry"))
         groups.setdefault(key, []).append(row)
     result = []
     for (task, dataset, split, entry), runs in groups.items():

@@ -29,6 +29,7 @@ Other paths (configs, checkpoints, outputs) resolve against the current director
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -59,9 +60,10 @@ def default_data_root() -> Path:
     return Path(os.environ.get("SEQLAB_DATA") or "../shared/data").expanduser()
 
 
-def parse_duration(value: Any) -> float:
-    """Seconds from ``90`` / ``"90s"`` / ``"15m"`` / ``"1.5h"`` / ``"HH:MM:SS"`` / ``"DD:HH:MM:SS"``."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+def parse_duration(value: Any, where: str = "") -> float:
+    """Seconds from ``90`` / ``"90s"`` / ``"15m"`` / ``"1.5h"`` / ``"HH:MM:SS"`` / ``"DD:HH:MM:SS"``; ``where``
+    names the value in an error."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
         return float(value)
     text = str(value).strip()
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", text)
@@ -73,7 +75,8 @@ def parse_duration(value: Any) -> float:
         for part, unit in zip(reversed(parts), (1, 60, 3600, 86400)):
             seconds += int(part) * unit
         return seconds
-    raise SeqlabError(f"cannot read duration {value!r} (use seconds, '15m', '1h', 'HH:MM:SS' or 'DD:HH:MM:SS')")
+    raise SeqlabError(f"{where + ': ' if where else ''}cannot read duration {value!r} (use seconds, '15m', '1h', "
+                      f"'HH:MM:SS' or 'DD:HH:MM:SS')")
 
 
 def lightning_duration(seconds: float) -> str:
@@ -155,6 +158,27 @@ def _str_list(value: Any, where: str) -> list[str]:
     raise SeqlabError(f"{where}: expected a list of strings, got {type(value).__name__}")
 
 
+def _text(value: Any, where: str) -> str:
+    """A string value of the spec (a number is taken as its text)."""
+    if isinstance(value, (list, dict, bool)):
+        raise SeqlabError(f"{where}: expected a string, got {type(value).__name__}")
+    return str(value)
+
+
+def _mapping(value: Any, where: str, keys: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SeqlabError(f"{where}: expected a mapping ({keys}), got {type(value).__name__}")
+    return value
+
+
+def _whole(value: Any, where: str, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise SeqlabError(f"{where}: expected a whole number of at least {minimum}, got {value!r}")
+    return value
+
+
 def _merge(defaults: dict, entry: dict) -> dict:
     merged = {**defaults, **entry}
     if isinstance(defaults.get("train"), dict) and isinstance(entry.get("train"), dict):
@@ -175,7 +199,7 @@ def parse_entry(raw: dict, index: int, data_root: Path) -> Entry:
     for key in ("name", "task"):
         if not raw.get(key):
             raise SeqlabError(f"{where}: '{key}' is required")
-    task = str(raw["task"])
+    task = _text(raw["task"], f"{where}.task")
     if task not in TASKS:
         raise SeqlabError(f"{where}: unknown task '{task}' (one of {', '.join(TASKS)})")
     has_train, has_checkpoint = raw.get("train") is not None, raw.get("checkpoint") is not None
@@ -186,29 +210,35 @@ def parse_entry(raw: dict, index: int, data_root: Path) -> Entry:
         raise SeqlabError(f"{where}: 'config' is required to train")
     train = None
     if has_train:
-        budget = raw["train"] if isinstance(raw["train"], dict) else {}
+        budget = _mapping(raw["train"], f"{where}.train", ", ".join(sorted(TRAIN_KEYS)))
         unknown = set(budget) - TRAIN_KEYS
         if unknown:
             raise SeqlabError(f"{where}.train: unknown key(s) {', '.join(sorted(unknown))}")
         train = Train(
-            max_time=parse_duration(budget["max_time"]) if budget.get("max_time") is not None else None,
-            max_epochs=int(budget["max_epochs"]) if budget.get("max_epochs") is not None else None,
+            max_time=parse_duration(budget["max_time"], f"{where}.train.max_time")
+            if budget.get("max_time") is not None else None,
+            max_epochs=_whole(budget["max_epochs"], f"{where}.train.max_epochs", 1)
+            if budget.get("max_epochs") is not None else None,
             args=_str_list(budget.get("args"), f"{where}.train.args"),
         )
     data = raw.get("data")
     data_path = None
     if data is not None:
-        data_path = Path(str(data)).expanduser()
+        data_path = Path(_text(data, f"{where}.data")).expanduser()
         data_path = data_path if data_path.is_absolute() else data_root / data_path
     seeds = raw.get("seeds", [0])
-    seeds = [seeds] if isinstance(seeds, int) else list(seeds or [0])
+    seeds = [seeds] if isinstance(seeds, int) else (seeds or [0])
+    if not isinstance(seeds, list):
+        raise SeqlabError(f"{where}.seeds: expected a whole number or a list of them, got {seeds!r}")
     return Entry(
-        name=str(raw["name"]), task=task, data=data_path, configs=configs,
-        dataset=str(raw.get("dataset") or TASKS[task][0]),
-        checkpoint=Path(str(raw["checkpoint"])) if has_checkpoint else None, train=train,
-        seeds=[int(s) for s in seeds], test_args=_str_list(raw.get("test_args"), f"{where}.test_args"),
-        timeout=parse_duration(raw["timeout"]) if raw.get("timeout") is not None else None,
-        env={str(k): str(v) for k, v in (raw.get("env") or {}).items()},
+        name=_text(raw["name"], f"{where}.name"), task=task, data=data_path, configs=configs,
+        dataset=_text(raw.get("dataset") or TASKS[task][0], f"{where}.dataset"),
+        checkpoint=Path(_text(raw["checkpoint"], f"{where}.checkpoint")) if has_checkpoint else None, train=train,
+        seeds=[_whole(s, f"{where}.seeds", 0) for s in seeds],
+        test_args=_str_list(raw.get("test_args"), f"{where}.test_args"),
+        timeout=parse_duration(raw["timeout"], f"{where}.timeout") if raw.get("timeout") is not None else None,
+        env={str(k): _text(v, f"{where}.env.{k}")
+             for k, v in _mapping(raw.get("env"), f"{where}.env", "variable: value").items()},
     )
 
 
@@ -219,6 +249,8 @@ def load_spec(path: str | Path, data_root: Optional[str | Path] = None) -> Spec:
         raise SeqlabError(f"leaderboard spec not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as error:
+        raise SeqlabError(f"{path}: not UTF-8 text (byte {error.start + 1})") from None
     except yaml.YAMLError as error:
         raise SeqlabError(f"{path}: invalid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(raw, dict):
@@ -227,23 +259,31 @@ def load_spec(path: str | Path, data_root: Optional[str | Path] = None) -> Spec:
     if unknown:
         raise SeqlabError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} "
                           f"(known: {', '.join(sorted(SPEC_KEYS))})")
-    root = Path(data_root) if data_root else (Path(raw["data_root"]) if raw.get("data_root") else default_data_root())
+    root = Path(data_root) if data_root else (Path(_text(raw["data_root"], f"{path}: data_root"))
+                                              if raw.get("data_root") else default_data_root())
     root = root.expanduser()
-    defaults = raw.get("defaults") or {}
-    entries = [parse_entry(_merge(defaults, e) if isinstance(e, dict) else e, i, root)
-               for i, e in enumerate(raw.get("entries") or [])]
+    defaults = _mapping(raw.get("defaults"), f"{path}: defaults", "keys merged into every entry")
+    entries = raw.get("entries") or []
+    if not isinstance(entries, list):
+        raise SeqlabError(f"{path}: entries: expected a list of entries, got {type(entries).__name__}")
+    try:
+        entries = [parse_entry(_merge(defaults, e) if isinstance(e, dict) else e, i, root)
+                   for i, e in enumerate(entries)]
+    except SeqlabError as error:
+        raise SeqlabError(f"{path}: {error}") from None
     names = [e.name for e in entries]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise SeqlabError(f"{path}: duplicated entry name(s) {', '.join(duplicated)}")
-    spec = Spec(entries=entries, path=path, data_root=root, title=str(raw.get("title") or "seqlab leaderboard"),
-                budget=str(raw.get("budget") or "").strip(),
-                imports=[Path(p) for p in _str_list(raw.get("import"), "import")])
+    spec = Spec(entries=entries, path=path, data_root=root,
+                title=_text(raw.get("title") or "seqlab leaderboard", f"{path}: title"),
+                budget=_text(raw.get("budget") or "", f"{path}: budget").strip(),
+                imports=[Path(p) for p in _str_list(raw.get("import"), f"{path}: import")])
     for key in ("results", "markdown", "csv", "plots", "runs"):
         if raw.get(key):
-            setattr(spec, key, Path(str(raw[key])))
+            setattr(spec, key, Path(_text(raw[key], f"{path}: {key}")))
     if "bench" in raw:
-        spec.bench = Path(str(raw["bench"])) if raw["bench"] else None
+        spec.bench = Path(_text(raw["bench"], f"{path}: bench")) if raw["bench"] else None
     if raw.get("comparisons"):
-        spec.comparisons = Path(str(raw["comparisons"]))
+        spec.comparisons = Path(_text(raw["comparisons"], f"{path}: comparisons"))
     return spec
