@@ -23,7 +23,7 @@ def read_checkpoint(checkpoint: Union[str, Path, dict]) -> dict:
     if not path.is_file():
         raise SeqlabError(f"checkpoint not found: {checkpoint}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if not zipfile.is_zipfile(path):  # torch.save writes zip archives; torch's words for other files say little
@@ -32,6 +32,10 @@ def read_checkpoint(checkpoint: Union[str, Path, dict]) -> dict:
             detail = ("cut short or damaged (a zip archive without its end)" if zip_start
                       else "not a checkpoint (torch.save writes zip archives, and this file is none)")
         raise SeqlabError(f"cannot read checkpoint {checkpoint}: {detail}") from None
+    if not isinstance(loaded, dict):  # torch.save of something else than a Lightning checkpoint
+        raise SeqlabError(f"cannot read checkpoint {checkpoint}: it holds a {type(loaded).__name__}, not a "
+                          "checkpoint's dictionary")
+    return loaded
 
 
 def find_checkpoint(roots: list[Path], kind: str) -> Optional[Path]:

@@ -95,6 +95,21 @@ def test_bad_arguments_and_inputs_are_one_line_errors(tmp_path):
     torch.save({"hyper_parameters": {"_class_path": "os.system"}, "state_dict": {}}, tmp_path / "foreign.ckpt")
     with pytest.raises(SeqlabError, match="foreign.ckpt: no seqlab task class recorded in the checkpoint"):
         seqlab.load(tmp_path / "foreign.ckpt")
+    torch.save([1, 2], tmp_path / "list.ckpt")
+    with pytest.raises(SeqlabError) as error:
+        seqlab.load(tmp_path / "list.ckpt")
+    assert str(error.value) == f"cannot read checkpoint {tmp_path / 'list.ckpt'}: it holds a list, not a checkpoint's " \
+                               "dictionary"
+    without_data = torch.load(FIXTURES / "ner.ckpt", weights_only=True)
+    del without_data["datamodule_hyper_parameters"]
+    torch.save(without_data, tmp_path / "no-data.ckpt")
+    with pytest.raises(SeqlabError) as error:
+        seqlab.load(tmp_path / "no-data.ckpt")
+    assert str(error.value) == "the checkpoint records no seqlab data module (was it written by `seqlab fit`?)"
+    speech = seqlab.load(FIXTURES / "speech.ckpt")
+    with pytest.raises(SeqlabError) as error:  # "" used to be the working directory, searched for audio
+        speech.predict([str(FIXTURES / "speech_input.txt"), "  "])
+    assert str(error.value) == "input 2: empty path (an audio file, or a folder of them)"
 
 
 def test_readme_python_api_example_runs(tmp_path, monkeypatch, capsys):

@@ -133,10 +133,15 @@ class SequenceDataModule(pl.LightningDataModule):
 
         from seqlab.checkpoints import class_of, migrate_checkpoint, read_checkpoint
 
+        source = checkpoint
         checkpoint = migrate_checkpoint(read_checkpoint(checkpoint))
         saved = checkpoint.get("datamodule_hyper_parameters") or {}
         saved_class = class_of(str(saved.get("_class_path", "")))
-        if cls is SequenceDataModule and saved_class is not None:
+        if cls is SequenceDataModule:
+            if not (isinstance(saved_class, type) and issubclass(saved_class, SequenceDataModule)):
+                named = "" if isinstance(source, dict) else f"{source}: "
+                raise SeqlabError(f"{named}the checkpoint records no seqlab data module (was it written by "
+                                  "`seqlab fit`?)")
             return saved_class.from_checkpoint(checkpoint, **overrides)
         options = {key: copy.deepcopy(value) for key, value in saved.items()  # parsing makes Namespaces in place
                    if not key.startswith("_")}

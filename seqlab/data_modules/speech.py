@@ -154,6 +154,9 @@ class SpeechFrameData(SequenceDataModule):
 
     def input_rows(self, inputs: list) -> datasets.Dataset:
         """Audio files (paths), each read as a predict input (a folder: its audio files)."""
+        for number, item in enumerate(inputs, 1):
+            if not str(item).strip():  # Path("") would be the working directory, read as a folder of audio
+                raise SeqlabError(f"input {number}: empty path (an audio file, or a folder of them)")
         files = [Path(item).expanduser() for item in inputs]
         for number, path in enumerate(files, 1):
             if not path.exists():
