@@ -365,7 +365,8 @@ REFUSED_VALUES = [
     ("translation", ["--model.init_args.label_smoothing", "1.5"],
      "--model (Seq2SeqNetwork): label_smoothing must be between 0 and 1, got 1.5"),
     ("speech", ["--data.init_args.sample_rate", "0"], "--data.sample_rate must be at least 1 Hz, got 0"),
-    ("speech", ["--data.init_args.num_mel_bins", "3"], "--data.num_mel_bins must be at least 4 for fbank features, got 3"),
+    ("speech", ["--data.init_args.num_mel_bins", "3"],
+     "--data.num_mel_bins must be at least 4 for fbank features, got 3"),
     ("speech", ["--data.init_args.frame_length_ms", "0.1"],
      "--data.frame_length_ms 0.1 is 1 samples at 16000 Hz; a frame needs at least 2"),
     ("speech", ["--data.init_args.frame_shift_ms", "0"],
@@ -386,7 +387,8 @@ REFUSED_VALUES = [
 ]
 
 
-@pytest.mark.parametrize("task,options,expected", REFUSED_VALUES, ids=lambda v: str(v[-1] if isinstance(v, list) else v))
+@pytest.mark.parametrize("task,options,expected", REFUSED_VALUES,
+                         ids=lambda v: str(v[-1] if isinstance(v, list) else v))
 def test_value_refused_before_training_is_one_line_naming_it(task, options, expected, timit_slice, tmp_path, capsys):
     if task == "speech":
         args = run_args(SPEECH, speech_copy(timit_slice, tmp_path), tmp_path, *SPEECH_TINY, *options)

@@ -98,8 +98,8 @@ def test_bad_arguments_and_inputs_are_one_line_errors(tmp_path):
     torch.save([1, 2], tmp_path / "list.ckpt")
     with pytest.raises(SeqlabError) as error:
         seqlab.load(tmp_path / "list.ckpt")
-    assert str(error.value) == f"cannot read checkpoint {tmp_path / 'list.ckpt'}: it holds a list, not a checkpoint's " \
-                               "dictionary"
+    assert str(error.value) == (f"cannot read checkpoint {tmp_path / 'list.ckpt'}: it holds a list, not a "
+                                "checkpoint's dictionary")
     without_data = torch.load(FIXTURES / "ner.ckpt", weights_only=True)
     del without_data["datamodule_hyper_parameters"]
     torch.save(without_data, tmp_path / "no-data.ckpt")
