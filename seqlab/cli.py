@@ -16,7 +16,8 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from seqlab import SeqlabError
 from seqlab.callbacks import JsonlPredictionWriter
 from seqlab.checkpoints import find_checkpoint, migrate_checkpoint, read_checkpoint
-from seqlab.config_checks import check_config_files, check_trainer_options, condense_config_error, trainer_error
+from seqlab.config_checks import (check_config_files, check_output_options, check_trainer_options,
+                                  condense_config_error, trainer_error)
 from seqlab.data_modules.base import SequenceDataModule
 from seqlab.tasks.base import SequenceTask
 
@@ -160,6 +161,7 @@ class SeqlabCLI(LightningCLI):
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         check_trainer_options((self.config[subcommand] if subcommand else self.config).get("trainer"))
+        check_output_options(self.config[subcommand] if subcommand else self.config)
         if not subcommand:
             return
         config = self.config[subcommand]

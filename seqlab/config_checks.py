@@ -129,6 +129,38 @@ def check_config_files(argv: list[str]) -> None:
                               f"got {type(content).__name__} {str(content)[:60]!r}")
 
 
+def check_output_path(path: Any, option: str, kind: str) -> None:
+    """Before anything runs: ``path`` (a ``kind``: "file" or "folder") can be written: it is not the other kind,
+    and no folder above it is a file. A SeqlabError naming ``option`` otherwise (a run used to fail only when it
+    wrote, after training or predicting)."""
+    if path is None or path == "":
+        return
+    path = Path(str(path)).expanduser()
+    other = path.is_dir() if kind == "file" else path.exists() and not path.is_dir()
+    if other:
+        raise SeqlabError(f"{option} {path}: is a {'folder' if kind == 'file' else 'file'}; give a {kind}")
+    for above in path.parents:
+        if above.exists():
+            if not above.is_dir():
+                raise SeqlabError(f"{option} {path}: {above} is a file, not a folder")
+            return
+
+
+def check_output_options(config: Any) -> None:
+    """``check_output_path`` for every path a run of the parsed ``config`` (one subcommand's) writes to: predictions,
+    results rows, the data cache, the trainer's root and the logger's ``save_dir``."""
+    writer, data, trainer = config.get("prediction_writer"), config.get("data"), config.get("trainer") or {}
+    check_output_path(writer.get("output_path") if writer else None, "--prediction_writer.output_path", "file")
+    check_output_path(config.get("results_path"), "--results_path", "file")
+    init_args = data.get("init_args") if data is not None and hasattr(data, "get") else None
+    check_output_path(init_args.get("cache_dir") if init_args is not None else None, "--data.cache_dir", "folder")
+    check_output_path(trainer.get("default_root_dir"), "--trainer.default_root_dir", "folder")
+    logger = trainer.get("logger")
+    logger_args = logger.get("init_args") if logger is not None and hasattr(logger, "get") else None
+    check_output_path(logger_args.get("save_dir") if logger_args is not None else None,
+                      "--trainer.logger.init_args.save_dir", "folder")
+
+
 def trainer_error(error: Exception) -> str:
     """Lightning's message for a trainer option it refused, on one line, naming the option (``--trainer.NAME``)
     when the message mentions one."""

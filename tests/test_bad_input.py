@@ -438,6 +438,33 @@ def test_checkpoint_the_options_cannot_hold_is_one_line_naming_it(subcommand, op
     assert one_line_error(capsys, args) == "seqlab: error: " + expected.format(ckpt=f"--ckpt_path {checkpoint}")
 
 
+@pytest.mark.parametrize("subcommand,option,where,expected", [
+    ("predict", "--prediction_writer.output_path", "folder", "is a folder; give a file"),
+    ("predict", "--prediction_writer.output_path", "under-file", "{file} is a file, not a folder"),
+    ("test", "--results_path", "folder", "is a folder; give a file"),
+    ("test", "--data.init_args.cache_dir", "file", "is a file; give a folder"),
+    ("fit", "--trainer.default_root_dir", "file", "is a file; give a folder"),
+    ("fit", "--trainer.logger.init_args.save_dir", "under-file", "{file} is a file, not a folder"),
+], ids=lambda v: str(v))
+def test_output_path_of_the_wrong_kind_is_one_line_before_anything_runs(subcommand, option, where, expected,
+                                                                        conll_folder, tmp_path, capsys):
+    """These failed with an OSError traceback when the run wrote: after training, testing or predicting."""
+    checkpoint = repo_root() / "tests" / "fixtures" / "e463e89" / "ner.ckpt"
+    file = tmp_path / "notes.txt"
+    file.write_text("a file\n", encoding="utf-8")
+    path = {"folder": tmp_path, "file": file, "under-file": file / "out" / "x.jsonl"}[where]
+    args = [subcommand, "--trainer.enable_progress_bar", "false", "--data.init_args.path", str(conll_folder)]
+    if subcommand == "fit":
+        args += ["--config", NER, "--data.init_args.path", str(conll_folder), "--trainer.max_epochs", "1"]
+    else:
+        args += ["--ckpt_path", str(checkpoint), "--trainer.logger", "false"]
+    if subcommand == "predict":
+        args += ["--data.init_args.predict_path", str(checkpoint.with_name("ner_input.txt"))]
+    line = one_line_error(capsys, [*args, option, str(path)])
+    shown = option.replace(".init_args.", ".") if option.startswith("--data") else option
+    assert line == f"seqlab: error: {shown} {path}: {expected.format(file=file)}"
+
+
 def test_checkpoint_error_says_whether_the_file_was_cut_short_or_is_no_checkpoint(tmp_path):
     model = torch.nn.Linear(2, 2)
     whole = tmp_path / "whole.ckpt"
