@@ -279,7 +279,7 @@ def test_bad_import_rows_and_output_paths_are_one_line_errors(tmp_path, capsys):
     spec = write_spec(tmp_path / "s.yaml", {"results": str(results), **outputs})
     for args, message in (
         (["--import", str(quality)], f"{quality}:2: field 'metrics': expected a mapping, got [0.5]"),
-        (["--results", str(tmp_path)], f"results {tmp_path}: is a directory; give a file name"),
+        (["--results", str(tmp_path)], f"results {tmp_path}: is a folder; give a file"),
     ):
         with pytest.raises(SystemExit) as exit_:
             main([str(spec), "--render-only", *args])

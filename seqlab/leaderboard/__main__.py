@@ -103,12 +103,12 @@ def select(entries, only: Optional[list[str]]):
 
 def check_outputs(spec) -> None:
     """Before any run: each file the leaderboard writes is not a folder, each folder not a file."""
+    from seqlab.config_checks import check_output_path
+
     for name in ("results", "markdown", "csv"):
-        if getattr(spec, name).is_dir():
-            raise SeqlabError(f"{name} {getattr(spec, name)}: is a directory; give a file name")
+        check_output_path(getattr(spec, name), name, "file")
     for name in ("plots", "runs"):
-        if getattr(spec, name).is_file():
-            raise SeqlabError(f"{name} {getattr(spec, name)}: is a file; give a folder")
+        check_output_path(getattr(spec, name), name, "folder")
 
 
 def render_all(spec, console, imports: list[Path]) -> None:
