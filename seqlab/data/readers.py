@@ -92,8 +92,9 @@ class ColumnReader(Reader):
     """Column files (CoNLL-2003, ``token<TAB>tag`` TSV, ``.iob``, ``.conll`` or no extension): one token per line,
     ``token_column`` and ``tag_column`` (None: unlabelled), blank lines between sentences; lines starting with
     ``document_separator`` and comment lines (``#`` before a sentence, unlike the file's token lines) are skipped.
-    Yields ``{"tokens", "tags", "source", "line", "error"}``, ``line`` = the sentence's first line; with
-    ``extra_columns``, also ``"extra"``: each of those columns' values for the sentence's tokens, in the same pass."""
+    Yields ``{"tokens", "tags", "source", "line", "error", "document"}``, ``line`` = the sentence's first line,
+    ``document`` = how many document separators came before it; with ``extra_columns``, also ``"extra"``: each of those
+    columns' values for the sentence's tokens, in the same pass."""
 
     def __init__(self, token_column: int = 0, tag_column: Optional[int] = -1,
                  document_separator: str = "-DOCSTART-", extra_columns: Sequence[int] = ()) -> None:
@@ -115,21 +116,23 @@ class ColumnReader(Reader):
         return fields[0].startswith("#") and not in_sentence and (columns is None or len(fields) != columns)
 
     def sentence(self, path: Path, first: int, error: str, error_line: int, tokens: list[str], tags: list[str],
-                 extra: list[list[str]]) -> dict:
-        values = {"tokens": tokens, "tags": tags, **({"extra": extra} if self.extra_columns else {})}
+                 extra: list[list[str]], document: int) -> dict:
+        values = {"tokens": tokens, "tags": tags, "document": document,
+                  **({"extra": extra} if self.extra_columns else {})}
         return record(path, first, error, error_line, **values)
 
     def rows(self, path: Path, split: str = "train") -> Iterator[dict]:
-        tokens, tags, first, columns, error, error_line = [], [], 0, None, "", 0
+        tokens, tags, first, columns, error, error_line, document = [], [], 0, None, "", 0, 0
         extra = [[] for _ in self.extra_columns]
         for number, line in iter_lines(path, lenient=True):
             fields = [] if isinstance(line, SeqlabError) else split_fields(line)
             if isinstance(line, str) and not fields:
                 if tokens or error:
-                    yield self.sentence(path, first, error, error_line, tokens, tags, extra)
+                    yield self.sentence(path, first, error, error_line, tokens, tags, extra, document)
                 tokens, tags, error, extra = [], [], "", [[] for _ in self.extra_columns]
                 continue
             if fields and self.skip(fields, columns, bool(tokens)):
+                document += fields[0] == self.document_separator
                 continue
             first = first if tokens or error else number
             if error:
@@ -155,7 +158,42 @@ class ColumnReader(Reader):
             for values, value in zip(extra, extra_values):
                 values.append(value)
         if tokens or error:
-            yield self.sentence(path, first, error, error_line, tokens, tags, extra)
+            yield self.sentence(path, first, error, error_line, tokens, tags, extra, document)
+
+
+class DocumentReader(ColumnReader):
+    """Column files read a document at a time: consecutive sentences of one document (the lines between two
+    ``document_separator`` lines; a file without them is one document) joined into one example of at most
+    ``max_tokens`` tokens, so the encoder reads each sentence beside its neighbours (document context: a headline's
+    ``Essex`` is a team in a sports report). A sentence longer than ``max_tokens`` stays whole and alone, a bad
+    sentence stays alone with its error, and a sentence is never split. An example's ``line`` is its first sentence's;
+    tags stay one per token, so entity spans and their scores are those of the sentences."""
+
+    def __init__(self, max_tokens: int = 100, token_column: int = 0, tag_column: Optional[int] = -1,
+                 document_separator: str = "-DOCSTART-", extra_columns: Sequence[int] = ()) -> None:
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise SeqlabError(f"DocumentReader max_tokens must be a whole number of tokens >= 1, got {max_tokens!r}")
+        super().__init__(token_column, tag_column, document_separator, extra_columns)
+        self.max_tokens = max_tokens
+
+    def rows(self, path: Path, split: str = "train") -> Iterator[dict]:
+        example = None
+        for sentence in super().rows(path, split):
+            if example is not None and (sentence["error"] or sentence["document"] != example["document"]
+                                        or len(example["tokens"]) + len(sentence["tokens"]) > self.max_tokens):
+                yield example
+                example = None
+            if sentence["error"]:
+                yield sentence
+            elif example is None:
+                example = sentence
+            else:
+                example["tokens"] += sentence["tokens"]
+                example["tags"] += sentence["tags"]
+                for values, more in zip(example.get("extra", ()), sentence.get("extra", ())):
+                    values += more
+        if example is not None:
+            yield example
 
 
 class CoNLLUReader(ColumnReader):

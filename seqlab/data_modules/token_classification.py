@@ -3,6 +3,7 @@ dataset -> word and character ids with one tag per token."""
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, Sequence
@@ -12,8 +13,8 @@ import numpy as np
 import torch
 
 from seqlab import SeqlabError
-from seqlab.data.readers import (CoNLLUReader, ColumnReader, JsonlReader, LinesReader, Reader, head_lines,
-                                         is_parquet)
+from seqlab.data.readers import (CoNLLUReader, ColumnReader, DocumentReader, JsonlReader, LinesReader, Reader,
+                                 head_lines, is_parquet)
 from seqlab.data.rows import pad, rowwise
 from seqlab.data.transformer import TRANSFORMER_COLUMNS, TransformerBatch
 from seqlab.data_modules.base import linked
@@ -103,7 +104,8 @@ class TokenClassificationData(WordVectorsData):
     comment lines skipped), CoNLL-U (``reader: {class_path: seqlab.data.readers.CoNLLUReader, init_args:
     {tag_field: MISC:NER}}``; recognised by content, UPOS by default), or JSONL/parquet rows with ``tokens_field``
     (list of strings) and ``tags_field`` (strings, or ClassLabel ids / ids with ``tag_names``). ``reader`` declares
-    the column format instead of recognising it. ``tag_format`` is the input scheme (``iob1`` is converted to BIO;
+    the column format instead of recognising it; ``seqlab.data.readers.DocumentReader`` joins the sentences of a
+    document into examples of up to ``max_tokens`` tokens (document context for the encoder). ``tag_format`` is the input scheme (``iob1`` is converted to BIO;
     ``plain``: labels without a B-/I- structure, such as part-of-speech tags, kept as they are), ``tag_scheme`` the
     one trained (BIO or BIOES). Vocabularies come from ``vocab_splits`` (default train only). ``vectors``,
     ``transformer`` and ``pre_tokenizer``: see ``WordVectorsData``. A tag in validation/test that train lacks is an
@@ -177,12 +179,16 @@ class TokenClassificationData(WordVectorsData):
     def row_reader(self, split: str, files: list[Path]) -> tuple[Callable[..., Any], dict]:
         reader = self.file_reader(split, files)
         auxiliary = split == "train" and self.auxiliary_columns
-        if auxiliary and type(reader) is not ColumnReader:
+        if isinstance(reader, DocumentReader) and self.hparams.tag_format == "iob1":
+            raise SeqlabError("--data.reader DocumentReader joins sentences, and in --data.tag_format iob1 an entity "
+                              "that ends one sentence would run on into an I- tag that starts the next; give iob2 "
+                              "files")
+        if auxiliary and type(reader) not in (ColumnReader, DocumentReader):
             raise SeqlabError(f"--data.auxiliary_columns reads column files; {files[0]} is read by "
                               f"{type(reader).__name__}")
         if auxiliary:
-            reader = ColumnReader(reader.token_column, reader.tag_column, reader.document_separator,
-                                  extra_columns=tuple(self.auxiliary_columns.values()))
+            reader = copy.copy(reader)
+            reader.extra_columns = tuple(self.auxiliary_columns.values())
         return _sentences, {"signature": self.signature(files), "reader": reader, "split": split,
                             "tag_format": self.hparams.tag_format, "tag_scheme": self.hparams.tag_scheme}
 

@@ -11,6 +11,7 @@ from seqlab.data.readers import (
     CoNLLUReader,
     ColumnReader,
     DelimitedReader,
+    DocumentReader,
     JsonlReader,
     SSTTreeReader,
     choose_reader,
@@ -104,6 +105,65 @@ def test_extra_columns_come_with_their_sentence_in_one_pass(tmp_path):
     assert "extra" not in next(ColumnReader().rows(path))
     path.write_text("EU B-ORG\n")
     assert next(ColumnReader(extra_columns=(3,)).rows(path))["error"] == f"{path}:1: no column 3 in 2"
+
+
+DOCUMENTS = ("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\n\n"
+             "a DT B-NP O\nlong JJ I-NP O\nsentence NN I-NP O\nhere RB B-ADVP O\n\n"
+             "Bad NNP\n\nBRUSSELS NNP B-NP B-LOC\n\nPeter NNP B-NP B-PER\n\n"
+             "-DOCSTART- -X- -X- O\n\nParis NNP B-NP B-LOC\n\nsays VBZ B-VP O\n")
+
+
+def test_a_document_reader_joins_the_sentences_of_a_document_up_to_max_tokens(tmp_path):
+    path = tmp_path / "train.txt"
+    path.write_text(DOCUMENTS)
+    rows = list(DocumentReader(max_tokens=3, extra_columns=(1,)).rows(path))
+    assert [(r["tokens"], r["tags"], r["line"], r["error"]) for r in rows] == [
+        (["EU", "rejects", "Peter"], ["B-ORG", "O", "B-PER"], 3, ""),  # 2 + 1 tokens fit
+        (["a", "long", "sentence", "here"], ["O"] * 4, 8, ""),  # longer than max_tokens: whole and alone
+        ([], [], 13, f"{path}:13: expected 4 columns as in the file's first line, found 2: 'Bad NNP'"),
+        (["BRUSSELS", "Peter"], ["B-LOC", "B-PER"], 15, ""),  # a bad sentence ends an example
+        (["Paris", "says"], ["B-LOC", "O"], 21, ""),  # never across a document separator
+    ]
+    assert rows[0]["extra"] == [["NNP", "VBZ", "NNP"]]
+    assert [r["document"] for r in rows] == [1, 1, 1, 1, 2]
+    sentences = [r for r in ColumnReader().rows(path) if not r["error"]]
+    assert [t for r in rows for t in r["tokens"]] == [t for r in sentences for t in r["tokens"]]
+    assert [r["tokens"] for r in DocumentReader(max_tokens=1).rows(path) if not r["error"]] == [
+        r["tokens"] for r in sentences]  # a sentence per example, as ColumnReader reads them
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(SeqlabError, match="DocumentReader max_tokens must be a whole number"):
+            DocumentReader(max_tokens=bad)
+
+
+def test_entities_of_documents_are_the_entities_of_their_sentences_on_conll(shared_data):
+    """Joining sentences moves no entity boundary: on CoNLL-2003 validation, the BIOES spans of each joined example are
+    its sentences' spans, shifted by their offsets (an entity that ends a sentence never runs into the next)."""
+    from seqlab.tagging import convert_tags, strict_spans
+
+    path = shared_data("ner/conll2003/iob2") / "valid.txt.gz"
+    sentences = [r["tags"] for r in ColumnReader().rows(path)]
+    expected, offset = [], 0
+    for tags in sentences:
+        expected += [(s.label, s.start + offset, s.end + offset) for s in strict_spans(convert_tags(tags, "iob2",
+                                                                                                      "BIOES"), "BIOES")]
+        offset += len(tags)
+    examples = [r["tags"] for r in DocumentReader(max_tokens=100).rows(path)]
+    found, offset = [], 0
+    for tags in examples:
+        found += [(s.label, s.start + offset, s.end + offset) for s in strict_spans(convert_tags(tags, "iob2", "BIOES"),
+                                                                                   "BIOES")]
+        offset += len(tags)
+    assert len(examples) < len(sentences) / 3 and len(expected) > 5000
+    assert found == expected
+
+
+def test_a_document_reader_refuses_iob1_tags_and_carries_auxiliary_columns(make_data, conll_dir):
+    with pytest.raises(SeqlabError, match="DocumentReader joins sentences, and in --data.tag_format iob1"):
+        make_data(conll_dir, reader=DocumentReader(), tag_format="iob1")
+    data = make_data(conll_dir, reader=DocumentReader(max_tokens=50), auxiliary_columns={"pos": 1})
+    train = data.raw_split("train")
+    assert [len(tokens) for tokens in train["tokens"]] == [9, 12]  # the two documents, 3 sentences and 1
+    assert train["auxiliary"][0][0][:2] == ["NNP", "VBZ"] and len(train["auxiliary"][1][0]) == 12
 
 
 def test_quoted_multiline_csv_fields_keep_their_first_line(tmp_path):
