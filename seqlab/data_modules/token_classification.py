@@ -105,11 +105,11 @@ class TokenClassificationData(WordVectorsData):
     {tag_field: MISC:NER}}``; recognised by content, UPOS by default), or JSONL/parquet rows with ``tokens_field``
     (list of strings) and ``tags_field`` (strings, or ClassLabel ids / ids with ``tag_names``). ``reader`` declares
     the column format instead of recognising it; ``seqlab.data.readers.DocumentReader`` joins the sentences of a
-    document into examples of up to ``max_tokens`` tokens (document context for the encoder). ``tag_format`` is the input scheme (``iob1`` is converted to BIO;
-    ``plain``: labels without a B-/I- structure, such as part-of-speech tags, kept as they are), ``tag_scheme`` the
-    one trained (BIO or BIOES). Vocabularies come from ``vocab_splits`` (default train only). ``vectors``,
-    ``transformer`` and ``pre_tokenizer``: see ``WordVectorsData``. A tag in validation/test that train lacks is an
-    error.
+    document into examples of up to ``max_tokens`` tokens (document context for the encoder). ``tag_format`` is the
+    input scheme (``iob1`` is converted to BIO; ``plain``: labels without a B-/I- structure, such as part-of-speech
+    tags, kept as they are), ``tag_scheme`` the one trained (BIO or BIOES). Vocabularies come from ``vocab_splits``
+    (default train only). ``vectors``, ``transformer`` and ``pre_tokenizer``: see ``WordVectorsData``. A tag in
+    validation/test that train lacks is an error.
 
     ``auxiliary_columns`` (name -> column of a column file, e.g. ``{pos: 1, chunk: 2}`` for CoNLL-2003) reads more
     tags per token for a training-only objective (``TokenTagging``'s ``auxiliary_tagger``): labels as they are, one

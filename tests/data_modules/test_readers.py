@@ -141,18 +141,18 @@ def test_entities_of_documents_are_the_entities_of_their_sentences_on_conll(shar
     from seqlab.tagging import convert_tags, strict_spans
 
     path = shared_data("ner/conll2003/iob2") / "valid.txt.gz"
+
+    def spans(examples: list[list[str]]) -> list[tuple[str, int, int]]:
+        found, offset = [], 0
+        for tags in examples:
+            found += [(s.label, s.start + offset, s.end + offset)
+                      for s in strict_spans(convert_tags(tags, "iob2", "BIOES"), "BIOES")]
+            offset += len(tags)
+        return found
+
     sentences = [r["tags"] for r in ColumnReader().rows(path)]
-    expected, offset = [], 0
-    for tags in sentences:
-        expected += [(s.label, s.start + offset, s.end + offset) for s in strict_spans(convert_tags(tags, "iob2",
-                                                                                                      "BIOES"), "BIOES")]
-        offset += len(tags)
     examples = [r["tags"] for r in DocumentReader(max_tokens=100).rows(path)]
-    found, offset = [], 0
-    for tags in examples:
-        found += [(s.label, s.start + offset, s.end + offset) for s in strict_spans(convert_tags(tags, "iob2", "BIOES"),
-                                                                                   "BIOES")]
-        offset += len(tags)
+    expected, found = spans(sentences), spans(examples)
     assert len(examples) < len(sentences) / 3 and len(expected) > 5000
     assert found == expected
 
@@ -164,6 +164,9 @@ def test_a_document_reader_refuses_iob1_tags_and_carries_auxiliary_columns(make_
     train = data.raw_split("train")
     assert [len(tokens) for tokens in train["tokens"]] == [9, 12]  # the two documents, 3 sentences and 1
     assert train["auxiliary"][0][0][:2] == ["NNP", "VBZ"] and len(train["auxiliary"][1][0]) == 12
+    # the cache of read splits tells readers apart by their options: the same files, another max_tokens
+    smaller = make_data(conll_dir, reader=DocumentReader(max_tokens=8), auxiliary_columns={"pos": 1})
+    assert [len(tokens) for tokens in smaller.raw_split("train")["tokens"]] == [7, 2, 12]
 
 
 def test_quoted_multiline_csv_fields_keep_their_first_line(tmp_path):
