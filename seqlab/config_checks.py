@@ -149,16 +149,16 @@ def check_output_path(path: Any, option: str, kind: str) -> None:
 def check_output_options(config: Any) -> None:
     """``check_output_path`` for every path a run of the parsed ``config`` (one subcommand's) writes to: predictions,
     results rows, the data cache, the trainer's root and the logger's ``save_dir``."""
-    writer, data, trainer = config.get("prediction_writer"), config.get("data"), config.get("trainer") or {}
+    def init_arg(part: Any, name: str) -> Any:  # a class_path/init_args part, or a plain value such as False
+        init_args = part.get("init_args") if hasattr(part, "get") else None
+        return init_args.get(name) if init_args is not None else None
+
+    writer, trainer = config.get("prediction_writer"), config.get("trainer") or {}
     check_output_path(writer.get("output_path") if writer else None, "--prediction_writer.output_path", "file")
     check_output_path(config.get("results_path"), "--results_path", "file")
-    init_args = data.get("init_args") if data is not None and hasattr(data, "get") else None
-    check_output_path(init_args.get("cache_dir") if init_args is not None else None, "--data.cache_dir", "folder")
+    check_output_path(init_arg(config.get("data"), "cache_dir"), "--data.cache_dir", "folder")
     check_output_path(trainer.get("default_root_dir"), "--trainer.default_root_dir", "folder")
-    logger = trainer.get("logger")
-    logger_args = logger.get("init_args") if logger is not None and hasattr(logger, "get") else None
-    check_output_path(logger_args.get("save_dir") if logger_args is not None else None,
-                      "--trainer.logger.init_args.save_dir", "folder")
+    check_output_path(init_arg(trainer.get("logger"), "save_dir"), "--trainer.logger.init_args.save_dir", "folder")
 
 
 def trainer_error(error: Exception) -> str:
