@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import os
 import sys
+import typing
 from pathlib import Path
 from typing import Any, Optional
 
-from jsonargparse import ArgumentError
+from jsonargparse import ArgumentError, Namespace
 from pytorch_lightning.callbacks import ProgressBar, RichProgressBar
 from pytorch_lightning.cli import LightningCLI, _InstantiatorFn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
@@ -63,6 +66,57 @@ def _peek_option(args: list[str], name: str) -> Optional[str]:
         if arg.startswith(name + "="):
             return arg.split("=", 1)[1]
     return None
+
+
+def _split_nested_nulls(args: list[str]) -> tuple[list[str], list[str]]:
+    """``args`` without the options that give null to a key of a class nested in another class's arguments
+    (``--data.init_args.tasks.ner.init_args.vectors null``, ``--a.init_args.b.init_args.c=null``), and those keys.
+    jsonargparse (4.53) re-parses such a value as text: the class gets the string "None", or an int option fails."""
+    kept, keys, i = [], [], 0
+    while i < len(args):
+        key, equals, value = args[i][2:].partition("=")
+        width = 1 if equals or i + 1 == len(args) else 2
+        value = value if width == 1 else args[i + 1]
+        if args[i].startswith("--") and key.count(".init_args.") >= 2 and value == "null":
+            keys.append(key)
+            i += width
+        else:
+            kept.append(args[i])
+            i += 1
+    return kept, keys
+
+
+def _set_nulls(config: Namespace, keys: list[str]) -> None:
+    """Sets each dotted key of ``config`` to None, refusing keys that name no argument or take no null."""
+    for key in keys:
+        *path, last = key.split(".")
+        node: Any = config
+        spec = None  # the class whose argument the key is: {class_path, init_args} around the last init_args
+        for part in path:
+            if part == "init_args":
+                spec = node
+            node = node.get(part) if isinstance(node, (dict, Namespace)) else None
+        if not isinstance(node, (dict, Namespace)) or last not in node:
+            raise SeqlabError(f"--{key}: no such option")
+        class_path = spec.get("class_path") if isinstance(spec, (dict, Namespace)) else None
+        hint = _type_hint(class_path, last) if isinstance(class_path, str) else Any
+        if hint is not Any and type(None) not in typing.get_args(hint):
+            raise SeqlabError(f"--{key}: null is not allowed here (expected {getattr(hint, '__name__', hint)})")
+        node[last] = None
+
+
+def _type_hint(class_path: str, name: str) -> Any:
+    """The type of the argument ``name`` of the class at ``class_path`` (which jsonargparse has imported already):
+    Any where it has none, or takes **kwargs, or defaults to None."""
+    module, _, class_name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module), class_name)
+    parameter = inspect.signature(cls).parameters.get(name)
+    if parameter is None or parameter.default is None:
+        return Any
+    try:
+        return typing.get_type_hints(cls.__init__).get(name, Any)
+    except Exception:  # a hint that does not resolve: jsonargparse has accepted the option already
+        return Any
 
 
 class _DataInstantiator(_InstantiatorFn):
@@ -158,8 +212,19 @@ class SeqlabCLI(LightningCLI):
         if subcommand and ckpt_arg and ckpt_arg not in ("last", "best"):
             self._use_checkpoint_defaults(subcommand, self._read_checkpoint(ckpt_arg))
         check_config_files(argv)
-        super().parse_arguments(parser, args)
+        argv, nulls = _split_nested_nulls(argv)
+        # jsonargparse would print the config before the nulls are set, so seqlab prints it then
+        print_config = [arg for arg in argv if nulls and arg.partition("=")[0] == "--print_config"]
+        if isinstance(args, (dict, Namespace)):
+            super().parse_arguments(parser, args)
+        else:
+            self.config = parser.parse_args([arg for arg in argv if arg not in print_config])
         subcommand = self.config.get("subcommand")
+        _set_nulls(self.config[subcommand] if subcommand else self.config, nulls)
+        if print_config:
+            config = self.config[subcommand] if subcommand else self.config
+            sys.stdout.write(self._parser(subcommand).dump(config, skip_none="skip_null" in print_config[0]))
+            parser.exit()
         check_trainer_options((self.config[subcommand] if subcommand else self.config).get("trainer"))
         check_output_options(self.config[subcommand] if subcommand else self.config)
         if not subcommand:

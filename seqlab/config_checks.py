@@ -210,7 +210,8 @@ def condense_config_error(message: str) -> str:
 def _type_mismatch(message: str) -> Optional[str]:
     """"expected int or null, got 'abc'" from jsonargparse's report of a value of the wrong type (the innermost
     one, for an option of a class given by class_path)."""
-    inner = re.search(r"Expected a (.+?)\. Got value: (.*)", message)
+    # a callable's report repeats "Got value:" with the whole class spec after the value itself
+    inner = re.search(r"Expected a (.+?)\. Got value: (.*?)(?:\. Got value: .*)?$", message, re.M)
     if inner:
         expected, given = [inner.group(1)], inner.group(2).strip()
     elif "Problem with given class_path" in message:

@@ -39,9 +39,11 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException
 
 from seqlab import SeqlabError
 
@@ -287,6 +289,15 @@ def create_app(predictor, limits: Limits = Limits(), checkpoint: str = ""):
                                 status_code=415)
         status, message = _validation_message(error.errors())
         return JSONResponse({"detail": message}, status_code=status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        cause = error.__cause__  # FastAPI answers a body it could not decode with "There was an error parsing the body"
+        if isinstance(cause, UnicodeDecodeError):
+            return JSONResponse({"detail": f"request body: byte {cause.object[cause.start]:#04x} at position "
+                                           f"{cause.start} is not {cause.encoding.upper()}; send JSON in UTF-8"},
+                                status_code=400)
+        return await http_exception_handler(request, error)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> JSONResponse:

@@ -1,11 +1,13 @@
 """The CLI: links take effect, checkpoints carry vocabularies, one-line errors."""
 
 import json
+import re
 
 import pytest
 import torch
+import yaml
 
-from seqlab import load
+from seqlab import SeqlabError, load
 from seqlab.cli import SeqlabCLI
 from seqlab.config_checks import condense_config_error
 from seqlab.models import SequenceDropout
@@ -81,6 +83,15 @@ def test_misspelled_config_key_is_one_line(tmp_path):
 @pytest.mark.parametrize("message,expected", [
     ('Parser key "data":\n  Option \'batchsize\' is not accepted', "config key 'data.batchsize' is not accepted"),
     ('Unrecognized arguments: --trainer.max_epoch 3', "unrecognized arguments: --trainer.max_epoch 3"),
+    # jsonargparse 4.53 for --model.init_args.encoder.init_args.hidden_size=nul (the encoder is a callable)
+    ('Parser key "model":\n  Does not validate against any of the Union subtypes\n  Subtypes: [<class '
+     "'seqlab.tasks.base.SequenceTask'>, <class 'NoneType'>]\n  Errors:\n    - Problem with given class_path "
+     "'seqlab.tasks.TokenTagging':\n        Parser key \"encoder\":\n          Type typing.Callable[[int], "
+     "seqlab.models.encoders.SequenceEncoder] expects a function or a callable class: Parser key \"hidden_size\":\n"
+     "            Expected a <class 'int'>. Got value: nul. Got value: Namespace(class_path='seqlab.models."
+     "BiLSTMEncoder', init_args=Namespace(hidden_size='nul'))\n    - Expected a <class 'NoneType'>\n  Given value "
+     "type: <class 'jsonargparse._util.NestedArg'>\n  Given value: NestedArg(key='encoder.init_args.hidden_size', "
+     "val='nul')", "--model.encoder.hidden_size: expected int, got 'nul'"),
 ])
 def test_condensed_config_errors(message, expected):
     assert condense_config_error(message).startswith(expected)
@@ -251,3 +262,51 @@ def test_auxiliary_columns_train_taggers_beside_ner_and_the_checkpoint_needs_no_
     restored, trained = predictor.task.state_dict(), cli.model.state_dict()
     assert all(torch.equal(restored[k], trained[k]) for k in trained)
     assert [len(r["tags"]) for r in predictor.predict(["EU rejects German call .", "Peter Blackburn"])] == [5, 2]
+
+
+class _Parsed(Exception):
+    """Raised with the parsed configuration, before any class is built."""
+
+
+class _ParseOnly(SeqlabCLI):
+    def before_instantiate_classes(self) -> None:
+        raise _Parsed(self.config)
+
+
+def _parsed_config(*args: str):
+    with pytest.raises(_Parsed) as parsed:
+        _ParseOnly(run=False, args=list(args))
+    return parsed.value.args[0]
+
+
+def test_null_for_a_key_inside_a_dict_of_classes_reaches_the_class_as_none():
+    multitask = str(CONFIGS / "multitask" / "conll2003_ner_sst2.yaml")
+    config = _parsed_config("--config", multitask, "--data.init_args.tasks.ner.init_args.vectors", "null",
+                            "--data.init_args.tasks.sentiment.init_args.max_length=null",
+                            "--data.init_args.tasks.sentiment.init_args.batch_size", "16")
+    ner, sentiment = config.data.init_args.tasks["ner"].init_args, config.data.init_args.tasks["sentiment"].init_args
+    # jsonargparse alone gives the first as the string "None" and refuses the second (an Optional[int])
+    assert ner.vectors is None and sentiment.max_length is None
+    assert sentiment.batch_size == 16 and ner.tag_scheme == "BIOES"  # other keys as given or as in the config
+    # a null outside dicts of classes was never turned into text; it stays None
+    glove = str(CONFIGS / "ner" / "conll2003_bilstm_crf_glove.yaml")
+    assert _parsed_config("--config", glove, "--data.init_args.vectors", "null").data.init_args.vectors is None
+    # --print_config shows what runs
+    result = seqlab("fit", "--config", multitask, "--data.init_args.tasks.ner.init_args.vectors=null", "--print_config")
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = yaml.safe_load(result.stdout)["data"]["init_args"]["tasks"]
+    assert printed["ner"]["init_args"]["vectors"] is None and printed["ner"]["init_args"]["tag_scheme"] == "BIOES"
+
+
+def test_null_for_a_nested_class_argument_is_refused_where_the_type_takes_none_or_the_name_is_unknown():
+    glove = str(CONFIGS / "ner" / "conll2003_bilstm_crf_glove.yaml")
+    cases = {
+        "--model.init_args.encoder.init_args.hidden_size": "null is not allowed here (expected int)",
+        "--model.init_args.encoder.init_args.hidden_sise": "no such option",
+    }
+    for option, expected in cases.items():
+        with pytest.raises(SeqlabError, match=re.escape(f"{option}: {expected}")):
+            _parsed_config("--config", glove, option, "null")
+    config = _parsed_config("--config", glove, "--model.init_args.char_encoder", "null",
+                            "--model.init_args.lr_scheduler.init_args.decay", "0.1")
+    assert config.model.init_args.char_encoder is None and config.model.init_args.lr_scheduler.init_args.decay == 0.1

@@ -186,6 +186,15 @@ def test_plots_are_written(tmp_path):
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
 
 
+def test_plots_leave_out_a_value_too_large_to_draw(tmp_path):
+    rows = [make_row("crf", 0, 0.80), make_row("crf", 1, 0.84), make_row("huge", 0, 1e308),  # x 100: inf
+            make_row("huge_seeds", 0, 1e308), make_row("huge_seeds", 1, 1e307)]  # their std overflows too
+    paths = render_plots(rows, tmp_path / "plots")[("ner", "CoNLL-2003 English", "test")]
+    assert len(paths) == 2 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+    only_huge = render_plots([make_row("huge", 0, 1e308)], tmp_path / "alone")
+    assert only_huge == {} and not list((tmp_path / "alone").iterdir())
+
+
 def test_variant_from_hyper_parameters():
     ner = variant_of({"_class_path": "seqlab.tasks.TokenTagging",
                       "encoder": {"class_path": "seqlab.models.BiLSTMEncoder"},

@@ -133,6 +133,8 @@ BAD_REQUESTS = [  # (path, body, content type, status, the message's pattern)
     ("/predict", b'{"inputs": ["Peter", "   "]}', "application/json", 422, r"^input:2: empty sentence"),
     ("/predict", b'{"inputs": ["Peter \\ud800"]}', "application/json", 422,
      r"^input 1: character 7 is '\\ud800', a lone surrogate, not Unicode text$"),
+    ("/predict", '{"inputs": ["Müller"]}'.encode("latin-1"), "application/json", 400,
+     r"^request body: byte 0xfc at position 14 is not UTF-8; send JSON in UTF-8$"),
     ("/nowhere", None, "", 404, r"^Not Found$"),
     ("/predict", None, "", 405, r"^Method Not Allowed$"),
 ]

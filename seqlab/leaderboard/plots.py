@@ -3,6 +3,7 @@ vs without attention."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -42,6 +43,10 @@ def render_plots(rows: list[dict], folder: Path) -> dict[tuple[str, str, str], l
             continue
         metric = ok[0].main_metric
         factor = scale(metric, [a.main[0] for a in ok])
+        # a value too large for a float once scaled (1e308 x 100) has no place on an axis; the tables still show it
+        ok = [a for a in ok if math.isfinite(a.main[0] * factor) and math.isfinite((a.main[1] or 0) * factor)]
+        if not ok:
+            continue
         label = f"{split} {metric_title(metric)}"
         references = references_for(task, dataset, metric)
         paths = []
