@@ -220,16 +220,15 @@ class SeqlabCLI(LightningCLI):
         else:
             self.config = parser.parse_args([arg for arg in argv if arg not in print_config])
         subcommand = self.config.get("subcommand")
-        _set_nulls(self.config[subcommand] if subcommand else self.config, nulls)
+        config = self.config[subcommand] if subcommand else self.config
+        _set_nulls(config, nulls)
         if print_config:
-            config = self.config[subcommand] if subcommand else self.config
             sys.stdout.write(self._parser(subcommand).dump(config, skip_none="skip_null" in print_config[0]))
             parser.exit()
-        check_trainer_options((self.config[subcommand] if subcommand else self.config).get("trainer"))
-        check_output_options(self.config[subcommand] if subcommand else self.config)
+        check_trainer_options(config.get("trainer"))
+        check_output_options(config)
         if not subcommand:
             return
-        config = self.config[subcommand]
         kind = config.get("ckpt_path")
         if kind in ("last", "best") and not (kind == "best" and subcommand == "fit"):
             found = find_checkpoint(self._run_roots(config), kind)
