@@ -229,6 +229,27 @@ def test_a_language_model_objective_trains_from_the_command_line_and_its_checkpo
     assert [len(r["tags"]) for r in predictor.predict(["EU rejects German call .", "Peter Blackburn"])] == [5, 2]
 
 
+def test_adversarial_training_from_the_command_line_is_restored_from_the_checkpoint(tmp_path, conll_slice):
+    """``--model.init_args.adversary seqlab.models.EmbeddingAdversary`` trains with ``train/adversarial_loss``; the
+    checkpoint stores the adversary as configuration and gives it back, and ``seqlab.load`` predicts as the trained
+    model does."""
+    cli = SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path, conll_slice),
+                          "--model.init_args.adversary", "seqlab.models.EmbeddingAdversary",
+                          "--model.init_args.adversary.epsilon", "0.05",
+                          "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4",
+                          "--trainer.limit_val_batches", "1"])
+    assert float(cli.trainer.callback_metrics["train/adversarial_loss"]) > 0
+    last = next((tmp_path / "runs").rglob("last.ckpt"))
+    hparams = torch.load(last, map_location="cpu", weights_only=True)["hyper_parameters"]
+    assert hparams["adversary"] == {"class_path": "seqlab.models.EmbeddingAdversary",
+                                    "init_args": {"epsilon": 0.05, "weight": 0.5}}
+    predictor = load(str(last))
+    assert predictor.task.adversary.epsilon == 0.05
+    batch = next(iter(cli.datamodule.test_dataloader()))
+    with torch.no_grad():
+        assert predictor.task.eval().predict_step(batch) == cli.model.eval().predict_step(batch)
+
+
 def test_auxiliary_columns_train_taggers_beside_ner_and_the_checkpoint_needs_no_such_columns(tmp_path, conll_slice):
     """``--data.init_args.auxiliary_columns '{pos: 1, chunk: 2}'`` (CoNLL-2003's POS and chunk columns) gives the
     model one tagger per column, trained on the training sentences (``train/pos_loss``, ``train/chunk_loss``); the

@@ -1,5 +1,6 @@
 """Plain torch modules: embeddings, encoders, attention, CRF, poolings and heads. Never imports Lightning."""
 
+from seqlab.models.adversarial import EmbeddingAdversary
 from seqlab.models.attention import (
     AdditiveAttention,
     AttentionOutput,
@@ -87,6 +88,7 @@ __all__ = [
     "DotAttention",
     "Dropout",
     "DropoutSpec",
+    "EmbeddingAdversary",
     "GNMTLengthPenalty",
     "GeneralAttention",
     "GreedySearch",

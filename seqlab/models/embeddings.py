@@ -391,10 +391,14 @@ class TokenEmbedder(nn.Module):
             parts["transformer"] = self.transformer(transformer_inputs or {}, mask)
         return parts
 
-    def combine(self, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``parts`` -> (B, T, D + C + H): concatenated in that order, then dropout."""
+    def concatenate(self, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``parts`` -> (B, T, D + C + H), concatenated in that order."""
         features = list(parts.values())
-        return self.dropout(torch.cat(features, dim=-1) if len(features) > 1 else features[0])
+        return torch.cat(features, dim=-1) if len(features) > 1 else features[0]
+
+    def combine(self, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``parts`` -> (B, T, D + C + H): concatenated, then dropout."""
+        return self.dropout(self.concatenate(parts))
 
     def forward(self, token_ids: torch.Tensor, mask: torch.Tensor, char_ids: Optional[torch.Tensor] = None,
                 transformer_inputs: Optional[Mapping[str, torch.Tensor]] = None) -> torch.Tensor:

@@ -39,8 +39,18 @@ class Body(nn.Module):
     def forward_with_parts(self, batch: Mapping[str, torch.Tensor]) -> tuple[EncoderOutput, dict[str, torch.Tensor]]:
         """The encoder's output and the embedder's parts before concatenation and dropout (``TokenEmbedder.parts``),
         which auxiliary objectives may read."""
+        embedded, parts = self.embed(batch)
+        return self.encode(embedded, batch["mask"]), parts
+
+    def embed(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The embedder's parts concatenated, before dropout (B, T, E), and the parts: what an adversary perturbs.
+        ``encode(embed(batch)[0], mask)`` is ``forward(batch)``."""
         parts = self.embedder.parts(batch["token_ids"], batch["mask"], batch.get("char_ids"), batch)
-        return self.encoder(self.embedder.combine(parts), batch["mask"]), parts  # embedded: (B, T, E)
+        return self.embedder.concatenate(parts), parts
+
+    def encode(self, embedded: torch.Tensor, mask: torch.Tensor) -> EncoderOutput:
+        """Dropout on ``embedded`` (B, T, E), then the encoder over it."""
+        return self.encoder(self.embedder.dropout(embedded), mask)
 
 
 class TaggingHead(nn.Module):

@@ -15,6 +15,7 @@ from seqlab.models import (
     CRFTagger,
     CharEncoder,
     DropoutSpec,
+    EmbeddingAdversary,
     MultiHeadSelfAttention,
     SequenceEncoder,
     SoftmaxTagger,
@@ -54,6 +55,11 @@ class TokenTagging(SequenceTask):
     name over the encoder's states, trained beside the main head on the same sentences (Collobert et al. 2011;
     Søgaard & Goldberg 2016): its loss times ``auxiliary_loss_weight`` joins ``train/loss`` and is logged as
     ``train/<name>_loss``. Training only: evaluation and predictions never read those tags.
+    ``adversary`` (an ``EmbeddingAdversary``) adds adversarial training (Yasunaga et al. 2018): each training batch is
+    read a second time with its concatenated word and character features moved along the loss's gradient; the
+    tagging loss becomes ``adversary.mix(clean, perturbed)`` (the perturbed reading's loss is logged as
+    ``train/adversarial_loss``). It costs a second pass through the encoder and the head per step; evaluation and
+    predictions are unchanged.
     """
 
     optional_outputs = {"marginals": "predict_marginals"}
@@ -87,6 +93,7 @@ class TokenTagging(SequenceTask):
         auxiliary_labels: Optional[dict[str, list[str]]] = None,
         auxiliary_tagger: Callable[[int, list[str]], TaggerHead] = SoftmaxTagger,
         auxiliary_loss_weight: float = 1.0,
+        adversary: Optional[EmbeddingAdversary] = None,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
         self.save_hyperparameters(ignore=["word_vectors", "transformer_weights"])
@@ -120,6 +127,7 @@ class TokenTagging(SequenceTask):
         self.auxiliary_loss_weight = auxiliary_loss_weight
         self.auxiliary_taggers = nn.ModuleDict({name: auxiliary_tagger(body.output_size, list(names))
                                                 for name, names in (auxiliary_labels or {}).items()})
+        self.adversary = adversary
         self.metrics = nn.ModuleDict({stage: EntityF1(self.labels) for stage in ("val", "test")})
 
     @property
@@ -135,12 +143,19 @@ class TokenTagging(SequenceTask):
         return self.model(batch)
 
     def shared_step(self, batch: TokenBatch, stage: str) -> torch.Tensor:
-        encoded, parts = self.model.body.forward_with_parts(batch)
+        adversarial = stage == "train" and self.adversary is not None
+        embedded, parts = self.model.body.embed(batch)
+        if adversarial and not embedded.requires_grad:  # frozen features: the perturbation still needs their gradient
+            embedded = embedded.detach().requires_grad_()
+        encoded = self.model.body.encode(embedded, batch["mask"])
         emissions = self.model.head(encoded)
         loss = self.model.loss(emissions, batch)
         batch_size = batch["mask"].shape[0]
         if stage == "train":
             logged = {}
+            if adversarial:
+                perturbed = self.adversarial_loss(embedded, loss, batch)
+                loss = self.adversary.mix(loss, perturbed)
             if self.language_model is not None:
                 logged["train/lm_loss"] = self.language_model.loss(encoded.states, batch["token_ids"], batch["mask"])
             if self.char_language_model is not None:
@@ -149,6 +164,8 @@ class TokenTagging(SequenceTask):
             auxiliary = self.auxiliary_losses(encoded.states, batch)
             loss = sum(logged.values(), loss) + self.auxiliary_loss_weight * sum(auxiliary.values())
             logged.update(auxiliary)
+            if adversarial:
+                logged["train/adversarial_loss"] = perturbed
             self.log_train({"train/loss": loss, **logged}, batch_size)
         else:
             self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=True, on_step=False,
@@ -156,6 +173,13 @@ class TokenTagging(SequenceTask):
         if stage in self.metrics:
             self.metrics[stage].update(self.tagger.decode(emissions, batch["mask"]), batch["tag_ids"], batch["mask"])
         return loss
+
+    def adversarial_loss(self, embedded: torch.Tensor, loss: torch.Tensor, batch: TokenBatch) -> torch.Tensor:
+        """The tagging loss of ``batch`` read from ``embedded`` (B, T, E) moved by the adversary's perturbation along
+        the gradient of ``loss``, the batch's loss read from ``embedded`` as it is."""
+        gradient, = torch.autograd.grad(loss, embedded, retain_graph=True)
+        moved = embedded + self.adversary.perturbation(embedded, gradient, batch["mask"])
+        return self.model.loss(self.model.head(self.model.body.encode(moved, batch["mask"])), batch)
 
     def auxiliary_losses(self, states: torch.Tensor, batch: TokenBatch) -> dict[str, torch.Tensor]:
         """``train/<name>_loss`` of each auxiliary tagger over the encoder states (B, T, H), its tags in the batch's

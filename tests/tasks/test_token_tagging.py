@@ -16,6 +16,7 @@ from seqlab.models import (
     CharBiLSTM,
     CharCNN,
     CRFTagger,
+    EmbeddingAdversary,
     MultiHeadSelfAttention,
     PretrainedWordEmbedding,
     RecurrentEncoder,
@@ -330,3 +331,59 @@ def test_auxiliary_taggers_need_auxiliary_tags_and_a_positive_weight():
         model.shared_step(make_batch(torch.Generator().manual_seed(0)), "train")
     with pytest.raises(SeqlabError, match="--model.auxiliary_loss_weight must be positive, got 0"):
         TokenTagging(30, LABELS, auxiliary_labels=AUXILIARY, auxiliary_loss_weight=0)
+
+
+def by_hand_adversarial_loss(model: TokenTagging, batch: dict, epsilon: float) -> torch.Tensor:
+    """The tagging loss of ``batch`` with its concatenated word and character features moved by ``epsilon`` times
+    their norm per sentence along the clean loss's gradient, written out (a model without dropout)."""
+    embedder = model.model.body.embedder
+    features = [embedder.words(batch["token_ids"])]
+    if embedder.chars is not None:
+        features.append(embedder.chars(batch["char_ids"], batch["mask"]))
+    embedded = torch.cat(features, dim=-1).detach().requires_grad_()
+    emissions = model.tagger(model.model.body.encoder(embedded, batch["mask"]).states)
+    gradient, = torch.autograd.grad(model.tagger.loss(emissions, batch["tag_ids"], batch["mask"]), embedded)
+    moved = embedded.detach().clone()
+    for row, length in enumerate(batch["lengths"].tolist()):
+        s, g = embedded[row, :length].detach(), gradient[row, :length]
+        moved[row, :length] = s + epsilon * s.norm() * g / g.norm()
+    emissions = model.tagger(model.model.body.encoder(moved, batch["mask"]).states)
+    return model.tagger.loss(emissions, batch["tag_ids"], batch["mask"])
+
+
+@pytest.mark.parametrize("embedding", ["fine-tuned words + characters", "frozen words alone"])
+def test_the_adversary_mixes_in_the_perturbed_batch_loss_in_training_only(embedding):
+    """train/loss = (1 - weight) x tagging loss + weight x the loss of the batch read from its features moved along
+    the gradient (computed by hand); with frozen word vectors and no character features the features still get
+    their gradient; validation and predictions are those of the same network without the adversary."""
+    torch.manual_seed(0)
+    kwargs = dict(embedding_dropout=0.0, encoder=partial(BiLSTMEncoder, hidden_size=8))
+    if embedding == "frozen words alone":
+        kwargs.update(word_embedding=partial(PretrainedWordEmbedding, embedding_dim=6, freeze=True))
+    else:
+        kwargs.update(char_vocab_size=20, char_encoder=CharCNN, word_embedding=partial(WordEmbedding, embedding_dim=6))
+    model = TokenTagging(30, LABELS, adversary=EmbeddingAdversary(epsilon=0.2, weight=0.25), **kwargs)
+    plain = TokenTagging(30, LABELS, **kwargs)
+    plain.load_state_dict(model.state_dict())
+    batch = make_batch(torch.Generator().manual_seed(5))
+    by_hand = by_hand_adversarial_loss(model, batch, epsilon=0.2).detach()
+    clean = plain.shared_step(batch, "train").detach()
+    assert float(by_hand) > float(clean)  # the perturbation raised the loss
+    torch.testing.assert_close(model.shared_step(batch, "train"), 0.75 * clean + 0.25 * by_hand)
+    torch.testing.assert_close(model.shared_step(batch, "val"), plain.shared_step(batch, "val"))
+    model.eval(), plain.eval()
+    with torch.no_grad():
+        assert model.predict_step(batch) == plain.predict_step(batch)
+
+
+def test_the_adversarial_term_trains_what_the_tagging_loss_trains():
+    """Its gradient reaches every parameter that the tagging loss reaches: the perturbation is a constant."""
+    torch.manual_seed(0)
+    model = TokenTagging(30, LABELS, char_vocab_size=20, char_encoder=CharCNN, embedding_dropout=0.0,
+                         encoder=partial(BiLSTMEncoder, hidden_size=8),
+                         adversary=EmbeddingAdversary(epsilon=0.1, weight=1.0))  # the perturbed loss alone
+    batch = make_batch(torch.Generator().manual_seed(6))
+    names = [n for n, _ in model.named_parameters()]
+    gradients = dict(zip(names, torch.autograd.grad(model.shared_step(batch, "train"), list(model.parameters()),
+                                                    allow_unused=True)))
+    assert {n for n, g in gradients.items() if g is not None and g.abs().sum() > 0} == set(names)
