@@ -61,6 +61,25 @@ def test_checkpoint_round_trip_and_predict_with_attention_without_config(tmp_pat
         assert sum(row["attention"]) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_adversarial_training_from_the_command_line_round_trips_and_a_bad_weight_is_one_line(tmp_path, sst2_slice):
+    """``--model.init_args.adversary seqlab.models.EmbeddingAdversary`` trains with ``train/adversarial_loss``; the
+    checkpoint gives the adversary back; a weight outside (0, 1] is one line and exit status 2."""
+    cli = SeqlabCLI(args=["fit", "--config", ATTENTION, *run_options(tmp_path, sst2_slice),
+                          "--model.init_args.adversary", "seqlab.models.EmbeddingAdversary",
+                          "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
+                          "--trainer.limit_val_batches", "1"])
+    assert float(cli.trainer.callback_metrics["train/adversarial_loss"]) > 0
+    last = next((tmp_path / "runs").rglob("last.ckpt"))
+    restored = SentenceClassification.load_from_checkpoint(last, map_location="cpu")
+    assert (restored.adversary.epsilon, restored.adversary.weight) == (0.02, 0.5)
+    result = seqlab("fit", "--config", PLAIN, *run_options(tmp_path, sst2_slice), "--trainer.fast_dev_run", "1",
+                    "--model.init_args.adversary", "seqlab.models.EmbeddingAdversary",
+                    "--model.init_args.adversary.weight", "2")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "seqlab: error: --model.adversary (EmbeddingAdversary): weight must be in (0, 1], got 2.0")
+
+
 def test_bad_inputs_give_one_line_errors(tmp_path, sst2_slice):
     cases = {
         "missing label": ("sentence\tlabel\ngood film\t1\nno label at all\n", "train.tsv:3: no field 'label'"),

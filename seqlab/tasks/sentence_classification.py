@@ -10,6 +10,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from seqlab.models.adversarial import EmbeddingAdversary
 from seqlab.models.classifiers import MLPClassifier
 from seqlab.models.dropout import DropoutSpec
 from seqlab.models.embeddings import WordEmbedder, WordEmbedding
@@ -17,13 +18,14 @@ from seqlab.models.encoders import BiLSTMEncoder, SequenceEncoder
 from seqlab.models.networks import ClassifierOutput, Network, build_body, build_classification_head
 from seqlab.models.pooling import MaxPooling, Pooling
 from seqlab.models.transformer_embeddings import TransformerWordEmbedding
+from seqlab.tasks.adversarial import AdversarialTraining
 from seqlab.tasks.base import SequenceTask
 
 if TYPE_CHECKING:  # the Batch its data module's collator gives
     from seqlab.data_modules.text_classification import SentenceBatch
 
 
-class SentenceClassification(SequenceTask):
+class SentenceClassification(AdversarialTraining, SequenceTask):
     """One label per text. Logs ``{stage}/loss``, ``{stage}/accuracy`` and ``{stage}/f1`` (macro), and at test
     ``test/f1_<label>`` per class. A pooling with a regularizer (self-attentive pooling's ||AA^T - I||_F^2) adds
     its weighted penalty to the loss; it is logged as ``{stage}/penalty``.
@@ -36,7 +38,9 @@ class SentenceClassification(SequenceTask):
     ``class_weights`` (one per label, in label order) weight the cross-entropy. ``transformer_spec`` (linked from
     the data module's) adds a ``TransformerWordEmbedding`` beside the word embedding (or instead: ``word_embedding:
     null``); a fine-tuned one starts from ``transformer_weights`` (not saved in the hyperparameters) and learns at
-    ``transformer_lr``.
+    ``transformer_lr``. ``adversary`` (an ``EmbeddingAdversary``) adds adversarial training on the word features
+    (Miyato et al. 2017): the training loss becomes ``adversary.mix(clean, perturbed)``, the perturbed reading's loss
+    logged as ``train/adversarial_loss``; evaluation and predictions are unchanged.
     """
 
     state_key_moves = {"embedder.": "model.body.embedder.", "encoder.": "model.body.encoder.",
@@ -63,6 +67,7 @@ class SentenceClassification(SequenceTask):
         transformer_spec: Optional[dict] = None,
         transformer_weights: Optional[dict] = None,
         transformer_lr: float = 5e-5,
+        adversary: Optional[EmbeddingAdversary] = None,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
         self.save_hyperparameters(ignore=["word_vectors", "transformer_weights"])
@@ -82,6 +87,7 @@ class SentenceClassification(SequenceTask):
             for stage in ("train", "val", "test")
         })
         self.test_class_f1 = MulticlassF1Score(classes, average="none")
+        self.adversary = adversary
 
     @property
     def word_embedder(self) -> Optional[WordEmbedder]:
@@ -92,7 +98,8 @@ class SentenceClassification(SequenceTask):
         return self.model(batch)
 
     def shared_step(self, batch: SentenceBatch, stage: str) -> torch.Tensor:
-        output = self(batch)
+        embedded, _ = self.embed(batch, stage)
+        output = self.model.head(self.model.body.encode(embedded, batch["mask"]))
         targets, penalty = batch["label_ids"], output.pooled.penalty
         if stage != "train" and bool((targets < 0).any()):  # training rows without a label fail when read
             raise ValueError(f"{stage} batch holds unlabelled examples (label -1)")
@@ -102,7 +109,10 @@ class SentenceClassification(SequenceTask):
         metrics = self.metrics[f"{stage}_metrics"]
         if stage == "train":
             self.update_train_metric(metrics, predicted, targets)
-            values = {"train/loss": loss}
+            values = {}
+            if self.adversary is not None:
+                loss, values["train/adversarial_loss"] = self.adversarial_mix(embedded, loss, batch)
+            values["train/loss"] = loss
             if penalty is not None:
                 values["train/penalty"] = penalty
             self.log_train(values, batch_size)

@@ -26,6 +26,7 @@ from seqlab.models import (
 )
 from seqlab.models.networks import Network, build_body, build_tagging_head
 from seqlab.tagging import continuation_tags, detect_scheme, strict_spans
+from seqlab.tasks.adversarial import AdversarialTraining
 from seqlab.tasks.base import SequenceTask
 from seqlab.tasks.metrics import EntityF1
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:  # the Batch its data module's collator gives
     from seqlab.data_modules.token_classification import TokenBatch
 
 
-class TokenTagging(SequenceTask):
+class TokenTagging(AdversarialTraining, SequenceTask):
     """Tags every token; logs ``{stage}/loss``, and at val/test ``precision``, ``recall``, ``f1`` (strict entity
     spans), plus ``test/f1_<TYPE>``. ``vocab_size``, ``char_vocab_size``, ``padding_idx``, ``labels`` and
     ``word_vectors`` come from the data module (linked by the CLI); the parts are factories that receive the sizes
@@ -143,19 +144,16 @@ class TokenTagging(SequenceTask):
         return self.model(batch)
 
     def shared_step(self, batch: TokenBatch, stage: str) -> torch.Tensor:
-        adversarial = stage == "train" and self.adversary is not None
-        embedded, parts = self.model.body.embed(batch)
-        if adversarial and not embedded.requires_grad:  # frozen features: the perturbation still needs their gradient
-            embedded = embedded.detach().requires_grad_()
+        embedded, parts = self.embed(batch, stage)
         encoded = self.model.body.encode(embedded, batch["mask"])
         emissions = self.model.head(encoded)
         loss = self.model.loss(emissions, batch)
         batch_size = batch["mask"].shape[0]
         if stage == "train":
             logged = {}
+            adversarial = self.adversary is not None
             if adversarial:
-                perturbed = self.adversarial_loss(embedded, loss, batch)
-                loss = self.adversary.mix(loss, perturbed)
+                loss, perturbed = self.adversarial_mix(embedded, loss, batch)
             if self.language_model is not None:
                 logged["train/lm_loss"] = self.language_model.loss(encoded.states, batch["token_ids"], batch["mask"])
             if self.char_language_model is not None:
@@ -173,13 +171,6 @@ class TokenTagging(SequenceTask):
         if stage in self.metrics:
             self.metrics[stage].update(self.tagger.decode(emissions, batch["mask"]), batch["tag_ids"], batch["mask"])
         return loss
-
-    def adversarial_loss(self, embedded: torch.Tensor, loss: torch.Tensor, batch: TokenBatch) -> torch.Tensor:
-        """The tagging loss of ``batch`` read from ``embedded`` (B, T, E) moved by the adversary's perturbation along
-        the gradient of ``loss``, the batch's loss read from ``embedded`` as it is."""
-        gradient, = torch.autograd.grad(loss, embedded, retain_graph=True)
-        moved = embedded + self.adversary.perturbation(embedded, gradient, batch["mask"])
-        return self.model.loss(self.model.head(self.model.body.encode(moved, batch["mask"])), batch)
 
     def auxiliary_losses(self, states: torch.Tensor, batch: TokenBatch) -> dict[str, torch.Tensor]:
         """``train/<name>_loss`` of each auxiliary tagger over the encoder states (B, T, H), its tags in the batch's

@@ -10,10 +10,12 @@ import torch.nn.functional as F
 from seqlab.models import (
     BiGRUEncoder,
     BiLSTMEncoder,
+    EmbeddingAdversary,
     PretrainedWordEmbedding,
     StackedWordEmbedding,
     WordEmbedding,
 )
+from seqlab.models.classifiers import MLPClassifier
 from seqlab.models.pooling import (
     AttentionPooling,
     LastStatePooling,
@@ -179,3 +181,38 @@ def test_word_vectors_start_the_pretrained_member_of_a_stacked_embedding(tmp_pat
     trainer.save_checkpoint(tmp_path / "model.ckpt")
     restored = SentenceClassification.load_from_checkpoint(tmp_path / "model.ckpt", weights_only=False)
     assert torch.equal(restored.word_embedder.members[0].embedding.weight, vectors)  # the weights hold them
+
+
+@pytest.mark.parametrize("pooling", ["additive", "self-attentive"])
+def test_the_adversary_mixes_in_the_loss_of_the_perturbed_word_features_in_training_only(pooling):
+    """train/loss = 0.75 x the loss + 0.25 x the loss (penalty included) of the batch read from its word features
+    moved by 0.05 of their norm per sentence along the gradient, computed here by hand; validation and predictions are
+    those of the same network without the adversary (Miyato et al. 2017)."""
+    torch.manual_seed(0)
+    head = partial(MLPClassifier, dropout=0.0)  # the same network in both readings
+    model = small_model(POOLINGS[pooling], head=head, adversary=EmbeddingAdversary(epsilon=0.05, weight=0.25))
+    plain = small_model(POOLINGS[pooling], head=head)
+    plain.load_state_dict(model.state_dict())
+    for task in (model, plain):
+        task.log = task.log_dict = lambda *args, **kwargs: None  # no Trainer attached
+    batch = make_batch(torch.Generator().manual_seed(4))
+    network = model.model
+
+    def loss_from(features):
+        logits, pooled = network.head(network.body.encoder(features, batch["mask"]))
+        return F.cross_entropy(logits, batch["label_ids"]) + (pooled.penalty if pooled.penalty is not None else 0)
+
+    embedded = network.body.embedder.words(batch["token_ids"]).detach().requires_grad_()
+    clean = loss_from(embedded)
+    gradient, = torch.autograd.grad(clean, embedded)
+    moved = embedded.detach().clone()
+    for row, length in enumerate(batch["lengths"].tolist()):
+        s, g = moved[row, :length].clone(), gradient[row, :length]
+        moved[row, :length] = s + 0.05 * s.norm() * g / g.norm()
+    perturbed = loss_from(moved).detach()
+    assert float(perturbed) > float(clean)
+    torch.testing.assert_close(model.shared_step(batch, "train"), 0.75 * clean.detach() + 0.25 * perturbed)
+    torch.testing.assert_close(model.shared_step(batch, "val"), plain.shared_step(batch, "val"))
+    model.eval(), plain.eval()
+    with torch.no_grad():
+        assert model.predict_step(batch) == plain.predict_step(batch)
