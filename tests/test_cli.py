@@ -10,6 +10,7 @@ import yaml
 from seqlab import SeqlabError, load
 from seqlab.cli import SeqlabCLI
 from seqlab.config_checks import condense_config_error
+from seqlab.export import export
 from seqlab.models import SequenceDropout
 from seqlab.tasks import TokenTagging
 from tests.cli_helpers import CONFIGS, read_rows, run_options, seqlab
@@ -231,8 +232,8 @@ def test_a_language_model_objective_trains_from_the_command_line_and_its_checkpo
 
 def test_adversarial_training_from_the_command_line_is_restored_from_the_checkpoint(tmp_path, conll_slice):
     """``--model.init_args.adversary seqlab.models.EmbeddingAdversary`` trains with ``train/adversarial_loss``; the
-    checkpoint stores the adversary as configuration and gives it back, and ``seqlab.load`` predicts as the trained
-    model does."""
+    checkpoint stores the adversary as configuration and gives it back, ``seqlab.load`` predicts as the trained
+    model does, and the model exports as any other."""
     cli = SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path, conll_slice),
                           "--model.init_args.adversary", "seqlab.models.EmbeddingAdversary",
                           "--model.init_args.adversary.epsilon", "0.05",
@@ -248,6 +249,7 @@ def test_adversarial_training_from_the_command_line_is_restored_from_the_checkpo
     batch = next(iter(cli.datamodule.test_dataloader()))
     with torch.no_grad():
         assert predictor.task.eval().predict_step(batch) == cli.model.eval().predict_step(batch)
+    assert export(predictor, tmp_path / "tagger.pt", "torchscript").exists()  # export checks its graph's outputs
 
 
 def test_auxiliary_columns_train_taggers_beside_ner_and_the_checkpoint_needs_no_such_columns(tmp_path, conll_slice):
