@@ -8,11 +8,11 @@ from seqlab import SeqlabError
 
 
 class EmbeddingAdversary:
-    """The fast-gradient perturbation of a batch's input embeddings: each sentence's embeddings (its words' and
-    character features, concatenated) move in the direction of the loss's gradient, the direction that raises the
-    loss most to first order, by ``epsilon`` times their own norm. With normalised embeddings (unit variance per
-    feature) that is Yasunaga et al.'s ``alpha * sqrt(D)``; relative to the embeddings' norm it needs no
-    normalisation and follows fine-tuned embeddings as they grow. A task that takes an adversary trains on
+    """The fast-gradient perturbation of a batch's input embeddings: each sentence's features (word vectors,
+    character and transformer features, concatenated) move in the direction of the loss's gradient, the direction
+    that raises the loss most to first order, by ``epsilon`` times their own norm. Sized relative to that norm, the
+    perturbation needs no normalised embeddings (Miyato et al. normalise theirs and fix its absolute size) and keeps
+    its relative size as fine-tuned embeddings grow. A task that takes an adversary trains on
     ``mix(clean, perturbed)``: ``(1 - weight) * clean + weight * perturbed`` (Yasunaga et al.: weight 0.5), so the
     gradient keeps its scale and an SGD learning rate keeps its meaning. Evaluation never perturbs."""
 
