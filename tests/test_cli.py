@@ -202,6 +202,13 @@ def test_sequence_dropout_from_the_config_is_restored_from_the_checkpoint(tmp_pa
         assert type(restored_body.encoder.dropout) is SequenceDropout and restored_body.encoder.dropout.p == 0.4
 
 
+def fit_four_batches(tmp_path, data_path, *options: str) -> SeqlabCLI:
+    """``seqlab fit`` of the CRF config with ``options``: one epoch of 4 training batches, 1 validation batch."""
+    return SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path, data_path), *options,
+                           "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4",
+                           "--trainer.limit_val_batches", "1"])
+
+
 @pytest.mark.parametrize("objective, options", [
     ("language_model", []),
     ("char_language_model", ["--model.init_args.char_encoder", "seqlab.models.SentenceCharBiLSTM"]),
@@ -211,11 +218,9 @@ def test_a_language_model_objective_trains_from_the_command_line_and_its_checkpo
     """``--model.init_args.language_model`` (README), or ``char_language_model`` over a sentence-level character
     BiLSTM: training logs ``train/lm_loss`` (``train/char_lm_loss``); the checkpoint restores the objective's
     weights with the task, and ``seqlab.load`` predicts as the trained model does."""
-    cli = SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path, conll_slice), *options,
-                          f"--model.init_args.{objective}", "seqlab.models.BidirectionalLanguageModel",
-                          f"--model.init_args.{objective}.max_words", "200",
-                          "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4",
-                          "--trainer.limit_val_batches", "1"])
+    cli = fit_four_batches(tmp_path, conll_slice, *options,
+                           f"--model.init_args.{objective}", "seqlab.models.BidirectionalLanguageModel",
+                           f"--model.init_args.{objective}.max_words", "200")
     assert float(cli.trainer.callback_metrics[f"train/{objective.replace('language_model', 'lm')}_loss"]) > 0
     assert getattr(cli.model, objective).classes == 200
     last = next((tmp_path / "runs").rglob("last.ckpt"))
@@ -234,11 +239,8 @@ def test_adversarial_training_from_the_command_line_is_restored_from_the_checkpo
     """``--model.init_args.adversary seqlab.models.EmbeddingAdversary`` trains with ``train/adversarial_loss``; the
     checkpoint stores the adversary as configuration and gives it back, ``seqlab.load`` predicts as the trained
     model does, and the model exports as any other."""
-    cli = SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path, conll_slice),
-                          "--model.init_args.adversary", "seqlab.models.EmbeddingAdversary",
-                          "--model.init_args.adversary.epsilon", "0.05",
-                          "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4",
-                          "--trainer.limit_val_batches", "1"])
+    cli = fit_four_batches(tmp_path, conll_slice, "--model.init_args.adversary", "seqlab.models.EmbeddingAdversary",
+                           "--model.init_args.adversary.epsilon", "0.05")
     assert float(cli.trainer.callback_metrics["train/adversarial_loss"]) > 0
     last = next((tmp_path / "runs").rglob("last.ckpt"))
     hparams = torch.load(last, map_location="cpu", weights_only=True)["hyper_parameters"]
@@ -257,11 +259,8 @@ def test_auxiliary_columns_train_taggers_beside_ner_and_the_checkpoint_needs_no_
     model one tagger per column, trained on the training sentences (``train/pos_loss``, ``train/chunk_loss``); the
     checkpoint keeps their labels, and scores files with only token and NER columns exactly as the four-column files,
     as ``predict`` tags raw text."""
-    cli = SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path, conll_slice),
-                          "--data.init_args.auxiliary_columns", "{pos: 1, chunk: 2}",
-                          "--model.init_args.auxiliary_loss_weight", "0.5",
-                          "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4",
-                          "--trainer.limit_val_batches", "1"])
+    cli = fit_four_batches(tmp_path, conll_slice, "--data.init_args.auxiliary_columns", "{pos: 1, chunk: 2}",
+                           "--model.init_args.auxiliary_loss_weight", "0.5")
     assert float(cli.trainer.callback_metrics["train/pos_loss"]) > 0
     assert float(cli.trainer.callback_metrics["train/chunk_loss"]) > 0
     taggers = cli.model.auxiliary_taggers
