@@ -34,17 +34,11 @@ class Body(nn.Module):
         self.output_size = encoder.output_size
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> EncoderOutput:
-        return self.forward_with_parts(batch)[0]
-
-    def forward_with_parts(self, batch: Mapping[str, torch.Tensor]) -> tuple[EncoderOutput, dict[str, torch.Tensor]]:
-        """The encoder's output and the embedder's parts before concatenation and dropout (``TokenEmbedder.parts``),
-        which auxiliary objectives may read."""
-        embedded, parts = self.embed(batch)
-        return self.encode(embedded, batch["mask"]), parts
+        return self.encode(self.embed(batch)[0], batch["mask"])
 
     def embed(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The embedder's parts concatenated, before dropout (B, T, E), and the parts: what an adversary perturbs.
-        ``encode(embed(batch)[0], mask)`` is ``forward(batch)``."""
+        """The embedder's parts concatenated, before dropout (B, T, E): what an adversary perturbs; and the parts
+        themselves (``TokenEmbedder.parts``), which auxiliary objectives may read."""
         parts = self.embedder.parts(batch["token_ids"], batch["mask"], batch.get("char_ids"), batch)
         return self.embedder.concatenate(parts), parts
 

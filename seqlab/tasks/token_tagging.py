@@ -57,10 +57,10 @@ class TokenTagging(AdversarialTraining, SequenceTask):
     Søgaard & Goldberg 2016): its loss times ``auxiliary_loss_weight`` joins ``train/loss`` and is logged as
     ``train/<name>_loss``. Training only: evaluation and predictions never read those tags.
     ``adversary`` (an ``EmbeddingAdversary``) adds adversarial training (Yasunaga et al. 2018): each training batch is
-    read a second time with its concatenated word and character features moved along the loss's gradient; the
-    tagging loss becomes ``adversary.mix(clean, perturbed)`` (the perturbed reading's loss is logged as
-    ``train/adversarial_loss``). It costs a second pass through the encoder and the head per step; evaluation and
-    predictions are unchanged.
+    read a second time with its concatenated input features (word, character, transformer) moved along the loss's
+    gradient; the tagging loss becomes ``adversary.mix(clean, perturbed)`` (the perturbed reading's loss is logged
+    as ``train/adversarial_loss``). It costs a second pass through the encoder and the head per step; evaluation
+    and predictions are unchanged.
     """
 
     optional_outputs = {"marginals": "predict_marginals"}
