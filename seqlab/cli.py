@@ -28,6 +28,7 @@ from seqlab.tasks.base import SequenceTask
 LINKS = {
     "vocab_size": "vocab_size",
     "char_vocab_size": "char_vocab_size",
+    "characters": "characters",  # the character vocabulary in id order: what a CasingEmbedding reads casing from
     "padding_idx": "padding_idx",
     "labels": "labels",
     "feature_size": "feature_size",

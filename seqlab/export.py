@@ -110,8 +110,8 @@ class TaggerGraph(ExportGraph):
 
     def __init__(self, task: TokenTagging) -> None:
         super().__init__(task)
-        has_chars = task.model.body.embedder.chars is not None
-        self.input_names = ("token_ids", "char_ids", "mask") if has_chars else ("token_ids", "mask")
+        reads_chars = task.model.body.embedder.reads_chars
+        self.input_names = ("token_ids", "char_ids", "mask") if reads_chars else ("token_ids", "mask")
 
     def forward(self, token_ids: torch.Tensor, *char_ids_and_mask: torch.Tensor) -> Tensors:
         mask = char_ids_and_mask[-1]
@@ -125,7 +125,7 @@ class TaggerGraph(ExportGraph):
         token_ids = (2 + torch.arange(mask.numel()).view(mask.shape) % 5).masked_fill(~mask, self.task.hparams.padding_idx)
         if "char_ids" not in self.input_names:
             return token_ids, mask
-        padding = self.task.model.body.embedder.chars.padding_idx
+        padding = self.task.hparams.padding_idx  # the character vocabulary's too
         width = max(lengths) - 1  # characters per word
         char_ids = (2 + torch.arange(mask.numel() * width).view(*mask.shape, width) % 7)
         char_ids = char_ids.masked_fill(torch.arange(width) >= token_ids.unsqueeze(2) % width + 1, padding)  # 1..width

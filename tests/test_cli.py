@@ -10,8 +10,8 @@ import yaml
 from seqlab import SeqlabError, load
 from seqlab.cli import SeqlabCLI
 from seqlab.config_checks import condense_config_error
-from seqlab.export import export
-from seqlab.models import SequenceDropout
+from seqlab.export import OnnxPredictor, export
+from seqlab.models import CASING_CLASSES, SequenceDropout, casing_class
 from seqlab.tasks import TokenTagging
 from tests.cli_helpers import CONFIGS, read_rows, run_options, seqlab
 
@@ -252,6 +252,34 @@ def test_adversarial_training_from_the_command_line_is_restored_from_the_checkpo
     with torch.no_grad():
         assert predictor.task.eval().predict_step(batch) == cli.model.eval().predict_step(batch)
     assert export(predictor, tmp_path / "tagger.pt", "torchscript").exists()  # export checks its graph's outputs
+
+
+@pytest.mark.parametrize("options", [[], ["--model.init_args.char_encoder", "null"]])
+def test_casing_vectors_from_the_command_line_read_the_linked_characters_and_survive_load_and_export(
+        options, tmp_path, conll_slice):
+    """``--model.init_args.casing seqlab.models.CasingEmbedding`` (beside the character BiLSTM, or alone): the data
+    module's character vocabulary is linked in and the batch's words are classed as ``casing_class`` classes them;
+    ``seqlab.load`` and an ONNX export (which then takes char ids) tag as the trained model does."""
+    cli = fit_four_batches(tmp_path, conll_slice, *options, "--model.init_args.casing", "seqlab.models.CasingEmbedding",
+                           "--model.init_args.casing.embedding_dim", "6")
+    embedder = cli.model.model.body.embedder
+    assert cli.model.hparams.characters == cli.datamodule.chars.itos
+    assert embedder.casing.output_size == 6 and (embedder.chars is None) == bool(options)
+    batch = next(iter(cli.datamodule.train_dataloader()))
+    classes = embedder.casing.classes(batch["char_ids"])[batch["mask"]]
+    assert [CASING_CLASSES[i] for i in classes] == [casing_class(w[:30]) for words in batch["tokens"] for w in words]
+    last = next((tmp_path / "runs").rglob("last.ckpt"))
+    predictor = load(str(last))
+    assert torch.equal(predictor.task.model.body.embedder.casing.embedding.weight, embedder.casing.embedding.weight)
+    test_batch = next(iter(cli.datamodule.test_dataloader()))
+    with torch.no_grad():
+        assert predictor.task.eval().predict_step(test_batch) == cli.model.eval().predict_step(test_batch)
+    sentences = ["EU rejects German call to boycott British lamb .", "Peter Blackburn scored 3-0 in 1996 ."]
+    expected = predictor.predict(sentences)
+    assert export(predictor, tmp_path / "tagger.pt", "torchscript").exists()  # export checks its graph's outputs
+    export(predictor, tmp_path / "tagger.onnx", "onnx")
+    onnx_records = OnnxPredictor(tmp_path / "tagger.onnx", predictor=predictor).predict(sentences)
+    assert [r["tags"] for r in onnx_records] == [r["tags"] for r in expected]
 
 
 def test_auxiliary_columns_train_taggers_beside_ner_and_the_checkpoint_needs_no_such_columns(tmp_path, conll_slice):

@@ -166,6 +166,7 @@ class TokenClassificationData(WordVectorsData):
 
     # ----------------------------------------------------------------- what the model is built from
     char_vocab_size = linked(lambda self: len(self.chars))
+    characters = linked(lambda self: list(self.chars.itos), "The character vocabulary in id order (``CasingEmbedding``).")
     labels = linked(lambda self: list(self.tags.itos), "Tag names, O first.")
     auxiliary_labels = linked(lambda self: {name: list(tags.itos) for name, tags in self.auxiliary.items()},
                               "Each auxiliary column's tag names (``auxiliary_columns``).")

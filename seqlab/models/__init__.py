@@ -10,6 +10,7 @@ from seqlab.models.attention import (
     MultiHeadSelfAttention,
 )
 from seqlab.models.augment import SpecAugment
+from seqlab.models.casing import CASING_CLASSES, CasingEmbedding, casing_class
 from seqlab.models.classifiers import MLPClassifier
 from seqlab.models.crf import LinearChainCRF
 from seqlab.models.decoders import (
@@ -84,6 +85,8 @@ __all__ = [
     "AttentionOutput",
     "BeamSearch",
     "Bridge",
+    "CASING_CLASSES",
+    "CasingEmbedding",
     "DecoderAttention",
     "DotAttention",
     "Dropout",
@@ -92,6 +95,7 @@ __all__ = [
     "GNMTLengthPenalty",
     "GeneralAttention",
     "GreedySearch",
+    "casing_class",
     "Hypotheses",
     "LSTMDecoder",
     "LengthNormalization",

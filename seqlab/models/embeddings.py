@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from seqlab import SeqlabError
+from seqlab.models.casing import CasingEmbedding
 from seqlab.models.dropout import DropoutSpec, as_dropout
 from seqlab.models.encoders import BiLSTMEncoder, SequenceEncoder
 from seqlab.models.transformer_embeddings import TransformerWordEmbedding
@@ -363,43 +364,53 @@ class CharBiLSTM(CharEncoder):
 
 
 class TokenEmbedder(nn.Module):
-    """Word vectors, optionally concatenated with character features and transformer word vectors, then dropout:
-    -> (B, T, output_size). ``words`` may be None when a ``transformer`` embedding gives the word vectors."""
+    """Word vectors, optionally concatenated with character features, casing vectors and transformer word vectors,
+    then dropout: -> (B, T, output_size). ``words`` may be None when a ``transformer`` embedding gives the word
+    vectors. ``casing`` (a ``CasingEmbedding``) reads the batch's char ids, as ``chars`` does."""
 
     def __init__(self, words: Optional[WordEmbedder], chars: Optional[CharEncoder] = None, dropout: DropoutSpec = 0.0,
-                 transformer: Optional[TransformerWordEmbedding] = None) -> None:
+                 transformer: Optional[TransformerWordEmbedding] = None,
+                 casing: Optional[CasingEmbedding] = None) -> None:
         super().__init__()
         if words is None and transformer is None:
             raise SeqlabError("the model needs a word_embedding, a transformer (--data.transformer) or both")
         self.words = words
         self.chars = chars
+        self.casing = casing
         self.transformer = transformer
         self.dropout = as_dropout(dropout)
-        self.output_size = sum(part.output_size for part in (words, chars, transformer) if part is not None)
+        self.output_size = sum(part.output_size for part in (words, chars, casing, transformer) if part is not None)
+
+    @property
+    def reads_chars(self) -> bool:
+        """Whether ``parts`` needs the batch's char ids."""
+        return self.chars is not None or self.casing is not None
 
     def parts(self, token_ids: torch.Tensor, mask: torch.Tensor, char_ids: Optional[torch.Tensor] = None,
               transformer_inputs: Optional[Mapping[str, torch.Tensor]] = None) -> dict[str, torch.Tensor]:
         """Each part's features before concatenation and dropout: ``words`` (B, T, D), ``chars`` (B, T, C),
-        ``transformer`` (B, T, H), those the embedder has. ``transformer_inputs``: the batch's transformer keys
-        (``word_features``, or ``piece_ids``...)."""
+        ``casing`` (B, T, S), ``transformer`` (B, T, H), those the embedder has. ``transformer_inputs``: the batch's
+        transformer keys (``word_features``, or ``piece_ids``...)."""
         parts = {"words": self.words(token_ids)} if self.words is not None else {}
+        if self.reads_chars and char_ids is None:
+            raise ValueError("this embedder reads characters (char_encoder or casing) but the batch has no char_ids")
         if self.chars is not None:
-            if char_ids is None:
-                raise ValueError("this embedder has character features but the batch has no char_ids")
             parts["chars"] = self.chars(char_ids, mask)
+        if self.casing is not None:
+            parts["casing"] = self.casing(char_ids)
         if self.transformer is not None:
             parts["transformer"] = self.transformer(transformer_inputs or {}, mask)
         return parts
 
     def concatenate(self, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``parts`` -> (B, T, D + C + H), concatenated in that order."""
+        """``parts`` -> (B, T, D + C + S + H), concatenated in that order."""
         features = list(parts.values())
         return torch.cat(features, dim=-1) if len(features) > 1 else features[0]
 
     def combine(self, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``parts`` -> (B, T, D + C + H): concatenated, then dropout."""
+        """``parts`` -> (B, T, D + C + S + H): concatenated, then dropout."""
         return self.dropout(self.concatenate(parts))
 
     def forward(self, token_ids: torch.Tensor, mask: torch.Tensor, char_ids: Optional[torch.Tensor] = None,
                 transformer_inputs: Optional[Mapping[str, torch.Tensor]] = None) -> torch.Tensor:
-        return self.combine(self.parts(token_ids, mask, char_ids, transformer_inputs))  # (B, T, D + C + H)
+        return self.combine(self.parts(token_ids, mask, char_ids, transformer_inputs))  # (B, T, D + C + S + H)

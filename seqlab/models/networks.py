@@ -17,6 +17,7 @@ from torch import nn
 
 from seqlab import SeqlabError
 from seqlab.models.attention import MultiHeadSelfAttention
+from seqlab.models.casing import CasingEmbedding
 from seqlab.models.dropout import DropoutSpec
 from seqlab.models.embeddings import CharEncoder, TokenEmbedder, WordEmbedder
 from seqlab.models.encoders import EncoderOutput, SequenceEncoder
@@ -134,12 +135,18 @@ class MultiTaskNetwork(nn.Module):
 def build_body(vocab_size: int, padding_idx: int, word_embedding: Optional[Callable[[int, int], WordEmbedder]],
                encoder: Callable[[int], SequenceEncoder], embedding_dropout: DropoutSpec = 0.5,
                char_vocab_size: int = 0, char_encoder: Optional[Callable[[int, int], CharEncoder]] = None,
-               transformer: Optional[TransformerWordEmbedding] = None) -> Body:
+               transformer: Optional[TransformerWordEmbedding] = None,
+               casing: Optional[Callable[[list[str], int], CasingEmbedding]] = None,
+               characters: Optional[Sequence[str]] = None) -> Body:
     """``word_embedding(vocab_size, padding_idx)`` (or None with a ``transformer``), ``char_encoder(char_vocab_size,
-    padding_idx)`` and the transformer's word vectors side by side -> ``encoder(embedder.output_size)``."""
+    padding_idx)``, ``casing(characters, padding_idx)`` (``characters``: the character vocabulary in id order) and the
+    transformer's word vectors side by side -> ``encoder(embedder.output_size)``."""
     words = word_embedding(vocab_size, padding_idx) if word_embedding is not None else None
     chars = char_encoder(char_vocab_size, padding_idx) if char_encoder is not None else None
-    embedder = TokenEmbedder(words, chars, embedding_dropout, transformer)
+    if casing is not None and not characters:
+        raise SeqlabError("--model.casing reads each word's characters, and the data gives no character vocabulary")
+    casing_embedding = casing(list(characters), padding_idx) if casing is not None else None
+    embedder = TokenEmbedder(words, chars, embedding_dropout, transformer, casing_embedding)
     return Body(embedder, encoder(embedder.output_size))
 
 

@@ -12,6 +12,7 @@ from seqlab import SeqlabError
 from seqlab.models import (
     BidirectionalLanguageModel,
     BiLSTMEncoder,
+    CasingEmbedding,
     CRFTagger,
     CharEncoder,
     DropoutSpec,
@@ -61,6 +62,9 @@ class TokenTagging(AdversarialTraining, SequenceTask):
     gradient; the tagging loss becomes ``adversary.mix(clean, perturbed)`` (the perturbed reading's loss is logged
     as ``train/adversarial_loss``). It costs a second pass through the encoder and the head per step; evaluation
     and predictions are unchanged.
+    ``casing(characters, padding_idx)`` (a ``CasingEmbedding``) adds each word's casing class (all lower, initial
+    upper, numeric...; Chiu & Nichols 2016) as a trained vector beside the word and character features, read from
+    the batch's char ids; ``characters``, the data module's character vocabulary, is linked by the CLI.
     """
 
     optional_outputs = {"marginals": "predict_marginals"}
@@ -95,6 +99,8 @@ class TokenTagging(AdversarialTraining, SequenceTask):
         auxiliary_tagger: Callable[[int, list[str]], TaggerHead] = SoftmaxTagger,
         auxiliary_loss_weight: float = 1.0,
         adversary: Optional[EmbeddingAdversary] = None,
+        casing: Optional[Callable[[list[str], int], CasingEmbedding]] = None,
+        characters: Optional[list[str]] = None,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
         self.save_hyperparameters(ignore=["word_vectors", "transformer_weights"])
@@ -104,7 +110,7 @@ class TokenTagging(AdversarialTraining, SequenceTask):
         contextual = TransformerWordEmbedding.build(transformer_spec, transformer_weights) if transformer_spec else None
         self.transformer_lr = transformer_lr
         body = build_body(vocab_size, padding_idx, word_embedding, encoder, embedding_dropout, char_vocab_size,
-                          char_encoder, contextual)
+                          char_encoder, contextual, casing, characters)
         self.model = Network(body, build_tagging_head(body.output_size, self.labels, head, attention))
         self.load_word_vectors(body.embedder.words, word_vectors)
         self.language_model = None
