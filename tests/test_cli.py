@@ -30,6 +30,7 @@ def test_each_link_takes_effect(tmp_path, conll_slice):
     assert model.hparams.padding_idx == data.padding_idx == model.word_embedder.embedding.padding_idx
     assert model.labels == data.labels and model.tagger.num_tags == len(data.labels)
     assert data.labels[0] == "O" and any(label.startswith("S-") for label in data.labels)  # BIOES from config
+    assert "characters" not in model.hparams  # linked, but only a CasingEmbedding reads it: not kept without one
 
 
 def test_checkpoint_round_trip_and_predict_without_config(tmp_path, conll_slice):

@@ -103,7 +103,8 @@ class TokenTagging(AdversarialTraining, SequenceTask):
         characters: Optional[list[str]] = None,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
-        self.save_hyperparameters(ignore=["word_vectors", "transformer_weights"])
+        unread = ["characters"] if casing is None else []  # linked for every model; only casing reads it
+        self.save_hyperparameters(ignore=["word_vectors", "transformer_weights", *unread])
         self.labels = list(labels)
         self.scheme = detect_scheme(self.labels)
         self.predict_marginals = predict_marginals

@@ -7,7 +7,10 @@ import string
 import pytest
 import torch
 
-from seqlab.models import CASING_CLASSES, CasingEmbedding, CharBiLSTM, TokenEmbedder, WordEmbedding, casing_class
+from seqlab import SeqlabError
+from seqlab.models import (BiLSTMEncoder, CASING_CLASSES, CasingEmbedding, CharBiLSTM, TokenEmbedder, WordEmbedding,
+                           casing_class)
+from seqlab.models.networks import build_body
 
 SPECIALS = ["<pad>", "<unk>"]
 #: characters of every kind: ASCII and accented letters, digits of several scripts, a title-case letter, symbols
@@ -104,3 +107,10 @@ def test_the_embedder_puts_casing_after_the_characters_and_needs_char_ids():
 def test_a_bad_size_is_refused():
     with pytest.raises(ValueError, match="embedding_dim"):
         CasingEmbedding(SPECIALS, embedding_dim=0)
+
+
+def test_a_body_with_casing_needs_the_character_vocabulary():
+    with pytest.raises(SeqlabError, match="--model.casing reads each word's characters"):
+        build_body(10, 0, WordEmbedding, BiLSTMEncoder, casing=CasingEmbedding, characters=None)
+    body = build_body(10, 0, WordEmbedding, BiLSTMEncoder, casing=CasingEmbedding, characters=VOCABULARY)
+    assert body.embedder.casing.output_size == 8 and body.embedder.reads_chars
