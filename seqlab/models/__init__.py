@@ -95,7 +95,6 @@ __all__ = [
     "GNMTLengthPenalty",
     "GeneralAttention",
     "GreedySearch",
-    "casing_class",
     "Hypotheses",
     "LSTMDecoder",
     "LengthNormalization",
@@ -153,5 +152,6 @@ __all__ = [
     "ScalarMix",
     "WordEmbedder",
     "WordEmbedding",
+    "casing_class",
     "frobenius_penalty",
 ]

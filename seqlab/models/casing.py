@@ -80,7 +80,7 @@ class CasingEmbedding(nn.Module):
         lower, upper, title = count(CharacterKind.LOWER), count(CharacterKind.UPPER), count(CharacterKind.TITLE)
         tests = torch.stack([
             length == 0,
-            (digits == length),
+            digits == length,
             2 * digits > length,
             (lower > 0) & (upper == 0) & (title == 0),
             (upper > 0) & (lower == 0) & (title == 0),
