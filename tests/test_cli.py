@@ -268,7 +268,8 @@ def test_casing_vectors_from_the_command_line_read_the_linked_characters_and_sur
     assert embedder.casing.output_size == 6 and (embedder.chars is None) == bool(options)
     batch = next(iter(cli.datamodule.train_dataloader()))
     classes = embedder.casing.classes(batch["char_ids"])[batch["mask"]]
-    assert [CASING_CLASSES[i] for i in classes] == [casing_class(w[:30]) for words in batch["tokens"] for w in words]
+    width = cli.datamodule.hparams.max_word_length  # characters kept per word
+    assert [CASING_CLASSES[i] for i in classes] == [casing_class(w[:width]) for words in batch["tokens"] for w in words]
     last = next((tmp_path / "runs").rglob("last.ckpt"))
     predictor = load(str(last))
     assert torch.equal(predictor.task.model.body.embedder.casing.embedding.weight, embedder.casing.embedding.weight)
