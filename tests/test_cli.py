@@ -156,6 +156,35 @@ def test_checkpoint_search_stays_inside_this_runs_directory(tmp_path, conll_slic
     assert SeqlabCLI._run_roots(no_logger.config) == [tmp_path / "checkpoints"]
 
 
+def test_last_checkpoint_is_the_final_one_and_a_users_own_model_checkpoint_is_kept(tmp_path, conll_slice):
+    """last.ckpt holds the final weights when the final epoch is not the best one; and, though Lightning lets a
+    module's configure_callbacks replace the trainer's callbacks of the same type, a ModelCheckpoint given on the
+    command line (here: every epoch) still writes, beside best/last/last-step."""
+    every = tmp_path / "every"
+    own = ["--trainer.callbacks+=pytorch_lightning.callbacks.ModelCheckpoint", "--trainer.callbacks.dirpath",
+           str(every), "--trainer.callbacks.filename", "ep{epoch}", "--trainer.callbacks.save_top_k", "-1",
+           "--trainer.callbacks.auto_insert_metric_name", "false"]
+    cli = SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path, conll_slice), *own,
+                          "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "3",
+                          "--trainer.limit_val_batches", "2", "--model.init_args.checkpoint_every_n_steps", "2"])
+    assert sorted(p.name for p in every.iterdir()) == ["ep0.ckpt", "ep1.ckpt"]
+    saved = {p.name for p in (tmp_path / "runs").rglob("*.ckpt")}
+    assert {"last.ckpt", "last-step.ckpt"} <= saved and any(name.startswith("best-epoch") for name in saved)
+    best = next((tmp_path / "runs").rglob("best-epoch*.ckpt"))
+    assert best.name == "best-epoch00.ckpt"  # so last.ckpt below is not also the best
+    final = torch.load(every / "ep1.ckpt", map_location="cpu", weights_only=True)
+    last = torch.load(next((tmp_path / "runs").rglob("last.ckpt")), map_location="cpu", weights_only=True)
+    assert final["global_step"] == last["global_step"] == 6  # last.ckpt: the final weights, best or not
+    assert final["state_dict"].keys() == last["state_dict"].keys()
+    assert all(torch.equal(final["state_dict"][k], last["state_dict"][k]) for k in final["state_dict"])
+    assert cli.trainer.checkpoint_callback.filename == "best-epoch{epoch:02d}"  # what best resolves to
+
+    cli.trainer.validate(cli.model, datamodule=cli.datamodule)  # callbacks attached again: none doubled
+    checkpoints = [c for c in cli.trainer.callbacks if type(c).__name__ == "ModelCheckpoint"]
+    assert sorted(str(c.filename) for c in checkpoints) == ["best-epoch{epoch:02d}", "ep{epoch}", "last",
+                                                            "last-step"]
+
+
 def test_a_weight_averaging_run_validates_checkpoints_and_predicts_with_the_averaged_weights(tmp_path, conll_slice):
     """With Lightning's EMA callback (README: weight averaging) validation scores the averaged weights, checkpoints
     hold them as ``state_dict``, and seqlab.load and ``seqlab validate`` without the callback use exactly them."""

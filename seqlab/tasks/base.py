@@ -26,10 +26,11 @@ class SequenceTask(pl.LightningModule):
     """Base LightningModule. Subclasses implement ``shared_step(batch, stage) -> loss`` and ``predict_step``, and
     set ``monitor`` (a logged key, e.g. ``val/f1``) and ``monitor_mode``. Metrics are logged as ``{stage}/{name}``.
 
-    Checkpoints: ``best-epochNN.ckpt`` by ``monitor``, ``last.ckpt`` at every validation, and ``last-step.ckpt``
-    every ``checkpoint_every_n_steps`` training steps, so a run killed mid-epoch resumes with ``--ckpt_path last``
-    (the newest of them) exactly where it stopped: the training loader's position is in the checkpoint (see
-    ``ResumableDataLoader``) and so are the random generators' states (``RandomStateCheckpoint``).
+    Checkpoints: ``best-epochNN.ckpt`` by ``monitor``, ``last.ckpt`` at every validation (best or not), and
+    ``last-step.ckpt`` every ``checkpoint_every_n_steps`` training steps, so a run killed mid-epoch resumes with
+    ``--ckpt_path last`` (the newest of them) exactly where it stopped: the training loader's position is in the
+    checkpoint (see ``ResumableDataLoader``) and so are the random generators' states (``RandomStateCheckpoint``).
+    A ``ModelCheckpoint`` of the user's (``--trainer.callbacks+=ModelCheckpoint``, say every epoch) works beside them.
     """
 
     monitor: str = "val/loss"
@@ -53,6 +54,7 @@ class SequenceTask(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.checkpoint_every_n_steps = checkpoint_every_n_steps
+        self._own_checkpoints: list[ModelCheckpoint] = []  # those configure_callbacks made, told from the user's
         self._reset_train_log()
         self._pending_metric_updates: list[tuple[TrainMetric, tuple[torch.Tensor, ...]]] = []  # see update_train_metric
 
@@ -235,14 +237,27 @@ class SequenceTask(pl.LightningModule):
                 and bool(trainer.gradient_clip_val))
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        best = ModelCheckpoint(
-            monitor=self.monitor, mode=self.monitor_mode, save_top_k=1, save_last=True,
-            filename="best-epoch{epoch:02d}", auto_insert_metric_name=False,
-        )
+        best = ModelCheckpoint(monitor=self.monitor, mode=self.monitor_mode, save_top_k=1,
+                               filename="best-epoch{epoch:02d}", auto_insert_metric_name=False)
+        # last.ckpt after every validation, best or not (Lightning's save_last rewrites it only when best saves)
+        latest = ModelCheckpoint(monitor="step", mode="max", save_top_k=1, filename="last",
+                                 enable_version_counter=False)
         # keeps one file, last-step.ckpt, rewritten every N steps: what a run killed mid-epoch resumes from
         periodic = ModelCheckpoint(every_n_train_steps=self.checkpoint_every_n_steps, save_top_k=1,
                                    filename="last-step", enable_version_counter=False)
-        return [best, periodic, RandomStateCheckpoint()]
+        # Lightning drops the trainer's callbacks of a type returned here: the user's own checkpoints (every epoch,
+        # top k by another metric) are returned with seqlab's so they stay, after them (``best`` keeps naming ours)
+        users = [c for c in (self._trainer.callbacks if self._trainer else []) if isinstance(c, ModelCheckpoint)
+                 and not any(c is mine for mine in self._own_checkpoints) and not _lightnings_default(c)]
+        self._own_checkpoints = [best, latest, periodic]
+        return [best, latest, periodic, *users, RandomStateCheckpoint()]
+
+
+def _lightnings_default(checkpoint: ModelCheckpoint) -> bool:
+    """Whether this is the plain ``ModelCheckpoint()`` a trainer adds when given none (seqlab's replace it)."""
+    default = ModelCheckpoint()
+    return (checkpoint.state_key == default.state_key and checkpoint.dirpath is None and checkpoint.filename is None
+            and checkpoint.save_top_k == default.save_top_k and checkpoint.save_last == default.save_last)
 
 
 def moved_key(key: str, moves: dict[str, str]) -> str:
