@@ -156,6 +156,14 @@ def test_checkpoint_search_stays_inside_this_runs_directory(tmp_path, conll_slic
     assert SeqlabCLI._run_roots(no_logger.config) == [tmp_path / "checkpoints"]
 
 
+def test_a_run_writes_seqlabs_three_checkpoints_and_not_lightnings_default(tmp_path, conll_slice):
+    SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path, conll_slice), "--trainer.max_epochs", "1",
+                    "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+                    "--model.init_args.checkpoint_every_n_steps", "2"])
+    assert sorted(p.name for p in (tmp_path / "runs").rglob("*.ckpt")) == ["best-epoch00.ckpt", "last-step.ckpt",
+                                                                          "last.ckpt"]
+
+
 def test_last_checkpoint_is_the_final_one_and_a_users_own_model_checkpoint_is_kept(tmp_path, conll_slice):
     """last.ckpt holds the final weights when the final epoch is not the best one; and, though Lightning lets a
     module's configure_callbacks replace the trainer's callbacks of the same type, a ModelCheckpoint given on the
