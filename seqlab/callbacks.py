@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import BasePredictionWriter
+from pytorch_lightning.callbacks import BasePredictionWriter, WeightAveraging
 from pytorch_lightning.utilities import rank_zero_info
+
+from seqlab import SeqlabError
 
 
 class JsonlPredictionWriter(BasePredictionWriter):
@@ -40,3 +42,55 @@ class JsonlPredictionWriter(BasePredictionWriter):
                 record = {k: v for k, v in record.items() if k != "index"}
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         rank_zero_info(f"wrote {len(records)} predictions to {path}")
+
+
+class EpochWeightAveraging(WeightAveraging):
+    """The plain mean of the weights at the end of each training epoch from ``start_epoch`` (0-based) on:
+    stochastic weight averaging (Izmailov et al. 2018) under the task's own learning-rate schedule.
+
+    An epoch's weights join the mean after its last training step, before its validation, so from ``start_epoch``
+    on validation scores the mean of epochs ``start_epoch..e`` and checkpoints hold it as ``state_dict`` (the
+    current weights under ``current_model_state``): ``--ckpt_path best``, ``seqlab.load`` and export use the mean.
+    Before ``start_epoch`` both are the current weights, as without the callback.
+    """
+
+    def __init__(self, start_epoch: int = 0) -> None:
+        if start_epoch < 0:
+            raise SeqlabError(f"--trainer.callbacks: EpochWeightAveraging start_epoch must be at least 0, got {start_epoch}")
+        super().__init__(use_buffers=True)
+        self.start_epoch = start_epoch
+
+    def should_update(self, step_idx: Optional[int] = None, epoch_idx: Optional[int] = None) -> bool:
+        return False  # on_train_batch_end updates on the epoch's last step itself
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if (trainer.is_last_batch and trainer.current_epoch >= self.start_epoch
+                and trainer.global_step > self._latest_update_step):
+            self._average_model.update_parameters(pl_module)
+            self._latest_update_step = trainer.global_step
+
+    def _averaging(self) -> bool:
+        return self._average_model is not None and int(self._average_model.n_averaged) > 0
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._averaging():
+            super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._averaging():
+            super().on_validation_epoch_end(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        if self._averaging():
+            super().on_save_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._averaging():
+            super().on_train_end(trainer, pl_module)
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        if "averaging_state" in checkpoint:  # saved once averaging began; before, the mean starts afresh
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)

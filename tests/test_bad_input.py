@@ -355,6 +355,8 @@ REFUSED_VALUES = [
      "--data.num_workers must be at least 0 (0 loads in the main process), got -1"),
     ("ner", ["--model.init_args.checkpoint_every_n_steps", "-1"],
      "--model.checkpoint_every_n_steps must be at least 0 (0: last-step.ckpt at epoch ends only), got -1"),
+    ("ner", ["--trainer.callbacks+=seqlab.callbacks.EpochWeightAveraging", "--trainer.callbacks.start_epoch", "-1"],
+     "--trainer.callbacks: EpochWeightAveraging start_epoch must be at least 0, got -1"),
     ("sentiment", ["--data.init_args.max_length", "0"],
      "--data.max_length must be at least 1 token (or null: no limit), got 0"),
     ("translation", ["--data.init_args.max_length", "0"],

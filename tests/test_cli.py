@@ -193,6 +193,48 @@ def test_last_checkpoint_is_the_final_one_and_a_users_own_model_checkpoint_is_ke
                                                             "last-step"]
 
 
+def test_epoch_weight_averaging_is_the_mean_of_the_epochs_weights_and_leaves_training_alone(tmp_path, conll_slice):
+    """EpochWeightAveraging(start_epoch=1) over 3 epochs: epoch 0's checkpoint holds its own weights; later ones the
+    mean of the weights at the end of epochs 1..e (brute force over the per-epoch current weights); the current
+    weights equal those of a run without the callback; validation scored the mean."""
+    def fit(name: str, *extra: str) -> SeqlabCLI:
+        every = tmp_path / name
+        return SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path / f"run_{name}", conll_slice),
+                               "--seed_everything", "3", "--trainer.max_epochs", "3",
+                               "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2",
+                               "--trainer.callbacks+=pytorch_lightning.callbacks.ModelCheckpoint",
+                               "--trainer.callbacks.dirpath", str(every), "--trainer.callbacks.filename", "ep{epoch}",
+                               "--trainer.callbacks.save_top_k", "-1",
+                               "--trainer.callbacks.auto_insert_metric_name", "false", *extra])
+
+    def epochs(name: str) -> list[dict]:
+        return [torch.load(tmp_path / name / f"ep{e}.ckpt", map_location="cpu", weights_only=True) for e in range(3)]
+
+    averaged = fit("averaged", "--trainer.callbacks+=seqlab.callbacks.EpochWeightAveraging",
+                   "--trainer.callbacks.start_epoch", "1")
+    fit("plain")
+    swa, plain = epochs("averaged"), epochs("plain")
+    assert "current_model_state" not in swa[0]
+    current = [swa[0]["state_dict"], swa[1]["current_model_state"], swa[2]["current_model_state"]]
+    for mine, reference in zip(current, plain):
+        assert all(torch.equal(mine[k], reference["state_dict"][k]) for k in mine)
+    for e in (1, 2):
+        for k, value in swa[e]["state_dict"].items():
+            if value.is_floating_point():
+                mean = torch.stack([current[i][k] for i in range(1, e + 1)]).mean(0)
+                torch.testing.assert_close(value, mean, rtol=0, atol=1e-6)
+    assert any(not torch.equal(swa[2]["state_dict"][k], current[2][k]) for k in current[2])
+
+    fitted = float(averaged.trainer.callback_metrics["val/loss"])  # epoch 2's, of the mean of epochs 1 and 2
+    model = averaged.model.state_dict()  # after fit the model holds the mean
+    assert all(torch.equal(model[k], swa[2]["state_dict"][k]) for k in model)
+    trainer = averaged.trainer
+    trainer.callbacks = [c for c in trainer.callbacks if type(c).__name__ != "EpochWeightAveraging"]
+    assert trainer.validate(averaged.model, datamodule=averaged.datamodule)[0]["val/loss"] == pytest.approx(fitted)
+    averaged.model.load_state_dict(current[2])
+    assert trainer.validate(averaged.model, datamodule=averaged.datamodule)[0]["val/loss"] != pytest.approx(fitted)
+
+
 def test_a_weight_averaging_run_validates_checkpoints_and_predicts_with_the_averaged_weights(tmp_path, conll_slice):
     """With Lightning's EMA callback (README: weight averaging) validation scores the averaged weights, checkpoints
     hold them as ``state_dict``, and seqlab.load and ``seqlab validate`` without the callback use exactly them."""
