@@ -14,6 +14,7 @@ from seqlab.export import OnnxPredictor, export
 from seqlab.models import CASING_CLASSES, SequenceDropout, casing_class
 from seqlab.tasks import TokenTagging
 from tests.cli_helpers import CONFIGS, read_rows, run_options, seqlab
+from tests.test_robustness_scripts import script
 
 CRF = str(CONFIGS / "ner" / "conll2003_bilstm_crf.yaml")
 
@@ -224,6 +225,13 @@ def test_epoch_weight_averaging_is_the_mean_of_the_epochs_weights_and_leaves_tra
                 mean = torch.stack([current[i][k] for i in range(1, e + 1)]).mean(0)
                 torch.testing.assert_close(value, mean, rtol=0, atol=1e-6)
     assert any(not torch.equal(swa[2]["state_dict"][k], current[2][k]) for k in current[2])
+
+    averager = script("average_checkpoints")  # its offline form, over the plain run's epochs 1 and 2
+    assert averager.main([str(tmp_path / "mean.ckpt"), str(tmp_path / "plain" / "ep1.ckpt"),
+                          str(tmp_path / "plain" / "ep2.ckpt")]) == 0
+    loaded = load(str(tmp_path / "mean.ckpt")).task.state_dict()
+    for k, value in swa[2]["state_dict"].items():
+        torch.testing.assert_close(loaded[k], value, rtol=0, atol=1e-6)
 
     fitted = float(averaged.trainer.callback_metrics["val/loss"])  # epoch 2's, of the mean of epochs 1 and 2
     model = averaged.model.state_dict()  # after fit the model holds the mean
