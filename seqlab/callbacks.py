@@ -56,7 +56,8 @@ class EpochWeightAveraging(WeightAveraging):
 
     def __init__(self, start_epoch: int = 0) -> None:
         if start_epoch < 0:
-            raise SeqlabError(f"--trainer.callbacks: EpochWeightAveraging start_epoch must be at least 0, got {start_epoch}")
+            raise SeqlabError("--trainer.callbacks: EpochWeightAveraging start_epoch must be at least 0, "
+                              f"got {start_epoch}")
         super().__init__(use_buffers=True)
         self.start_epoch = start_epoch
 
