@@ -173,7 +173,7 @@ def test_last_checkpoint_is_the_final_one_and_a_users_own_model_checkpoint_is_ke
     own = ["--trainer.callbacks+=pytorch_lightning.callbacks.ModelCheckpoint", "--trainer.callbacks.dirpath",
            str(every), "--trainer.callbacks.filename", "ep{epoch}", "--trainer.callbacks.save_top_k", "-1",
            "--trainer.callbacks.auto_insert_metric_name", "false"]
-    cli = SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path, conll_slice), *own,
+    cli = SeqlabCLI(args=["fit", "--config", CRF, *run_options(tmp_path, conll_slice), *own, "--seed_everything", "0",
                           "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "3",
                           "--trainer.limit_val_batches", "2", "--model.init_args.checkpoint_every_n_steps", "2"])
     assert sorted(p.name for p in every.iterdir()) == ["ep0.ckpt", "ep1.ckpt"]
