@@ -123,3 +123,50 @@ class BucketBatchSampler(EpochOrder):
         return math.ceil(len(self.global_batches()) / self.num_replicas) if self.shuffle else len(
             self.global_batches()[self.rank::self.num_replicas]
         )
+
+
+class DocumentBatchSampler(BucketBatchSampler):
+    """Evaluation batches that hold whole documents, for a model that reads a document's sentences together
+    (``DocumentEmissionPooling``). ``documents`` (one per example, -1 for one that belongs to none) groups the examples;
+    a group (a document's examples, or an example of none alone) is never split across batches, so a document longer
+    than ``batch_size`` sentences is a batch of its own. Groups go into batches longest first, as ``BucketBatchSampler``
+    sorts examples. A split of fewer batches than ranks is cut as ``BucketBatchSampler`` cuts it, documents with it.
+    Training batches are ``BucketBatchSampler``'s."""
+
+    def __init__(self, lengths: Sequence[int], documents: Sequence[int], batch_size: int = 32,
+                 max_tokens: Optional[int] = None, shuffle: bool = False, bucket_size: int = 100, seed: int = 0,
+                 num_replicas: Optional[int] = None, rank: Optional[int] = None) -> None:
+        super().__init__(lengths, batch_size, max_tokens, shuffle, bucket_size, seed, num_replicas, rank)
+        self.documents = np.asarray(documents, dtype=np.int64)
+        if self.documents.shape != self.lengths.shape:
+            raise ValueError(f"{len(self.documents)} document ids for {len(self.lengths)} examples")
+
+    def groups(self) -> list[np.ndarray]:
+        """The examples of each document, and each example of none alone, longest group first."""
+        by_document: dict[int, list[int]] = {}
+        groups = []
+        for example, document in enumerate(self.documents.tolist()):
+            if document < 0:
+                groups.append([example])
+            elif document in by_document:
+                by_document[document].append(example)
+            else:
+                by_document[document] = [example]
+                groups.append(by_document[document])
+        arrays = [np.asarray(group, dtype=np.int64) for group in groups]
+        return sorted(arrays, key=lambda group: -int(self.lengths[group].max()))
+
+    def global_batches(self) -> list[np.ndarray]:
+        if self.shuffle:
+            return super().global_batches()
+        batches, current = [], []
+        for group in self.groups():
+            if current and len(current) + len(group) > self.batch_size:
+                batches.append(np.asarray(current, dtype=np.int64))
+                current = []
+            current.extend(group.tolist())
+        if current:
+            batches.append(np.asarray(current, dtype=np.int64))
+        if len(batches) < self.num_replicas:
+            return super().global_batches()
+        return batches

@@ -9,6 +9,7 @@ _EXPORTS = {
     "InMemory": "seqlab.data.streaming",
     "Streaming": "seqlab.data.streaming",
     "BucketBatchSampler": "seqlab.data.sampler",
+    "DocumentBatchSampler": "seqlab.data.sampler",
     "FrameBatch": "seqlab.data_modules.speech",
     "SpeechFrameData": "seqlab.data_modules.speech",
     "SentenceBatch": "seqlab.data_modules.text_classification",

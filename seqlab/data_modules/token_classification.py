@@ -16,11 +16,13 @@ from seqlab import SeqlabError
 from seqlab.data.readers import (CoNLLUReader, ColumnReader, DocumentReader, JsonlReader, LinesReader, Reader,
                                  head_lines, is_parquet)
 from seqlab.data.rows import pad, rowwise
+from seqlab.data.sampler import BucketBatchSampler, DocumentBatchSampler
 from seqlab.data.transformer import TRANSFORMER_COLUMNS, TransformerBatch
 from seqlab.data_modules.base import linked
 from seqlab.data_modules.words import WordVectorsData
 from seqlab.encoders.pretokenizers import PreTokenizer, TreebankPreTokenizer
 from seqlab.encoders.vocab import Vocabulary
+from seqlab.models.document_pooling import pooling_key
 from seqlab.tagging import convert_tags, first_malformed, label_order, scheme_tags, unknown_tag_message
 
 _FEATURES = datasets.Features({
@@ -30,6 +32,7 @@ _FEATURES = datasets.Features({
     "line": datasets.Value("int64"),
     "error": datasets.Value("string"),
     "auxiliary": datasets.Sequence(datasets.Sequence(datasets.Value("string"))),  # per auxiliary column, its tags
+    "document": datasets.Value("int64"),  # the sentence's document in its file; -1: none (rows, raw text)
 })
 #: raw text to tag (predict): the text and each token's character span in it
 _RAW_FEATURES = datasets.Features({**_FEATURES, "text": datasets.Value("string"),
@@ -40,7 +43,9 @@ _RAW_FEATURES = datasets.Features({**_FEATURES, "text": datasets.Value("string")
 class TokenBatch(TransformerBatch):
     """token_ids (B, T); char_ids (B, T, L), 0 = padding; mask (B, T) bool, True = real token; lengths (B,);
     tag_ids (B, T), 0 on padding; index (B,) example positions in their split; tokens: the words; text: the raw
-    input (the tokens joined by spaces for pre-tokenized data); offsets: each token's (start, end) in text; with a
+    input (the tokens joined by spaces for pre-tokenized data); offsets: each token's (start, end) in text;
+    documents (B,) each example's document, ``-1 - index`` for an example of none (each its own); pool_keys (B, T)
+    an id per distinct ``pooling_key`` in the batch, -1 for tokens without one and on padding; with a
     ``transformer`` option, its keys (``TransformerBatch``); in training batches of data with
     ``auxiliary_columns``, auxiliary_tag_ids (B, A, T): each auxiliary column's tag ids, 0 on padding."""
 
@@ -53,6 +58,8 @@ class TokenBatch(TransformerBatch):
     tokens: list[list[str]]
     text: list[str]
     offsets: list[list[tuple[int, int]]]
+    documents: torch.Tensor
+    pool_keys: torch.Tensor
 
 
 def location(source: str, line: int, token: int) -> str:
@@ -61,32 +68,38 @@ def location(source: str, line: int, token: int) -> str:
 
 
 def sentence_row(tokens: list[str], tags: list[str], source: str, line: int, error: str, tag_format: str,
-                 tag_scheme: str, auxiliary: Sequence[list[str]] = ()) -> dict:
+                 tag_scheme: str, auxiliary: Sequence[list[str]] = (), document: int = -1) -> dict:
     """A sentence with its tags converted from ``tag_format`` to ``tag_scheme`` (``plain`` labels, such as
-    part-of-speech tags, as they are), and its ``auxiliary`` tag lists as they are; a malformed tag makes it a bad
-    row (its ``error``)."""
+    part-of-speech tags, as they are), its ``auxiliary`` tag lists as they are, and its ``document`` (-1: none); a
+    malformed tag makes it a bad row (its ``error``)."""
     malformed = None if error or tag_format == "plain" else first_malformed(tags)
     if malformed is not None:
         error = f"{location(source, line, malformed[0])}: {malformed[1]}"
     elif not error and tag_format != "plain":
         tags = convert_tags(tags, tag_format, tag_scheme)
     return {"tokens": tokens, "tags": list(tags), "source": source, "line": line, "error": error,
-            "auxiliary": [list(column) for column in auxiliary]}
+            "auxiliary": [list(column) for column in auxiliary], "document": document}
 
 
 def _sentences(signature: tuple, reader: Reader, split: str, tag_format: str, tag_scheme: str):
-    """The sentences of the files, with the reader's extra columns as auxiliary tags."""
+    """The sentences of the files, with the reader's extra columns as auxiliary tags and their documents numbered
+    across the files (-1 for sentences before a file's first document separator: in none)."""
+    documents_before = 0
     for path, *_ in signature:
+        last = 0
         for row in reader.rows(Path(path), split):
+            last = row.get("document", 0)
+            document = documents_before + last - 1 if last > 0 else -1
             yield sentence_row(row["tokens"], row["tags"], row["source"], row["line"], row["error"], tag_format,
-                               tag_scheme, row.get("extra", ()))
+                               tag_scheme, row.get("extra", ()), document)
+        documents_before += last
 
 
 def raw_sentence(text: str, pre_tokenizer: PreTokenizer, source: str, line: int) -> dict:
     """A raw text to tag: its tokens and their character spans (``pre_tokenizer``)."""
     tokens = pre_tokenizer.tokenize(text)
     return {"tokens": [t.text for t in tokens], "tags": [], "auxiliary": [], "source": source, "line": line,
-            "text": text, "starts": [t.start for t in tokens], "ends": [t.end for t in tokens],
+            "document": -1, "text": text, "starts": [t.start for t in tokens], "ends": [t.end for t in tokens],
             "error": "" if tokens else f"{source}:{line}: empty sentence"}
 
 
@@ -123,7 +136,7 @@ class TokenClassificationData(WordVectorsData):
     """
 
     default_pre_tokenizer = functools.partial(TreebankPreTokenizer, ptb_quotes=False)
-    batch_columns = ("token_ids", "char_ids", "tag_ids", "length", "index", "tokens")
+    batch_columns = ("token_ids", "char_ids", "tag_ids", "length", "index", "tokens", "document")
     raw_columns = ("tokens", "tags", "source", "line", "auxiliary")
     # raw text to tag; a transformer's; the training split's auxiliary tags
     optional_columns = ("text", "starts", "ends", *TRANSFORMER_COLUMNS, "auxiliary_tag_ids")
@@ -272,6 +285,15 @@ class TokenClassificationData(WordVectorsData):
                           for name, tags in state_dict.get("auxiliary", {}).items()}  # none before auxiliary_columns
 
     # ----------------------------------------------------------------- encoding and batching
+    def batch_sampler(self, split: str, shuffle: bool) -> BucketBatchSampler:
+        """Evaluation batches of a split whose sentences come in documents hold whole documents
+        (``DocumentBatchSampler``), so that a ``DocumentEmissionPooling`` sees all of a document's sentences."""
+        documents = self.encoded(split).columns.get("document")
+        if shuffle or documents is None or not (np.asarray(documents, dtype=np.int64) >= 0).any():
+            return super().batch_sampler(split, shuffle)
+        return DocumentBatchSampler(self.encoded(split).columns["length"], documents,
+                                    batch_size=self.eval_batch_size, seed=self.seed if self.seed is not None else 0)
+
     def batch_encoder(self, split: str) -> Callable[[dict, list[int]], dict]:
         words, chars, tags = self.words, self.chars, self.tags
         max_word_length, plain = self.hparams.max_word_length, self.hparams.tag_format == "plain"
@@ -316,9 +338,29 @@ class TokenClassificationData(WordVectorsData):
             tokens=[e["tokens"] for e in examples],
             text=list(texts),
             offsets=list(offsets),
+            documents=torch.tensor([document_of(e) for e in examples]),
+            pool_keys=pool_key_ids([e["tokens"] for e in examples], longest),
             **self.transformer_batch(examples, longest),
             **auxiliary_batch(examples, longest),
         )
+
+
+def document_of(example: dict) -> int:
+    """The example's document; ``-1 - index`` for an example of none, so that it is a document of its own."""
+    document = example.get("document", -1)
+    return document if document >= 0 else -1 - example["index"]
+
+
+def pool_key_ids(tokens: list[list[str]], longest: int) -> torch.Tensor:
+    """(B, T) long: the same id for tokens of the same ``pooling_key`` in the batch, -1 for none and on padding."""
+    ids: dict[str, int] = {}
+    keys = torch.full((len(tokens), longest), -1, dtype=torch.long)
+    for row, sentence in enumerate(tokens):
+        for position, token in enumerate(sentence):
+            key = pooling_key(token)
+            if key is not None:
+                keys[row, position] = ids.setdefault(key, len(ids))
+    return keys
 
 
 def auxiliary_batch(examples: list[dict], longest: int) -> dict:

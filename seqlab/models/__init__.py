@@ -49,6 +49,7 @@ from seqlab.models.cells import (
     VariationalLSTMCell,
     WeightDropLSTM,
 )
+from seqlab.models.document_pooling import DocumentEmissionPooling, pooling_key
 from seqlab.models.dropout import Dropout, DropoutSpec, SequenceDropout
 from seqlab.models.encoders import (
     BiGRUEncoder,
@@ -89,6 +90,7 @@ __all__ = [
     "CasingEmbedding",
     "DecoderAttention",
     "DotAttention",
+    "DocumentEmissionPooling",
     "Dropout",
     "DropoutSpec",
     "EmbeddingAdversary",
@@ -153,5 +155,6 @@ __all__ = [
     "WordEmbedder",
     "WordEmbedding",
     "casing_class",
+    "pooling_key",
     "frobenius_penalty",
 ]

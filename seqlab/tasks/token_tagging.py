@@ -15,6 +15,7 @@ from seqlab.models import (
     CasingEmbedding,
     CRFTagger,
     CharEncoder,
+    DocumentEmissionPooling,
     DropoutSpec,
     EmbeddingAdversary,
     MultiHeadSelfAttention,
@@ -65,6 +66,10 @@ class TokenTagging(AdversarialTraining, SequenceTask):
     ``casing(characters, padding_idx)`` (a ``CasingEmbedding``) adds each word's casing class (all lower, initial
     upper, numeric...; Chiu & Nichols 2016) as a trained vector beside the word and character features, read from
     the batch's char ids; ``characters``, the data module's character vocabulary, is linked by the CLI.
+    ``document_pooling`` (a ``DocumentEmissionPooling``) decodes validation, test and predictions from emissions pooled
+    over each capitalised word's occurrences in its document (the data module's evaluation batches hold whole
+    documents; a raw text to tag is a document of its own); training and the loss are unchanged, so it can be added
+    to a trained model's config to evaluate or tag with it.
     """
 
     optional_outputs = {"marginals": "predict_marginals"}
@@ -101,6 +106,7 @@ class TokenTagging(AdversarialTraining, SequenceTask):
         adversary: Optional[EmbeddingAdversary] = None,
         casing: Optional[Callable[[list[str], int], CasingEmbedding]] = None,
         characters: Optional[list[str]] = None,
+        document_pooling: Optional[DocumentEmissionPooling] = None,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, checkpoint_every_n_steps)
         unread = ["characters"] if casing is None else []  # linked for every model; only casing reads it
@@ -136,6 +142,7 @@ class TokenTagging(AdversarialTraining, SequenceTask):
         self.auxiliary_taggers = nn.ModuleDict({name: auxiliary_tagger(body.output_size, list(names))
                                                 for name, names in (auxiliary_labels or {}).items()})
         self.adversary = adversary
+        self.document_pooling = document_pooling
         self.metrics = nn.ModuleDict({stage: EntityF1(self.labels) for stage in ("val", "test")})
 
     @property
@@ -176,8 +183,15 @@ class TokenTagging(AdversarialTraining, SequenceTask):
             self.log(f"{stage}/loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=True, on_step=False,
                      on_epoch=True)
         if stage in self.metrics:
-            self.metrics[stage].update(self.tagger.decode(emissions, batch["mask"]), batch["tag_ids"], batch["mask"])
+            self.metrics[stage].update(self.tagger.decode(self.decoded_emissions(emissions, batch), batch["mask"]),
+                                       batch["tag_ids"], batch["mask"])
         return loss
+
+    def decoded_emissions(self, emissions: torch.Tensor, batch: TokenBatch) -> torch.Tensor:
+        """The emissions (B, T, K) that tags are decoded from: ``document_pooling``'s, if any."""
+        if self.document_pooling is None:
+            return emissions
+        return self.document_pooling(emissions, batch["pool_keys"], batch["documents"])
 
     def auxiliary_losses(self, states: torch.Tensor, batch: TokenBatch) -> dict[str, torch.Tensor]:
         """``train/<name>_loss`` of each auxiliary tagger over the encoder states (B, T, H), its tags in the batch's
@@ -209,7 +223,8 @@ class TokenTagging(AdversarialTraining, SequenceTask):
         ``confidence``, the model's probability of exactly this entity (for a CRF, from forward-backward: the
         probability that the tag path holds the entity's tags and does not extend it). With ``predict_marginals``,
         ``marginals``: per token, each label's marginal probability."""
-        return tag_records(self.tagger, self(batch), batch, self.labels, self.scheme, self.predict_marginals)
+        return tag_records(self.tagger, self.decoded_emissions(self(batch), batch), batch, self.labels, self.scheme,
+                           self.predict_marginals)
 
 
 def tag_records(tagger: TaggerHead, emissions: torch.Tensor, batch: TokenBatch, labels: list[str],

@@ -5,7 +5,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from seqlab.data_modules import BucketBatchSampler
+from seqlab.data_modules import BucketBatchSampler, DocumentBatchSampler
 
 
 def random_lengths(n, seed=0, high=40):
@@ -170,3 +170,47 @@ def test_training_fewer_batches_than_ranks_still_gives_every_rank_a_batch(world,
     assert [len(b) for b in batches] == [len(s) for s in samplers]
     assert len({len(b) for b in batches}) == 1
     assert all(len(b) >= 1 for b in batches)
+
+
+# =============================================================================================== documents
+def random_documents(n, seed=0, documents=12):
+    """Document ids in runs (as files give them), with some examples of no document (-1)."""
+    rng = np.random.default_rng(seed)
+    ids = np.sort(rng.integers(0, documents, size=n))
+    ids[rng.random(n) < 0.1] = -1
+    return ids.tolist()
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+@pytest.mark.parametrize("n, batch_size", [(97, 8), (40, 1), (200, 30)])
+def test_document_batches_hold_whole_documents_and_every_example_once(world, n, batch_size):
+    lengths, documents = random_lengths(n, seed=n), random_documents(n, seed=n)
+    batches = [b for r in range(world)
+               for b in DocumentBatchSampler(lengths, documents, batch_size=batch_size, num_replicas=world, rank=r)]
+    assert Counter(i for b in batches for i in b) == Counter(range(n))
+    batch_of = {i: k for k, b in enumerate(batches) for i in b}
+    for document in set(documents) - {-1}:
+        members = [i for i in range(n) if documents[i] == document]
+        assert len({batch_of[i] for i in members}) == 1, f"document {document} split over batches"
+    for b in batches:  # over batch_size only when one document alone is that long
+        assert len(b) <= batch_size or len({documents[i] for i in b}) == 1
+
+
+def test_document_batches_pack_documents_longest_first_and_examples_of_none_alone():
+    lengths = [3, 9, 2, 5, 4, 1]
+    documents = [0, 0, -1, 1, 1, -1]
+    batches = list(DocumentBatchSampler(lengths, documents, batch_size=2, num_replicas=1, rank=0))
+    assert batches == [[0, 1], [3, 4], [2, 5]]
+    assert list(DocumentBatchSampler(lengths, documents, batch_size=3, num_replicas=1, rank=0)) == \
+        [[0, 1], [3, 4, 2], [5]]
+
+
+def test_document_sampler_trains_as_the_bucket_sampler_does():
+    lengths, documents = random_lengths(80, seed=5), random_documents(80, seed=5)
+    kwargs = dict(batch_size=6, shuffle=True, seed=4, num_replicas=1, rank=0)
+    assert list(DocumentBatchSampler(lengths, documents, **kwargs)) == list(BucketBatchSampler(lengths, **kwargs))
+
+
+def test_document_ids_must_match_the_examples():
+    with pytest.raises(ValueError, match="3 document ids for 2 examples"):
+        DocumentBatchSampler([1, 2], [0, 0, 1])

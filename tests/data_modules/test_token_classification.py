@@ -133,7 +133,8 @@ def test_collate_pads_and_masks(make_data, conll_dir, conll_expected):
     train = data.encoded("train")
     examples = [train[3], train[1]]  # lengths 12 and 2
     batch = data.collate(examples)
-    assert set(batch) == {"token_ids", "char_ids", "mask", "lengths", "tag_ids", "index", "tokens", "text", "offsets"}
+    assert set(batch) == {"token_ids", "char_ids", "mask", "lengths", "tag_ids", "index", "tokens", "text", "offsets",
+                          "documents", "pool_keys"}
     assert batch["text"][1] == "Peter Blackburn" and batch["offsets"][1] == [(0, 5), (6, 15)]
     assert batch["lengths"].tolist() == [12, 2]
     assert batch["index"].tolist() == [3, 1]
@@ -197,6 +198,44 @@ def test_every_validation_example_appears_exactly_once(make_data, tmp_path, batc
             for row, i in enumerate(b["index"].tolist()):
                 assert b["tokens"][row] == valid[i]["tokens"]
                 assert b["lengths"][row] == len(valid[i]["tokens"])
+
+
+# =============================================================================================== documents
+def test_sentences_keep_their_document_numbered_across_the_files_of_a_split(make_data, conll_dir):
+    data = make_data(conll_dir)
+    assert data.raw_split("train")["document"] == [0, 0, 0, 1]
+    assert data.raw_split("validation")["document"] == [0, 0]
+    assert data.raw_split("test")["document"] == [-1, -1, -1]  # no -DOCSTART- lines: each sentence alone
+    both = make_data(conll_dir, data_files={"train": ["train.txt", "valid.txt"], "validation": "valid.txt"})
+    assert both.raw_split("train")["document"] == [0, 0, 0, 1, 2, 2]
+
+
+def test_batches_give_documents_and_the_same_key_to_a_words_capitalised_occurrences(make_data, conll_dir):
+    data = make_data(conll_dir)
+    train, test = data.encoded("train"), data.encoded("test")
+    batch = data.collate([train[0], train[3], train[1]])  # EU rejects German call . / The European ... German ...
+    assert batch["documents"].tolist() == [0, 1, 0]
+    keys = batch["pool_keys"]
+    assert keys[0, 2] == keys[1, 9] >= 0  # German, German
+    assert keys[0, 0] != keys[0, 2] and keys[0, 0] >= 0 and keys[2, 0] >= 0  # EU, Peter
+    assert keys[0, 1] == keys[0, 3] == -1  # rejects, call
+    assert (keys[2, 2:] == -1).all() and (keys[0, 5:] == -1).all()  # padding
+    assert len(set(keys[keys >= 0].tolist())) == 8  # EU German The European Commission Thursday Peter Blackburn
+    lone = data.collate([test[2], test[0]])
+    assert lone["documents"].tolist() == [-3, -1]  # -1 - index: each sentence its own document
+
+
+@pytest.mark.parametrize("eval_batch_size,expected", [(1, [[3], [0, 1, 2]]), (3, [[3], [0, 1, 2]]),
+                                                      (4, [[0, 1, 2, 3]])])
+def test_evaluation_batches_hold_whole_documents(make_data, conll_dir, eval_batch_size, expected):
+    """train.txt as the validation split: document 0 is sentences 0-2 (5, 2 and 2 tokens), document 1 sentence 3
+    (12 tokens); a document is never split, even when it is longer than the batch size."""
+    data = make_data(conll_dir, eval_batch_size=eval_batch_size,
+                     data_files={"train": "train.txt", "validation": "train.txt"})
+    batches = list(data.val_dataloader())
+    assert [sorted(b["index"].tolist()) for b in batches] == expected
+    for b in batches:
+        assert b["documents"].tolist() == [[0, 0, 0, 1][i] for i in b["index"].tolist()]
 
 
 def test_conll_val_and_test_loaders_cover_their_splits(make_data, conll_dir, conll_expected):

@@ -8,7 +8,7 @@ import torch
 from pytorch_lightning.loggers import Logger
 
 from seqlab import SeqlabError
-from seqlab.data_modules.token_classification import spans
+from seqlab.data_modules.token_classification import pool_key_ids, spans
 from seqlab.models import (
     BidirectionalLanguageModel,
     BiGRUEncoder,
@@ -16,6 +16,7 @@ from seqlab.models import (
     CharBiLSTM,
     CharCNN,
     CRFTagger,
+    DocumentEmissionPooling,
     EmbeddingAdversary,
     MultiHeadSelfAttention,
     PretrainedWordEmbedding,
@@ -25,6 +26,7 @@ from seqlab.models import (
     WordEmbedding,
 )
 from seqlab.tasks import TokenTagging
+from seqlab.tasks.metrics import EntityF1
 from tests.tasks.batches import Batches
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
@@ -90,6 +92,34 @@ def test_training_a_few_steps_fits_a_batch_and_predict_records_are_consistent():
             assert record["tags"][entity["token_start"]].startswith("B-")
             assert record["text"][entity["start"]:entity["end"]] == entity["text"]
             assert entity["text"] == " ".join(record["tokens"][entity["token_start"]:entity["token_end"]])
+
+
+def test_document_pooling_decodes_evaluation_and_predictions_from_pooled_emissions():
+    """Untrained weights, pooling weight 1: each capitalised word's occurrences in a document get one score vector,
+    so tags differ from plain decoding; validation F1 and predict records must be those of the pooled emissions."""
+    torch.manual_seed(0)
+    pooling = DocumentEmissionPooling(1.0)
+    model = TokenTagging(30, LABELS, char_vocab_size=20, embedding_dropout=0.0, document_pooling=pooling,
+                         encoder=partial(BiLSTMEncoder, hidden_size=8), head=partial(CRFTagger, constrained=False))
+    model.eval()
+    batch = make_batch(torch.Generator().manual_seed(3))
+    tokens = [["Essex", "beat", "Kent", "at", "Essex"], ["KENT", "Essex"], ["Kent", "lost", "to", "ESSEX"]]
+    texts, offsets = zip(*(spans({"tokens": t}) for t in tokens))
+    batch.update(tokens=tokens, text=list(texts), offsets=list(offsets), documents=torch.tensor([4, 4, -3]),
+                 pool_keys=pool_key_ids(tokens, 5))
+    with torch.no_grad():
+        emissions = model(batch)
+        pooled = pooling(emissions, batch["pool_keys"], batch["documents"])
+        plain_tags = model.tagger.decode(emissions, batch["mask"])
+        pooled_tags = model.tagger.decode(pooled, batch["mask"])
+        assert not torch.equal(plain_tags, pooled_tags)
+        records = model.predict_step(batch)
+        model.shared_step(batch, "val")
+    assert [record["tags"] for record in records] == [[LABELS[i] for i in row[:n]] for row, n in
+                                                       zip(pooled_tags.tolist(), batch["lengths"].tolist())]
+    expected = EntityF1(LABELS)
+    expected.update(pooled_tags, batch["tag_ids"], batch["mask"])
+    assert model.metrics["val"].compute() == expected.compute()
 
 
 class _CaptureLogger(Logger):
