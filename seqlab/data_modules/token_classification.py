@@ -6,38 +6,24 @@ from __future__ import annotations
 import copy
 import functools
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, Sequence
+from typing import Any, Callable, Literal, Optional
 
 import datasets
 import numpy as np
 import torch
 
 from seqlab import SeqlabError
-from seqlab.data.readers import (CoNLLUReader, ColumnReader, DocumentReader, JsonlReader, LinesReader, Reader,
-                                 head_lines, is_parquet)
+from seqlab.data.readers import CoNLLUReader, ColumnReader, DocumentReader, JsonlReader, Reader, head_lines, is_parquet
 from seqlab.data.rows import pad, rowwise
+from seqlab.data.token_rows import (RAW_TOKEN_FEATURES, TOKEN_FEATURES, auxiliary_batch, column_sentences, document_of,
+                                    location, pool_key_ids, raw_sentence, raw_text_sentences, sentence_row, spans)
 from seqlab.data.sampler import BucketBatchSampler, DocumentBatchSampler
 from seqlab.data.transformer import TRANSFORMER_COLUMNS, TransformerBatch
 from seqlab.data_modules.base import linked
 from seqlab.data_modules.words import WordVectorsData
-from seqlab.encoders.pretokenizers import PreTokenizer, TreebankPreTokenizer
+from seqlab.encoders.pretokenizers import TreebankPreTokenizer
 from seqlab.encoders.vocab import Vocabulary
-from seqlab.models.document_pooling import pooling_key
-from seqlab.tagging import convert_tags, first_malformed, label_order, scheme_tags, unknown_tag_message
-
-_FEATURES = datasets.Features({
-    "tokens": datasets.Sequence(datasets.Value("string")),
-    "tags": datasets.Sequence(datasets.Value("string")),
-    "source": datasets.Value("string"),
-    "line": datasets.Value("int64"),
-    "error": datasets.Value("string"),
-    "auxiliary": datasets.Sequence(datasets.Sequence(datasets.Value("string"))),  # per auxiliary column, its tags
-    "document": datasets.Value("int64"),  # the sentence's document in its file; -1: none (rows, raw text)
-})
-#: raw text to tag (predict): the text and each token's character span in it
-_RAW_FEATURES = datasets.Features({**_FEATURES, "text": datasets.Value("string"),
-                                   "starts": datasets.Sequence(datasets.Value("int64")),
-                                   "ends": datasets.Sequence(datasets.Value("int64"))})
+from seqlab.tagging import label_order, scheme_tags, unknown_tag_message
 
 
 class TokenBatch(TransformerBatch):
@@ -60,54 +46,6 @@ class TokenBatch(TransformerBatch):
     offsets: list[list[tuple[int, int]]]
     documents: torch.Tensor
     pool_keys: torch.Tensor
-
-
-def location(source: str, line: int, token: int) -> str:
-    """``file:line`` of a token in a line-based file; ``file: row R, token K`` for row-based data (line 0)."""
-    return f"{source}:{line + token}" if line > 0 else f"{source}, token {token + 1}"
-
-
-def sentence_row(tokens: list[str], tags: list[str], source: str, line: int, error: str, tag_format: str,
-                 tag_scheme: str, auxiliary: Sequence[list[str]] = (), document: int = -1) -> dict:
-    """A sentence with its tags converted from ``tag_format`` to ``tag_scheme`` (``plain`` labels, such as
-    part-of-speech tags, as they are), its ``auxiliary`` tag lists as they are, and its ``document`` (-1: none); a
-    malformed tag makes it a bad row (its ``error``)."""
-    malformed = None if error or tag_format == "plain" else first_malformed(tags)
-    if malformed is not None:
-        error = f"{location(source, line, malformed[0])}: {malformed[1]}"
-    elif not error and tag_format != "plain":
-        tags = convert_tags(tags, tag_format, tag_scheme)
-    return {"tokens": tokens, "tags": list(tags), "source": source, "line": line, "error": error,
-            "auxiliary": [list(column) for column in auxiliary], "document": document}
-
-
-def _sentences(signature: tuple, reader: Reader, split: str, tag_format: str, tag_scheme: str):
-    """The sentences of the files, with the reader's extra columns as auxiliary tags and their documents numbered
-    across the files (-1 for sentences before a file's first document separator: in none)."""
-    documents_before = 0
-    for path, *_ in signature:
-        last = 0
-        for row in reader.rows(Path(path), split):
-            last = row.get("document", 0)
-            document = documents_before + last - 1 if last > 0 else -1
-            yield sentence_row(row["tokens"], row["tags"], row["source"], row["line"], row["error"], tag_format,
-                               tag_scheme, row.get("extra", ()), document)
-        documents_before += last
-
-
-def raw_sentence(text: str, pre_tokenizer: PreTokenizer, source: str, line: int) -> dict:
-    """A raw text to tag: its tokens and their character spans (``pre_tokenizer``)."""
-    tokens = pre_tokenizer.tokenize(text)
-    return {"tokens": [t.text for t in tokens], "tags": [], "auxiliary": [], "source": source, "line": line,
-            "document": -1, "text": text, "starts": [t.start for t in tokens], "ends": [t.end for t in tokens],
-            "error": "" if tokens else f"{source}:{line}: empty sentence"}
-
-
-def _raw_sentences(signature: tuple, pre_tokenizer: PreTokenizer):
-    for path, *_ in signature:
-        for row in LinesReader().rows(Path(path)):
-            sentence = raw_sentence(row["fields"].get("text", ""), pre_tokenizer, row["source"], row["line"])
-            yield {**sentence, "error": row["error"] or sentence["error"]}
 
 
 class TokenClassificationData(WordVectorsData):
@@ -185,7 +123,7 @@ class TokenClassificationData(WordVectorsData):
                               "Each auxiliary column's tag names (``auxiliary_columns``).")
 
     # ----------------------------------------------------------------- reading
-    row_features = _FEATURES
+    row_features = TOKEN_FEATURES
 
     def formats(self) -> list[Reader]:
         return [CoNLLUReader(), self.column_reader]
@@ -203,7 +141,7 @@ class TokenClassificationData(WordVectorsData):
         if auxiliary:
             reader = copy.copy(reader)
             reader.extra_columns = tuple(self.auxiliary_columns.values())
-        return _sentences, {"signature": self.signature(files), "reader": reader, "split": split,
+        return column_sentences, {"signature": self.signature(files), "reader": reader, "split": split,
                             "tag_format": self.hparams.tag_format, "tag_scheme": self.hparams.tag_scheme}
 
     def row_format(self, path: Path) -> Optional[str]:
@@ -213,12 +151,12 @@ class TokenClassificationData(WordVectorsData):
 
     def read_predict(self, path: Path) -> datasets.Dataset:
         """Raw text, one sentence per line, split into tokens by the pre-tokenizer (with character spans)."""
-        return self.generated("predict", _raw_sentences, _RAW_FEATURES, signature=self.signature([path]),
+        return self.generated("predict", raw_text_sentences, RAW_TOKEN_FEATURES, signature=self.signature([path]),
                               pre_tokenizer=self.pre_tokenizer)
 
     def input_rows(self, inputs: list) -> datasets.Dataset:
         rows = [raw_sentence(str(text), self.pre_tokenizer, "input", number) for number, text in enumerate(inputs, 1)]
-        return datasets.Dataset.from_list(rows, features=_RAW_FEATURES)
+        return datasets.Dataset.from_list(rows, features=RAW_TOKEN_FEATURES)
 
     def standardize(self, split: str, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
         """Rows with ``tokens_field``/``tags_field`` -> the reader columns, tag ids turned into strings."""
@@ -343,39 +281,3 @@ class TokenClassificationData(WordVectorsData):
             **self.transformer_batch(examples, longest),
             **auxiliary_batch(examples, longest),
         )
-
-
-def document_of(example: dict) -> int:
-    """The example's document; ``-1 - index`` for an example of none, so that it is a document of its own."""
-    document = example.get("document", -1)
-    return document if document >= 0 else -1 - example["index"]
-
-
-def pool_key_ids(tokens: list[list[str]], longest: int) -> torch.Tensor:
-    """(B, T) long: the same id for tokens of the same ``pooling_key`` in the batch, -1 for none and on padding."""
-    ids: dict[str, int] = {}
-    keys = torch.full((len(tokens), longest), -1, dtype=torch.long)
-    for row, sentence in enumerate(tokens):
-        for position, token in enumerate(sentence):
-            key = pooling_key(token)
-            if key is not None:
-                keys[row, position] = ids.setdefault(key, len(ids))
-    return keys
-
-
-def auxiliary_batch(examples: list[dict], longest: int) -> dict:
-    """``auxiliary_tag_ids`` (B, A, T), 0 on padding, where the examples have auxiliary tags; else nothing."""
-    if "auxiliary_tag_ids" not in examples[0]:
-        return {}
-    return {"auxiliary_tag_ids": torch.stack([pad(e["auxiliary_tag_ids"], width=longest) for e in examples])}
-
-
-def spans(example: dict) -> tuple[str, list[tuple[int, int]]]:
-    """(text, each token's (start, end) in it): the raw input's, or the tokens joined by single spaces."""
-    if example.get("starts") is not None:
-        return example["text"], list(zip(example["starts"], example["ends"]))
-    offsets, start = [], 0
-    for token in example["tokens"]:
-        offsets.append((start, start + len(token)))
-        start += len(token) + 1
-    return " ".join(example["tokens"]), offsets

@@ -49,7 +49,7 @@ from seqlab.models.cells import (
     VariationalLSTMCell,
     WeightDropLSTM,
 )
-from seqlab.models.document_pooling import DocumentEmissionPooling, pooling_key
+from seqlab.models.document_pooling import DocumentEmissionPooling
 from seqlab.models.dropout import Dropout, DropoutSpec, SequenceDropout
 from seqlab.models.encoders import (
     BiGRUEncoder,
@@ -155,6 +155,5 @@ __all__ = [
     "WordEmbedder",
     "WordEmbedding",
     "casing_class",
-    "pooling_key",
     "frobenius_penalty",
 ]

@@ -5,17 +5,9 @@ Ratinov & Roth (2009, context aggregation), applied to a trained tagger's scores
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from seqlab import SeqlabError
-
-
-def pooling_key(token: str) -> Optional[str]:
-    """What makes two tokens the same word for pooling: the lower-cased form of a token that starts with an upper-case
-    letter (``Essex``, ``ESSEX``); None for the others, whose tags pooling leaves alone (``the``, ``of``, ``1996``)."""
-    return token.lower() if token[:1].isupper() else None
 
 
 class DocumentEmissionPooling:
@@ -23,14 +15,15 @@ class DocumentEmissionPooling:
     document (``i`` included), for keys with at least two occurrences in the document; every other emission stays as
     it is. ``weight`` in [0, 1]: 0 leaves the emissions unchanged, 1 gives every occurrence the same scores."""
 
-    def __init__(self, weight: float = 0.25) -> None:
+    def __init__(self, weight: float = 0.35) -> None:
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
             raise SeqlabError(f"--model.document_pooling weight must be a number in [0, 1], got {weight!r}")
         self.weight = float(weight)
 
     def __call__(self, emissions: torch.Tensor, keys: torch.Tensor, documents: torch.Tensor) -> torch.Tensor:
-        """emissions (B, T, K); keys (B, T) long, a token's key id, -1 for none and on padding; documents (B,) long,
-        each sentence's document id (sentences of one document may sit in any rows) -> pooled emissions (B, T, K)."""
+        """emissions (B, T, K); keys (B, T) long, one id per word (the batch's ``pool_keys``: a capitalised word,
+        lower-cased), -1 for tokens to leave alone and on padding; documents (B,) long, each sentence's document (a
+        document's sentences may sit in any rows) -> pooled emissions (B, T, K)."""
         pooled = keys >= 0
         if self.weight == 0.0 or not bool(pooled.any()):
             return emissions

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from seqlab import SeqlabError
-from seqlab.models import DocumentEmissionPooling, LinearChainCRF, pooling_key
+from seqlab.data.token_rows import pooling_key
+from seqlab.models import DocumentEmissionPooling, LinearChainCRF
 
 
 def reference(emissions, keys, documents, weight):

@@ -8,7 +8,7 @@ import torch
 from pytorch_lightning.loggers import Logger
 
 from seqlab import SeqlabError
-from seqlab.data_modules.token_classification import pool_key_ids, spans
+from seqlab.data.token_rows import pool_key_ids, spans
 from seqlab.models import (
     BidirectionalLanguageModel,
     BiGRUEncoder,
