@@ -15,9 +15,9 @@ import torch
 from seqlab import SeqlabError
 from seqlab.data.readers import CoNLLUReader, ColumnReader, DocumentReader, JsonlReader, Reader, head_lines, is_parquet
 from seqlab.data.rows import pad, rowwise
+from seqlab.data.sampler import BucketBatchSampler, DocumentBatchSampler
 from seqlab.data.token_rows import (RAW_TOKEN_FEATURES, TOKEN_FEATURES, auxiliary_batch, column_sentences, document_of,
                                     location, pool_key_ids, raw_sentence, raw_text_sentences, sentence_row, spans)
-from seqlab.data.sampler import BucketBatchSampler, DocumentBatchSampler
 from seqlab.data.transformer import TRANSFORMER_COLUMNS, TransformerBatch
 from seqlab.data_modules.base import linked
 from seqlab.data_modules.words import WordVectorsData
@@ -142,7 +142,7 @@ class TokenClassificationData(WordVectorsData):
             reader = copy.copy(reader)
             reader.extra_columns = tuple(self.auxiliary_columns.values())
         return column_sentences, {"signature": self.signature(files), "reader": reader, "split": split,
-                            "tag_format": self.hparams.tag_format, "tag_scheme": self.hparams.tag_scheme}
+                                  "tag_format": self.hparams.tag_format, "tag_scheme": self.hparams.tag_scheme}
 
     def row_format(self, path: Path) -> Optional[str]:
         if is_parquet(path):
